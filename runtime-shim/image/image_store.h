@@ -1,0 +1,55 @@
+// ImageStore: the light runtime's content-addressed image store under a directory.
+//
+// Layout (under `root`):
+//   blobs/sha256/<hex>          image configs and manifests, by digest
+//   layers/<hex of diff id>/    one unpacked layer each, shared between images; whiteouts
+//                               are stored in overlayfs form (0/0 char device, opaque
+//                               xattr) so the layers stack directly as overlay lowerdirs
+//   images.json                 reference -> image id, written atomically
+//
+// Loading streams the tarball from disk: blobs are hashed while copied, layers are
+// unpacked straight from their blob. A failed load leaves no half-registered image.
+//
+// Thread-safety: all methods are safe to call concurrently (one internal mutex guards
+// the index; unpacking runs outside it).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "runtime-shim/runtime.h"
+
+namespace edge::runtime {
+
+class ImageStore {
+ public:
+  virtual ~ImageStore() = default;
+
+  // Opens (creating if needed) the store rooted at `root`.
+  static Result<std::unique_ptr<ImageStore>> open(const std::string& root);
+
+  // Loads every image in a docker-save (classic or OCI) or OCI-layout tarball. Tags in
+  // the archive move to the loaded image, as `docker load` does.
+  virtual Result<std::vector<ImageInfo>> load(const std::string& tarball_path) = 0;
+  virtual Result<std::vector<ImageInfo>> list() = 0;
+  // `ref` is a reference ("busybox", "busybox:1"), a full id or a unique id prefix
+  // (with or without "sha256:").
+  virtual Result<ImageInfo> inspect(const std::string& ref) = 0;
+  // Absolute paths of the unpacked layer directories of an image, lowest first.
+  virtual Result<std::vector<std::string>> layerPaths(const std::string& ref) = 0;
+  // Removes a tag; when `ref` is an id or the last tag, removes the image and every
+  // layer no other image uses. `in_use(image_id)` is asked first; removal is refused
+  // with kFailedPrecondition while it returns true, unless `force`.
+  virtual Status remove(const std::string& ref, bool force,
+                        const std::function<bool(const std::string& image_id)>& in_use) = 0;
+};
+
+// Builds a plain directory tree from overlay-form layers (lowest first), applying
+// whiteouts and opaque markers as overlayfs would: the fallback rootfs when overlayfs
+// cannot be mounted. `target` must be empty or absent.
+Status materializeRootfs(const std::vector<std::string>& layer_dirs, const std::string& target);
+
+}  // namespace edge::runtime
