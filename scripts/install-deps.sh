@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Edgecloud builds, tests and runs with. Idempotent:
+# does nothing (and skips `apt-get update`) when everything is already installed.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config clang-format
+  # libraries: HTTP (also the Docker socket), JSON, CLI, TLS/hashing, tests
+  libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libssl-dev libgtest-dev libgmock-dev
+  # light runtime: seccomp filters; tar/gzip/zstd image layers (libarchive streams all three)
+  libseccomp-dev libarchive-dev libzstd-dev zlib1g-dev
+  # example and test images are built from Debian's static busybox (no registry here)
+  busybox-static
+  # peers and real components the tests and benchmarks drive
+  docker.io runc iproute2 curl procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: these packages are missing and installing them needs root: ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

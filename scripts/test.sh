@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts dockerd when none runs, builds
+# everything with warnings as errors and runs every test — unit tests, then the
+# integration tests (real dockerd, namespaces, cgroups; needs root).
+#
+#   scripts/test.sh              # RelWithDebInfo build in build/
+#   scripts/test.sh --sanitize   # ASan+UBSan build in build-asan/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+cmake_args=(-DEDGE_WERROR=ON)
+if [ "${1:-}" = "--sanitize" ]; then
+  build=build-asan
+  cmake_args+=(-DEDGE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+fi
+
+scripts/install-deps.sh
+scripts/start-dockerd.sh
+
+cmake -S . -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
+ninja -C "$build"
+
+# The integration tests must fail, not skip, when dockerd is unusable.
+export EDGE_REQUIRE_DOCKER=1
+ctest --test-dir "$build" -L unit --output-on-failure -j "$(nproc)"
+ctest --test-dir "$build" -L integration --output-on-failure
