@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "runtime-shim/image/layer.h"
 #include "runtime-shim/runtime.h"
 
 namespace edge::runtime {
@@ -45,6 +46,9 @@ class ImageStore {
   // with kFailedPrecondition while it returns true, unless `force`.
   virtual Status remove(const std::string& ref, bool force,
                         const std::function<bool(const std::string& image_id)>& in_use) = 0;
+  // Size limits applied to layers unpacked by later loads (defaults: 16 GiB per entry,
+  // 64 GiB per layer). An entry or layer over a limit fails its load.
+  virtual void setLimits(const image::LayerLimits& limits) = 0;
 };
 
 // Builds a plain directory tree from overlay-form layers (lowest first), applying
