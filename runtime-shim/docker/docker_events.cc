@@ -38,15 +38,16 @@ struct StopFlag {
 class EventPoller {
  public:
   EventPoller(std::shared_ptr<const DockerApi> api, EventSink sink, EventWindowOptions options,
-              std::shared_ptr<StopFlag> flag, int64_t offset_ns)
+              std::shared_ptr<StopFlag> flag, int64_t offset_ns, int64_t start_ns)
       : api_(std::move(api)),
         sink_(std::move(sink)),
         options_(options),
         flag_(std::move(flag)),
-        offset_ns_(offset_ns) {}
+        offset_ns_(offset_ns),
+        start_(start_ns) {}
 
   void run() {
-    const int64_t start = daemonNow();
+    const int64_t start = start_;
     int64_t covered = start;  // every event stamped <= covered has been asked for
     const int64_t window = nanoseconds(options_.window).count();
     const int64_t overlap = nanoseconds(options_.overlap).count();
@@ -136,6 +137,7 @@ class EventPoller {
   EventWindowOptions options_;
   std::shared_ptr<StopFlag> flag_;
   int64_t offset_ns_;
+  int64_t start_;  // daemon time when subscribe() was called: nothing earlier is wanted
   std::map<std::string, int64_t> seen_;
 };
 
@@ -177,9 +179,12 @@ Result<SubscriptionPtr> subscribeEvents(std::shared_ptr<const DockerApi> api, Ev
       offset = toNanos(daemon_time) - (toNanos(before) + (toNanos(after) - toNanos(before)) / 2);
     }
   }
+  // Events from the moment subscribe() was called count, even those that happen before
+  // the thread's first request goes out.
+  int64_t start = toNanos(before) + offset;
   auto flag = std::make_shared<StopFlag>();
   auto poller =
-      std::make_shared<EventPoller>(std::move(api), std::move(sink), options, flag, offset);
+      std::make_shared<EventPoller>(std::move(api), std::move(sink), options, flag, offset, start);
   std::thread thread([poller] { poller->run(); });
   return SubscriptionPtr(std::make_unique<EventSubscription>(flag, std::move(thread)));
 }

@@ -29,8 +29,11 @@ using std::chrono::milliseconds;
 
 // Closes a file descriptor when the last copy goes (the body source is copied around).
 struct FdCloser {
-  int fd;
+  explicit FdCloser(int f) : fd(f) {}
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
   ~FdCloser() { ::close(fd); }
+  int fd;
 };
 
 class DockerRuntime final : public ContainerRuntime {
@@ -113,7 +116,7 @@ Result<std::vector<ImageInfo>> DockerRuntime::loadImage(const std::string& tarba
   std::string what = "load image " + tarball_path;
   int fd = ::open(tarball_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::fromErrno(errno, what);
-  auto file = std::make_shared<FdCloser>(FdCloser{fd});
+  auto file = std::make_shared<FdCloser>(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Status::fromErrno(errno, what);
   if (!S_ISREG(st.st_mode)) return Status::invalidArgument(what + ": not a regular file");
