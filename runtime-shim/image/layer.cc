@@ -93,9 +93,11 @@ class Unpacker {
   // Opens the directory holding `comps` minus the last component, creating missing
   // directories when `create`. Rejects symlinks and non-directories on the way.
   Result<int> parentFd(const std::string& path, const std::vector<std::string>& comps, bool create);
+  // Forgets the cached parent. Its fd stays open (callers may still hold it as `dirfd`
+  // for the entry in progress) until the cache is next filled and dropped again.
   void invalidateCache() {
     cached_parent_.clear();
-    cached_fd_.reset();
+    if (cached_fd_.valid()) stale_fd_ = std::move(cached_fd_);
   }
   Status makeRoom(int dirfd, const std::string& name, const std::string& path);
   Status setOwner(int dirfd, const std::string& name, archive_entry* e, const std::string& path);
@@ -114,6 +116,7 @@ class Unpacker {
   int64_t size_ = 0;
   std::string cached_parent_;
   fs::UniqueFd cached_fd_;
+  fs::UniqueFd stale_fd_;
   // Every path this layer wrote plus its ancestors: what an opaque marker keeps.
   std::unordered_set<std::string> created_;
   // Overlay-mode whiteout devices made by this layer (a later directory entry of the

@@ -185,6 +185,18 @@ Status materializeRootfs(const std::vector<std::string>& layer_dirs, const std::
   RETURN_IF_ERROR(fs::makeDirs(target));
   fs::UniqueFd dst(::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dst.valid()) return Status::fromErrno(errno, "open " + target);
+  {
+    DIR* d = ::opendir(target.c_str());
+    if (d == nullptr) return Status::fromErrno(errno, "open " + target);
+    int entries = 0;
+    while (dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++entries;
+    }
+    ::closedir(d);
+    if (entries > 0) {
+      return Status::failedPrecondition("materialize rootfs: target " + target + " is not empty");
+    }
+  }
   for (const auto& layer : layer_dirs) {
     fs::UniqueFd src(::open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!src.valid()) return Status::fromErrno(errno, "open layer " + layer);
