@@ -1,0 +1,874 @@
+// LightRuntime: containers run by edge-shim processes, state on disk under options.root.
+//
+// Locking: mu_ guards containers_ and every Entry's fields; it is never held across a
+// blocking call (shim start, log reads, waits use cv_). sinks_mu_ (recursive) guards the
+// event subscribers and is held while a sink runs, so unsubscribing waits for it.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/crypto.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "runtime-shim/light/cgroups.h"
+#include "runtime-shim/light/container_files.h"
+#include "runtime-shim/light/cri_log.h"
+#include "runtime-shim/light/light_runtime_internal.h"
+#include "runtime-shim/light/seccomp_profile.h"
+#include "runtime-shim/light/spec.h"
+
+extern char** environ;
+
+namespace edge::runtime::light {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+constexpr long kOverlayfsMagic = 0x794c7630;
+constexpr auto kDefaultStopTimeout = std::chrono::seconds(10);
+// After SIGKILL a container is gone within milliseconds; this only bounds a wedged kernel.
+constexpr auto kKillGrace = std::chrono::seconds(30);
+
+int pidfdOpen(int pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+int pidfdSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+bool isHexId(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+struct Entry {
+  LaunchConfig config;  // config.info holds the identity and effective config
+  ContainerState state = ContainerState::kCreated;
+  int pid = 0;
+  int exit_code = 0;
+  bool oom_killed = false;
+  std::string error;
+  WallTime started{};
+  WallTime finished{};
+  bool starting = false;
+  bool removed = false;
+  fs::UniqueFd exit_fd;  // readable when the shim is gone (sync pipe or shim pidfd)
+  fs::UniqueFd pidfd;    // the container's first process, for signals
+  std::string dir;
+
+  ContainerInfo info() const {
+    ContainerInfo i = config.info;
+    i.state = state;
+    i.pid = state == ContainerState::kRunning ? pid : 0;
+    i.exit_code = exit_code;
+    i.oom_killed = oom_killed;
+    i.error = error;
+    i.started = started;
+    i.finished = finished;
+    return i;
+  }
+};
+using EntryPtr = std::shared_ptr<Entry>;
+
+class LightRuntime;
+
+class SubscriptionImpl : public Subscription {
+ public:
+  SubscriptionImpl(LightRuntime* rt, uint64_t id) : rt_(rt), id_(id) {}
+  ~SubscriptionImpl() override;
+
+ private:
+  LightRuntime* rt_;
+  uint64_t id_;
+};
+
+class LightRuntime : public ContainerRuntime {
+ public:
+  LightRuntime(LightRuntimeOptions options, LightRuntimeDeps deps, CgroupLayout layout)
+      : options_(std::move(options)),
+        deps_(std::move(deps)),
+        clock_(options_.clock ? options_.clock : SystemClock::instance()),
+        cgroups_(layout, makeRealCgroupFs()),
+        containers_dir_(options_.root + "/containers"),
+        trash_dir_(options_.root + "/trash") {}
+
+  ~LightRuntime() override {
+    stop_.store(true);
+    wake();
+    if (watcher_.joinable()) watcher_.join();
+    {
+      std::lock_guard lk(trash_mu_);
+      trash_stop_ = true;
+    }
+    trash_cv_.notify_all();
+    if (reaper_.joinable()) reaper_.join();
+  }
+
+  Status init() {
+    RETURN_IF_ERROR(fs::makeDirs(containers_dir_, 0711));
+    struct statfs sfs {};
+    copy_rootfs_ = deps_.force_copy_rootfs ||
+                   (::statfs(containers_dir_.c_str(), &sfs) == 0 && sfs.f_type == kOverlayfsMagic);
+    if (options_.shim_path.empty()) {
+      char exe[4096];
+      ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+      if (n > 0) {
+        std::string self(exe, static_cast<size_t>(n));
+        options_.shim_path = self.substr(0, self.rfind('/')) + "/edge-shim";
+      }
+    }
+    auto bpf = compileDefaultSeccompBpf();
+    if (!bpf.isOk()) return bpf.status().withContext("compile seccomp profile");
+    seccomp_path_ = options_.root + "/seccomp.bpf";
+    auto existing = fs::readFile(seccomp_path_, 1 << 20);
+    if (!existing.isOk() || *existing != *bpf) RETURN_IF_ERROR(replaceFile(seccomp_path_, *bpf));
+
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!epoll_.valid() || !wake_.valid()) return Status::fromErrno(errno, "epoll/eventfd");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_.get();
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+    RETURN_IF_ERROR(fs::makeDirs(trash_dir_, 0700));
+    recover();
+    watcher_ = std::thread([this] { watchLoop(); });
+    reaper_ = std::thread([this] { reapLoop(); });
+    return Status::ok();
+  }
+
+  std::string kind() const override { return "light"; }
+
+  Result<RuntimeInfo> info() override {
+    RuntimeInfo ri;
+    ri.kind = "light";
+    ri.version = kVersion;
+    ri.api_version = "1";
+    ri.os = "linux";
+    struct utsname u {};
+    if (::uname(&u) == 0) ri.kernel = u.release;
+    ri.cgroup_version = cgroups_.layout().version == CgroupVersion::kV2 ? "2" : "1";
+    ri.isolation = "namespaces+cgroups+seccomp";
+    {
+      std::lock_guard lk(mu_);
+      for (const auto& [id, e] : containers_) {
+        ++ri.containers;
+        if (e->state == ContainerState::kRunning) ++ri.containers_running;
+      }
+    }
+    auto imgs = deps_.images->list();
+    if (imgs.isOk()) ri.images = static_cast<int>(imgs->size());
+    return ri;
+  }
+
+  Result<std::vector<ImageInfo>> loadImage(const std::string& path) override {
+    return deps_.images->load(path);
+  }
+  Result<std::vector<ImageInfo>> listImages() override { return deps_.images->list(); }
+  Result<ImageInfo> inspectImage(const std::string& ref) override {
+    return deps_.images->inspect(ref);
+  }
+  Status removeImage(const std::string& ref, bool force) override {
+    return deps_.images->remove(ref, force, [this](const std::string& image_id) {
+      std::lock_guard lk(mu_);
+      for (const auto& [id, e] : containers_) {
+        if (e->config.info.image_id == image_id) return true;
+      }
+      return false;
+    });
+  }
+
+  Result<std::string> createContainer(const ContainerSpec& spec) override {
+    RETURN_IF_ERROR(validateSpec(spec));
+    ASSIGN_OR_RETURN(ImageInfo image, deps_.images->inspect(spec.image));
+    ASSIGN_OR_RETURN(std::vector<std::string> layers, deps_.images->layerPaths(image.id));
+    LaunchConfig c;
+    c.info.id = crypto::randomHex(32);
+    c.info.name = spec.name;
+    c.info.image = spec.image;
+    c.info.image_id = image.id;
+    c.info.created = clock_->wallNow();
+    mergeSpec(spec, image, &c.info);
+    RETURN_IF_ERROR(containerArgv(c.info).status());
+    c.hostname = spec.hostname;
+    c.stop_signal = !spec.stop_signal.empty() ? spec.stop_signal : image.stop_signal;
+    if (!c.stop_signal.empty() && !parseSignal(c.stop_signal).isOk()) {
+      return Status::invalidArgument("image " + spec.image + ": StopSignal '" + c.stop_signal +
+                                     "' is not a signal");
+    }
+    c.stop_timeout_s = spec.stop_timeout ? spec.stop_timeout->count() : -1;
+    c.layers = std::move(layers);
+    c.rootfs_copy = copy_rootfs_;
+    c.cgroups = cgroups_.layout();
+    c.seccomp_path = seccomp_path_;
+
+    {
+      std::lock_guard lk(mu_);
+      if (!spec.name.empty()) {
+        if (reserved_names_.count(spec.name) || findByNameLocked(spec.name)) {
+          return Status::alreadyExists("container name '" + spec.name + "' is already in use");
+        }
+        reserved_names_.insert(spec.name);
+      }
+    }
+    auto entry = std::make_shared<Entry>();
+    entry->dir = containers_dir_ + "/" + c.info.id;
+    Status s = writeBundle(entry->dir, c);
+    std::lock_guard lk(mu_);
+    reserved_names_.erase(spec.name);
+    if (!s.isOk()) {
+      (void)fs::removeAll(entry->dir);
+      return s;
+    }
+    entry->config = std::move(c);
+    std::string id = entry->config.info.id;
+    containers_[id] = std::move(entry);
+    queueEventLocked(Event::Type::kCreate, id, 0);
+    return id;
+  }
+
+  Status startContainer(const std::string& ref) override {
+    EntryPtr e;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(e, findLocked(ref));
+      if (e->starting) return Status::failedPrecondition("container " + ref + " is starting");
+      if (e->state == ContainerState::kRunning) {
+        return Status::failedPrecondition("container " + ref + " is already running");
+      }
+      e->starting = true;
+    }
+    if (e->state == ContainerState::kExited) ::unlink((e->dir + "/exit.json").c_str());
+    int pid = 0;
+    fs::UniqueFd exit_fd;
+    Status s = spawnShim(e->dir, &pid, &exit_fd);
+    fs::UniqueFd pidfd;
+    if (s.isOk()) pidfd.reset(pidfdOpen(pid));  // ESRCH: already gone, the exit fd says so
+
+    std::lock_guard lk(mu_);
+    e->starting = false;
+    if (!s.isOk()) {
+      e->error = s.message();
+      e->exit_code = s.message().find("permission denied") != std::string::npos ? 126 : 127;
+      StateRecord st;
+      st.state =
+          e->state == ContainerState::kExited ? ContainerState::kExited : ContainerState::kCreated;
+      st.error = e->error;
+      st.exit_code = e->exit_code;
+      (void)replaceFile(e->dir + "/state.json", encodeState(st));
+      cv_.notify_all();
+      return s;
+    }
+    e->state = ContainerState::kRunning;
+    e->pid = pid;
+    e->error.clear();
+    e->exit_code = 0;
+    e->oom_killed = false;
+    e->started = clock_->wallNow();
+    e->finished = WallTime{};
+    e->pidfd = std::move(pidfd);
+    e->exit_fd = std::move(exit_fd);
+    watchLocked(e);
+    queueEventLocked(Event::Type::kStart, e->config.info.id, 0);
+    return Status::ok();
+  }
+
+  Status stopContainer(const std::string& ref,
+                       std::optional<std::chrono::seconds> timeout) override {
+    EntryPtr e;
+    int sig = SIGTERM;
+    std::chrono::seconds t = kDefaultStopTimeout;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(e, findLocked(ref));
+      if (!e->config.stop_signal.empty()) {
+        auto parsed = parseSignal(e->config.stop_signal);
+        if (parsed.isOk()) sig = *parsed;
+      }
+      if (timeout) {
+        t = *timeout;
+      } else if (e->config.stop_timeout_s >= 0) {
+        t = std::chrono::seconds(e->config.stop_timeout_s);
+      }
+    }
+    if (t.count() > 0) {
+      if (!signalIfRunning(e, sig)) return Status::ok();
+      if (waitNotRunning(e, clock_->now() + t)) return Status::ok();
+    }
+    if (!signalIfRunning(e, SIGKILL)) return Status::ok();
+    if (!waitNotRunning(e, clock_->now() + kKillGrace)) {
+      return Status::deadlineExceeded("container " + ref + " did not exit after SIGKILL");
+    }
+    return Status::ok();
+  }
+
+  Status killContainer(const std::string& ref, int sig) override {
+    EntryPtr e;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(e, findLocked(ref));
+      if (e->state != ContainerState::kRunning) {
+        return Status::failedPrecondition("container " + ref + " is not running");
+      }
+    }
+    if (sig <= 0 || sig >= NSIG) {
+      return Status::invalidArgument("signal " + std::to_string(sig) + " is out of range");
+    }
+    signalIfRunning(e, sig);
+    return Status::ok();
+  }
+
+  Status removeContainer(const std::string& ref, bool force) override {
+    EntryPtr e;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(e, findLocked(ref));
+      if (e->starting) return Status::failedPrecondition("container " + ref + " is starting");
+      if (e->state == ContainerState::kRunning && !force) {
+        return Status::failedPrecondition("container " + ref +
+                                          " is running; stop it first or remove with force");
+      }
+    }
+    if (force && signalIfRunning(e, SIGKILL) && !waitNotRunning(e, clock_->now() + kKillGrace)) {
+      return Status::deadlineExceeded("container " + ref + " did not exit after SIGKILL");
+    }
+    std::string id;
+    {
+      std::lock_guard lk(mu_);
+      if (e->removed) return Status::notFound("no such container: " + ref);
+      if (e->state == ContainerState::kRunning) {
+        return Status::failedPrecondition("container " + ref + " was started again");
+      }
+      e->removed = true;
+      id = e->config.info.id;
+      containers_.erase(id);
+      unwatchLocked(e);
+    }
+    (void)cgroups_.destroy(id);
+    Status s = discard(e->dir, id);
+    std::lock_guard lk(mu_);
+    queueEventLocked(Event::Type::kDestroy, id, 0);
+    return s;
+  }
+
+  Result<std::vector<ContainerInfo>> listContainers(const ListOptions& o) override {
+    std::vector<ContainerInfo> out;
+    std::lock_guard lk(mu_);
+    for (const auto& [id, e] : containers_) {
+      if (!o.all && e->state != ContainerState::kRunning) continue;
+      bool match = true;
+      for (const auto& [k, v] : o.labels) {
+        auto it = e->config.info.labels.find(k);
+        if (it == e->config.info.labels.end() || it->second != v) match = false;
+      }
+      if (match) out.push_back(e->info());
+    }
+    std::sort(out.begin(), out.end(),
+              [](const ContainerInfo& a, const ContainerInfo& b) { return a.created > b.created; });
+    return out;
+  }
+
+  Result<ContainerInfo> inspectContainer(const std::string& ref) override {
+    std::lock_guard lk(mu_);
+    ASSIGN_OR_RETURN(EntryPtr e, findLocked(ref));
+    return e->info();
+  }
+
+  Result<ExitStatus> waitContainer(const std::string& ref,
+                                   std::optional<Duration> timeout) override {
+    EntryPtr e;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(e, findLocked(ref));
+    }
+    SteadyTime deadline = timeout ? clock_->now() + *timeout : SteadyTime::max();
+    if (!waitNotRunning(e, deadline)) {
+      return Status::deadlineExceeded("container " + ref + " still running after the timeout");
+    }
+    std::lock_guard lk(mu_);
+    return ExitStatus{e->exit_code, e->oom_killed, e->finished};
+  }
+
+  Status readLogs(const std::string& ref, const LogOptions& options, const LogSink& sink) override {
+    EntryPtr e;
+    int max_files = 0;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(e, findLocked(ref));
+      max_files = e->config.log.max_files;
+    }
+    CriReadControl control;
+    control.finished = [this, e] {
+      std::lock_guard lk(mu_);
+      return e->removed || (!e->starting && e->state != ContainerState::kRunning);
+    };
+    return readCriLogs(e->dir + "/container.log", max_files, options, sink, control);
+  }
+
+  Result<Stats> stats(const std::string& ref) override {
+    std::string id;
+    {
+      std::lock_guard lk(mu_);
+      ASSIGN_OR_RETURN(EntryPtr e, findLocked(ref));
+      if (e->state != ContainerState::kRunning) {
+        Stats st;
+        st.memory_limit_bytes = e->config.info.resources.memory_bytes;
+        st.read_at = clock_->wallNow();
+        return st;
+      }
+      id = e->config.info.id;
+    }
+    ASSIGN_OR_RETURN(Stats st, cgroups_.stats(id));
+    st.read_at = clock_->wallNow();
+    return st;
+  }
+
+  Result<SubscriptionPtr> subscribe(EventSink sink) override {
+    std::lock_guard lk(sinks_mu_);
+    uint64_t id = ++next_sink_;
+    sinks_[id] = std::move(sink);
+    return SubscriptionPtr(std::make_unique<SubscriptionImpl>(this, id));
+  }
+
+  void unsubscribe(uint64_t id) {
+    std::lock_guard lk(sinks_mu_);  // waits for a sink call in progress on another thread
+    sinks_.erase(id);
+  }
+
+ private:
+  Status writeBundle(const std::string& dir, const LaunchConfig& c) {
+    if (::mkdir(dir.c_str(), 0711) != 0) return Status::fromErrno(errno, "mkdir " + dir);
+    for (const char* sub : {"/upper", "/work", "/merged"}) {
+      std::string p = dir + sub;
+      if (::mkdir(p.c_str(), 0755) != 0) return Status::fromErrno(errno, "mkdir " + p);
+    }
+    if (c.rootfs_copy) {
+      if (!deps_.materialize) return Status::failedPrecondition("no rootfs materializer");
+      Status s = deps_.materialize(c.layers, dir + "/rootfs");
+      if (!s.isOk()) return s.withContext("materialize rootfs");
+    }
+    return replaceFile(dir + "/config.json", encodeLaunchConfig(c));
+  }
+
+  // Spawns edge-shim for the container in `dir`; on success `pid` is the container's
+  // first process and `exit_fd` becomes readable when the shim is gone.
+  Status spawnShim(const std::string& dir, int* pid, fs::UniqueFd* exit_fd) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return Status::fromErrno(errno, "pipe");
+    fs::UniqueFd rd(p[0]), wr(p[1]);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, wr.get(), 3);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    std::string shim = options_.shim_path;
+    std::string arg0 = "edge-shim";
+    std::string arg1 = dir;
+    char* argv[] = {arg0.data(), arg1.data(), nullptr};
+    // The shim runs with an empty environment, except a trace file for start timing.
+    std::string trace;
+    if (const char* t = std::getenv("EDGE_LIGHT_TRACE"))
+      trace = std::string("EDGE_LIGHT_TRACE=") + t;
+    char* envp[] = {trace.empty() ? nullptr : trace.data(), nullptr};
+    pid_t child = 0;
+    int rc = ::posix_spawn(&child, shim.c_str(), &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) return Status::fromErrno(rc, "spawn " + shim);
+    wr.reset();
+    int st = 0;
+    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    std::string line;
+    char buf[4096];
+    while (line.find('\n') == std::string::npos) {
+      ssize_t n = ::read(rd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      line.append(buf, static_cast<size_t>(n));
+    }
+    if (line.empty()) {
+      return Status::internal("edge-shim exited without reporting (status " + std::to_string(st) +
+                              "); is " + shim + " the right binary?");
+    }
+    line = line.substr(0, line.find('\n'));
+    if (line.starts_with("ok ")) {
+      *pid = std::atoi(line.c_str() + 3);
+      *exit_fd = std::move(rd);
+      return Status::ok();
+    }
+    std::string msg = line.starts_with("err ") ? line.substr(4) : line;
+    return Status::failedPrecondition(msg);
+  }
+
+  // Sends `sig` to the container's first process; false when it is not running.
+  bool signalIfRunning(const EntryPtr& e, int sig) {
+    std::lock_guard lk(mu_);
+    if (e->state != ContainerState::kRunning || !e->pidfd.valid()) return false;
+    if (pidfdSignal(e->pidfd.get(), sig) != 0 && errno == ESRCH) return false;
+    return true;
+  }
+
+  bool waitNotRunning(const EntryPtr& e, SteadyTime deadline) {
+    std::unique_lock lk(mu_);
+    auto done = [&] {
+      return e->removed || (!e->starting && e->state != ContainerState::kRunning);
+    };
+    if (deadline == SteadyTime::max()) {
+      cv_.wait(lk, done);
+      return true;
+    }
+    // cv_ waits on the steady clock; the runtime clock only sets the budget.
+    auto budget = deadline - clock_->now();
+    return cv_.wait_for(lk, budget, done);
+  }
+
+  Result<EntryPtr> findLocked(const std::string& ref) {
+    if (ref.empty()) return Status::notFound("no such container: (empty reference)");
+    auto it = containers_.find(ref);
+    if (it != containers_.end()) return it->second;
+    if (EntryPtr byName = findByNameLocked(ref.starts_with("/") ? ref.substr(1) : ref)) {
+      return byName;
+    }
+    EntryPtr found;
+    for (const auto& [id, e] : containers_) {
+      if (id.starts_with(ref)) {
+        if (found) {
+          return Status::invalidArgument("container reference '" + ref +
+                                         "' matches several containers; give more of the id");
+        }
+        found = e;
+      }
+    }
+    if (!found) return Status::notFound("no such container: " + ref);
+    return found;
+  }
+
+  EntryPtr findByNameLocked(const std::string& name) {
+    for (const auto& [id, e] : containers_) {
+      if (!name.empty() && e->config.info.name == name) return e;
+    }
+    return nullptr;
+  }
+
+  // --- exit watching and events ---
+
+  void watchLocked(const EntryPtr& e) {
+    if (!e->exit_fd.valid()) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLHUP;
+    ev.data.fd = e->exit_fd.get();
+    watched_[e->exit_fd.get()] = e;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, e->exit_fd.get(), &ev);
+  }
+
+  void unwatchLocked(const EntryPtr& e) {
+    if (!e->exit_fd.valid()) return;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, e->exit_fd.get(), nullptr);
+    watched_.erase(e->exit_fd.get());
+    e->exit_fd.reset();
+  }
+
+  // The shim of `e` is gone: take the exit status it recorded.
+  void finishLocked(EntryPtr e) {  // by value: unwatching erases the map slot
+    unwatchLocked(e);
+    e->pidfd.reset();
+    if (e->state != ContainerState::kRunning) return;
+    e->state = ContainerState::kExited;
+    auto text = fs::readFile(e->dir + "/exit.json");
+    auto ex = text.isOk() ? decodeExit(*text) : Result<ExitRecord>(text.status());
+    if (ex.isOk()) {
+      e->exit_code = ex->exit_code;
+      e->oom_killed = ex->oom_killed;
+      e->finished = ex->finished;
+    } else {
+      e->exit_code = 255;
+      e->finished = clock_->wallNow();
+      e->error = "edge-shim died without recording an exit status";
+    }
+    if (e->oom_killed) queueEventLocked(Event::Type::kOom, e->config.info.id, 0);
+    queueEventLocked(Event::Type::kExit, e->config.info.id, e->exit_code);
+    cv_.notify_all();
+  }
+
+  void queueEventLocked(Event::Type type, const std::string& id, int exit_code) {
+    Event ev;
+    ev.type = type;
+    ev.container_id = id;
+    ev.exit_code = exit_code;
+    ev.time = clock_->wallNow();
+    events_.push_back(std::move(ev));
+    wake();
+  }
+
+  void wake() {
+    uint64_t one = 1;
+    if (wake_.valid()) (void)!::write(wake_.get(), &one, sizeof one);
+  }
+
+  void watchLoop() {
+    while (!stop_.load()) {
+      epoll_event evs[16];
+      int n = ::epoll_wait(epoll_.get(), evs, 16, -1);
+      if (n < 0 && errno != EINTR) break;
+      std::deque<Event> pending;
+      {
+        std::lock_guard lk(mu_);
+        for (int i = 0; i < n; ++i) {
+          int fd = evs[i].data.fd;
+          if (fd == wake_.get()) {
+            uint64_t v;
+            (void)!::read(fd, &v, sizeof v);
+            continue;
+          }
+          auto it = watched_.find(fd);
+          if (it != watched_.end()) finishLocked(it->second);
+        }
+        pending.swap(events_);
+      }
+      if (pending.empty()) continue;
+      std::lock_guard lk(sinks_mu_);
+      for (const Event& ev : pending) {
+        std::vector<uint64_t> ids;
+        for (const auto& [id, s] : sinks_) ids.push_back(id);
+        for (uint64_t id : ids) {
+          auto it = sinks_.find(id);
+          if (it == sinks_.end()) continue;
+          EventSink sink = it->second;
+          sink(ev);
+        }
+      }
+    }
+  }
+
+  // --- removal ---
+
+  // Moves a container dir out of sight with one rename and deletes it in the background:
+  // unlinking a dozen files costs tens of milliseconds on a busy journaled disk, which
+  // a caller of remove must not wait for. The trash is emptied again at the next open.
+  Status discard(const std::string& dir, const std::string& id) {
+    std::string target = trash_dir_ + "/" + id;
+    if (::rename(dir.c_str(), target.c_str()) != 0) {
+      if (errno == ENOENT) return Status::ok();
+      return fs::removeAll(dir);
+    }
+    {
+      std::lock_guard lk(trash_mu_);
+      trash_pending_ = true;
+    }
+    trash_cv_.notify_all();
+    return Status::ok();
+  }
+
+  void reapLoop() {
+    std::unique_lock lk(trash_mu_);
+    for (;;) {
+      trash_cv_.wait(lk, [&] { return trash_pending_ || trash_stop_; });
+      if (trash_stop_) return;
+      trash_pending_ = false;
+      lk.unlock();
+      emptyTrash();
+      lk.lock();
+    }
+  }
+
+  void emptyTrash() {
+    DIR* d = ::opendir(trash_dir_.c_str());
+    if (!d) return;
+    std::vector<std::string> names;
+    while (dirent* de = ::readdir(d)) {
+      if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0) {
+        names.push_back(de->d_name);
+      }
+    }
+    ::closedir(d);
+    for (const std::string& n : names) {
+      Status s = fs::removeAll(trash_dir_ + "/" + n);
+      if (!s.isOk()) LOG_WARN("cannot delete removed container").kv("error", s.message());
+    }
+  }
+
+  // --- recovery ---
+
+  void recover() {
+    {
+      std::lock_guard lk(trash_mu_);
+      trash_pending_ = true;  // leftovers of a previous process
+    }
+    DIR* d = ::opendir(containers_dir_.c_str());
+    if (!d) return;
+    std::vector<std::string> ids;
+    while (dirent* de = ::readdir(d)) {
+      std::string name = de->d_name;
+      if (isHexId(name)) ids.push_back(name);
+    }
+    ::closedir(d);
+    std::lock_guard lk(mu_);
+    for (const std::string& id : ids) {
+      std::string dir = containers_dir_ + "/" + id;
+      auto text = fs::readFile(dir + "/config.json");
+      auto cfg = text.isOk() ? decodeLaunchConfig(*text) : Result<LaunchConfig>(text.status());
+      if (!cfg.isOk() || cfg->info.id != id) {
+        LOG_WARN("skipping unreadable container")
+            .kv("id", id)
+            .kv("error", cfg.isOk() ? std::string("id mismatch") : cfg.status().message());
+        continue;
+      }
+      std::optional<StateRecord> state;
+      if (auto st = fs::readFile(dir + "/state.json"); st.isOk()) {
+        auto dec = decodeState(*st);
+        if (dec.isOk()) state = *dec;
+      }
+      std::optional<ExitRecord> exit;
+      if (auto ex = fs::readFile(dir + "/exit.json"); ex.isOk()) {
+        auto dec = decodeExit(*ex);
+        if (dec.isOk()) exit = *dec;
+      }
+      bool alive = state && processMatches(state->shim_pid, state->shim_start);
+      fs::UniqueFd shim_fd, pidfd;
+      if (alive) {
+        shim_fd.reset(pidfdOpen(state->shim_pid));
+        // Re-check after opening: the pidfd now pins the process we verified.
+        alive = shim_fd.valid() && processMatches(state->shim_pid, state->shim_start);
+        if (alive && processMatches(state->pid, state->pid_start)) {
+          pidfd.reset(pidfdOpen(state->pid));
+        }
+      }
+      Recovered r = recoverContainer(state, exit, alive);
+      auto e = std::make_shared<Entry>();
+      e->dir = dir;
+      e->config = std::move(cfg).value();
+      e->state = r.state;
+      e->exit_code = r.exit_code;
+      e->oom_killed = r.oom_killed;
+      e->finished = r.finished;
+      e->error = r.error;
+      if (state) {
+        e->pid = state->pid;
+        e->started = state->started;
+      }
+      if (r.adopt) {
+        e->exit_fd = std::move(shim_fd);
+        e->pidfd = std::move(pidfd);
+        watchLocked(e);
+      }
+      containers_[id] = std::move(e);
+    }
+  }
+
+  friend class SubscriptionImpl;
+
+  LightRuntimeOptions options_;
+  LightRuntimeDeps deps_;
+  ClockPtr clock_;
+  CgroupManager cgroups_;
+  std::string containers_dir_;
+  std::string trash_dir_;
+  std::string seccomp_path_;
+  bool copy_rootfs_ = false;
+
+  std::mutex trash_mu_;
+  std::condition_variable trash_cv_;
+  bool trash_pending_ = false;
+  bool trash_stop_ = false;
+  std::thread reaper_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, EntryPtr> containers_;
+  std::set<std::string> reserved_names_;
+  std::map<int, EntryPtr> watched_;
+  std::deque<Event> events_;
+
+  std::recursive_mutex sinks_mu_;
+  std::map<uint64_t, EventSink> sinks_;
+  uint64_t next_sink_ = 0;
+
+  fs::UniqueFd epoll_;
+  fs::UniqueFd wake_;
+  std::atomic<bool> stop_{false};
+  std::thread watcher_;
+};
+
+SubscriptionImpl::~SubscriptionImpl() {
+  rt_->unsubscribe(id_);
+}
+
+}  // namespace
+
+Status checkHostSupport(uid_t euid, bool check_namespaces, const std::string& mountinfo_path) {
+  if (euid != 0) {
+    return Status::failedPrecondition(
+        "the light runtime needs root (effective uid 0) to create namespaces, mounts and "
+        "cgroups; running as uid " +
+        std::to_string(euid));
+  }
+  if (check_namespaces) {
+    std::string missing;
+    for (const char* ns : {"pid", "mnt", "uts", "ipc", "net"}) {
+      if (::access((std::string("/proc/self/ns/") + ns).c_str(), F_OK) != 0) {
+        missing += missing.empty() ? ns : std::string(", ") + ns;
+      }
+    }
+    if (!missing.empty()) {
+      return Status::failedPrecondition("the kernel lacks namespaces the light runtime needs: " +
+                                        missing);
+    }
+  }
+  auto mi = fs::readFile(mountinfo_path);
+  if (!mi.isOk()) return Status::failedPrecondition("cannot read " + mountinfo_path);
+  return parseCgroupLayout(*mi).status();
+}
+
+Result<ContainerRuntimePtr> openLightRuntimeWith(const LightRuntimeOptions& options,
+                                                 LightRuntimeDeps deps) {
+  if (options.root.empty() || options.root[0] != '/') {
+    return Status::invalidArgument("light runtime root '" + options.root +
+                                   "' must be an absolute path");
+  }
+  uid_t euid = deps.euid ? deps.euid() : ::geteuid();
+  if (euid != 0 || deps.check_host) {
+    RETURN_IF_ERROR(checkHostSupport(euid, deps.check_host, deps.mountinfo_path));
+  }
+  auto mi = fs::readFile(deps.mountinfo_path);
+  if (!mi.isOk()) return mi.status();
+  ASSIGN_OR_RETURN(CgroupLayout layout, parseCgroupLayout(*mi));
+  if (!deps.images) return Status::invalidArgument("light runtime: no image store given");
+  auto rt = std::make_unique<LightRuntime>(options, std::move(deps), std::move(layout));
+  RETURN_IF_ERROR(rt->init());
+  return ContainerRuntimePtr(std::move(rt));
+}
+
+}  // namespace edge::runtime::light

@@ -1,0 +1,297 @@
+// edge-shim: the parent process of one light-runtime container.
+//
+//   edge-shim <container dir>      (fd 3: the runtime's sync pipe)
+//
+// Detaches from the runtime (new session, double fork), creates the container from
+// <dir>/config.json, answers on fd 3 with "ok <pid>\n" or "err <message>\n", then holds
+// the container's stdout/stderr (written to <dir>/container.log in the CRI format) and
+// waits for it. On exit: <dir>/exit.json, fd 3 closed (the runtime's exit notification),
+// cgroups removed.
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "common/clock.h"
+#include "common/fs.h"
+#include "runtime-shim/light/cgroups.h"
+#include "runtime-shim/light/container_files.h"
+#include "runtime-shim/light/container_init.h"
+
+namespace edge::runtime::light {
+namespace {
+
+constexpr int kSyncFd = 3;
+
+// Start-time tracing for development (EDGE_LIGHT_TRACE=<file>): phase timestamps.
+struct Trace {
+  std::string text;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  void mark(const char* what) {
+    if (!std::getenv("EDGE_LIGHT_TRACE")) return;
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    text += std::string(what) + "=" + std::to_string(us) + "us ";
+  }
+  int fd = -1;
+  void flush() {
+    const char* path = std::getenv("EDGE_LIGHT_TRACE");
+    if (!path || text.empty()) return;
+    if (fd < 0) fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) (void)fs::writeAll(fd, text + "\n");
+  }
+};
+Trace g_trace;
+
+void reply(const std::string& line) {
+  (void)fs::writeAll(kSyncFd, line + "\n");
+}
+
+[[noreturn]] void failStart(const std::string& message) {
+  std::string m = message;
+  for (char& ch : m) {
+    if (ch == '\n') ch = ' ';
+  }
+  reply("err " + m);
+  _exit(1);
+}
+
+WallTime now() {
+  return std::chrono::system_clock::now();
+}
+
+int runShim(const std::string& dir) {
+  auto text = fs::readFile(dir + "/config.json");
+  if (!text.isOk()) failStart("read config: " + text.status().message());
+  auto config = decodeLaunchConfig(*text);
+  if (!config.isOk()) failStart(config.status().message());
+  const LaunchConfig& c = *config;
+  const std::string& id = c.info.id;
+  g_trace.mark("config");
+
+  CgroupManager cgroups(c.cgroups, makeRealCgroupFs());
+  Status cs = cgroups.create(id, c.info.resources);
+  if (!cs.isOk()) {
+    (void)cgroups.destroy(id);
+    failStart("create cgroups: " + cs.message());
+  }
+
+  g_trace.mark("cgroups");
+  InitParams ip;
+  ip.config = &c;
+  ip.container_dir = dir;
+  if (!c.seccomp_path.empty()) {
+    auto prog = fs::readFile(c.seccomp_path, 1 << 20);
+    if (!prog.isOk()) failStart("read seccomp program: " + prog.status().message());
+    ip.seccomp_bpf = std::move(prog).value();
+  }
+  int out[2], err[2], errp[2], go[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0 ||
+      ::pipe2(errp, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0) {
+    failStart(std::string("pipe: ") + std::strerror(errno));
+  }
+  fs::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ip.stdin_fd = devnull.get();
+  ip.stdout_fd = out[1];
+  ip.stderr_fd = err[1];
+  ip.error_fd = errp[1];
+  ip.go_fd = go[0];
+  if (const char* tp = std::getenv("EDGE_LIGHT_TRACE")) {
+    g_trace.fd = ::open(tp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    ip.trace = [](const char* step) {
+      g_trace.mark(step);
+      if (std::strcmp(step, "seccomp") == 0) {
+        g_trace.text = "child: " + g_trace.text;
+        g_trace.flush();
+      }
+    };
+  }
+
+  uint64_t flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
+  if (c.info.network == NetworkMode::kNone) flags |= CLONE_NEWNET;
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = flags;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) {
+    (void)cgroups.destroy(id);
+    failStart(std::string("clone: ") + std::strerror(errno));
+  }
+  if (pid == 0) runContainerInit(ip);
+  g_trace.mark("clone");
+
+  ::close(out[1]);
+  ::close(err[1]);
+  ::close(errp[1]);
+  ::close(go[0]);
+  devnull.reset();
+  std::string pid_text = std::to_string(pid);
+  std::string attach_error;
+  for (const std::string& d : cgroups.dirs(id)) {
+    std::string procs = d + "/cgroup.procs";
+    fs::UniqueFd fd(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd.valid() || ::write(fd.get(), pid_text.data(), pid_text.size()) < 0) {
+      attach_error = "join cgroup " + d + ": " + std::strerror(errno);
+      break;
+    }
+  }
+  g_trace.mark("attached");
+  if (attach_error.empty()) {
+    const char one = 1;
+    (void)!::write(go[1], &one, 1);
+  }
+  ::close(go[1]);
+  std::string init_error;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(errp[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    init_error.append(buf, static_cast<size_t>(n));
+  }
+  ::close(errp[0]);
+  g_trace.mark("exec");
+  if (init_error.empty()) init_error = attach_error;
+  if (!init_error.empty()) {
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
+    int st = 0;
+    ::waitpid(static_cast<pid_t>(pid), &st, 0);
+    (void)cgroups.destroy(id);
+    failStart(init_error);
+  }
+
+  StateRecord state;
+  state.state = ContainerState::kRunning;
+  state.pid = static_cast<int>(pid);
+  state.pid_start = procStartTime(state.pid);
+  state.shim_pid = ::getpid();
+  state.shim_start = procStartTime(state.shim_pid);
+  state.started = now();
+  Status ws = replaceFile(dir + "/state.json", encodeState(state));
+  if (!ws.isOk()) {
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
+    int st = 0;
+    ::waitpid(static_cast<pid_t>(pid), &st, 0);
+    (void)cgroups.destroy(id);
+    failStart(ws.message());
+  }
+  reply("ok " + std::to_string(pid));
+  g_trace.mark("replied");
+
+  // From here on the shim serves the running container.
+  CriLogWriter log(dir + "/container.log", c.log, now);
+  (void)log.open();
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  auto add = [&](int fd, uint64_t tag) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  };
+  add(out[0], 1);
+  add(err[0], 2);
+  add(pidfd, 3);
+  int open_pipes = 2;
+  bool exited = false;
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::time_point::max();
+  while (open_pipes > 0 || !exited) {
+    int timeout = -1;
+    if (exited) {
+      // Pid 1's exit killed the namespace; the pipes close right after. Bound the wait in
+      // case a descriptor leaked somewhere unexpected.
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      timeout = static_cast<int>(left.count());
+    }
+    epoll_event evs[4];
+    int n = ::epoll_wait(ep, evs, 4, timeout);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (exited) break;
+      continue;
+    }
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = evs[i].data.u64;
+      if (tag == 3) {
+        if (::waitpid(static_cast<pid_t>(pid), &status, WNOHANG) == pid) {
+          exited = true;
+          deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+          ::epoll_ctl(ep, EPOLL_CTL_DEL, pidfd, nullptr);
+        }
+        continue;
+      }
+      int fd = tag == 1 ? out[0] : err[0];
+      LogStream stream = tag == 1 ? LogStream::kStdout : LogStream::kStderr;
+      ssize_t r = ::read(fd, buf, sizeof buf);
+      if (r > 0) {
+        (void)log.write(stream, std::string_view(buf, static_cast<size_t>(r)));
+      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+        (void)log.flush(stream);
+        --open_pipes;
+      }
+    }
+  }
+  (void)log.flush(LogStream::kStdout);
+  (void)log.flush(LogStream::kStderr);
+
+  g_trace.mark("exited");
+  ExitRecord ex;
+  if (WIFSIGNALED(status)) {
+    ex.exit_code = 128 + WTERMSIG(status);
+  } else {
+    ex.exit_code = WEXITSTATUS(status);
+  }
+  ex.oom_killed = cgroups.oomKilled(id);
+  ex.finished = now();
+  (void)replaceFile(dir + "/exit.json", encodeExit(ex));
+  ::close(kSyncFd);  // the runtime's "exited" notification
+  g_trace.mark("exit_written");
+  // A cgroup can stay busy for a moment while the kernel finishes tearing the namespace
+  // down; a few immediate retries cover it, and the runtime removes leftovers on remove.
+  for (int i = 0; i < 50 && !cgroups.destroy(id).isOk(); ++i) ::sched_yield();
+  g_trace.mark("cgroups_removed");
+  g_trace.flush();
+  return 0;
+}
+
+}  // namespace
+}  // namespace edge::runtime::light
+
+int main(int argc, char** argv) {
+  edge::runtime::light::g_trace.mark("main");
+  if (argc != 2) {
+    const char usage[] = "usage: edge-shim <container dir> (started by the light runtime)\n";
+    (void)!::write(2, usage, sizeof usage - 1);
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_IGN);
+  ::fcntl(3, F_SETFD, FD_CLOEXEC);
+  if (::getsid(0) != ::getpid()) ::setsid();
+  // Double fork: the runtime reaps this process at once and the shim is reparented away,
+  // so it outlives the runtime and never becomes its zombie.
+  pid_t child = ::fork();
+  if (child < 0) {
+    const char msg[] = "err fork shim failed\n";
+    (void)!::write(3, msg, sizeof msg - 1);
+    return 1;
+  }
+  if (child > 0) _exit(0);
+  return edge::runtime::light::runShim(argv[1]);
+}
