@@ -331,6 +331,9 @@ Result<ContainerInfo> containerFromInspect(const Json& j) {
   c.started = parseDockerTime(text(*state, "StartedAt"));
   c.finished = parseDockerTime(text(*state, "FinishedAt"));
   if (c.state != ContainerState::kRunning) c.pid = 0;
+  // dockerd records StartedAt after the start call returns, so a process that exits at
+  // once can show FinishedAt < StartedAt. The exit time is the accurate one.
+  if (c.finished != WallTime{} && c.started > c.finished) c.started = c.finished;
 
   const Json* config = field(j, "Config");
   if (!config) config = &kEmpty;
