@@ -85,8 +85,6 @@ TEST(LogDecoderTest, FramesSplitAtEveryByteOffset) {
 
 TEST(LogDecoderTest, ByteByByteKeepsTimestamps) {
   std::string body = frame(1, std::string(kTs1) + "x\n");
-  std::vector<size_t> cuts;
-  for (size_t i = 1; i < body.size(); ++i) cuts.push_back(i);
   LogDecoder d({.framed = true, .timestamps = true});
   Collector c;
   for (char ch : body) ASSERT_TRUE(d.feed(std::string_view(&ch, 1), c.sink()).isOk());
