@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -264,6 +266,7 @@ class ImageStoreImpl : public ImageStore {
   explicit ImageStoreImpl(std::string root) : root_(std::move(root)) {}
 
   Status init();
+  void removeStaleLeftovers();
   Result<std::vector<ImageInfo>> load(const std::string& tarball_path) override;
   Result<std::vector<ImageInfo>> list() override;
   Result<ImageInfo> inspect(const std::string& ref) override;
@@ -316,13 +319,39 @@ class ImageStoreImpl : public ImageStore {
   std::mutex mu_;
   LayerLimits limits_;
   std::map<std::string, int> pinned_;  // layer hex -> loads in flight using it
+  // One unpack per layer at a time: a second load of the same layer waits for the first
+  // instead of unpacking it again.
+  std::map<std::string, std::weak_ptr<std::mutex>> unpacking_;
 };
 
 Status ImageStoreImpl::init() {
   for (const char* d : {"", "/blobs/sha256", "/layers", "/layerinfo", "/tmp"}) {
     RETURN_IF_ERROR(fs::makeDirs(root_ + d, 0700));
   }
+  removeStaleLeftovers();
   return Status::ok();
+}
+
+// A crash mid-load leaves staging directories and half-unpacked layers. Only old ones
+// are removed: another process may be loading into the same store right now.
+void ImageStoreImpl::removeStaleLeftovers() {
+  constexpr std::chrono::hours kStaleAfter{6};
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& [dir, marker] : {std::pair<std::string, std::string>{root_ + "/tmp", ""},
+                                    {root_ + "/layers", ".tmp-"},
+                                    {root_ + "/layerinfo", ".tmp-"}}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      std::string name = e.path().filename().string();
+      if (!marker.empty() && name.find(marker) == std::string::npos) continue;
+      struct stat st;
+      if (::lstat(e.path().c_str(), &st) != 0) continue;
+      auto mtime = std::chrono::system_clock::from_time_t(st.st_mtime);
+      if (now - mtime < kStaleAfter) continue;
+      LOG_INFO("removing stale image store leftover").kv("path", e.path().string());
+      (void)fs::removeAll(e.path().string());
+    }
+  }
 }
 
 Result<Index> ImageStoreImpl::readIndex() const {
@@ -413,6 +442,17 @@ Result<int64_t> ImageStoreImpl::ensureLayer(const std::string& diff_id, const st
                                             const LayerLimits& limits,
                                             std::vector<std::string>* created) {
   std::string hex = stripSha(diff_id);
+  std::shared_ptr<std::mutex> layer_mu;
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(unpacking_, [](const auto& kv) { return kv.second.expired(); });
+    layer_mu = unpacking_[hex].lock();
+    if (!layer_mu) {
+      layer_mu = std::make_shared<std::mutex>();
+      unpacking_[hex] = layer_mu;
+    }
+  }
+  std::lock_guard layer_lock(*layer_mu);
   if (fs::exists(layerDir(hex))) {
     Result<std::string> size = fs::readFile(layerInfo(hex), 64);
     if (size) return std::strtoll(size->c_str(), nullptr, 10);

@@ -1,17 +1,30 @@
 // ImageStore: the light runtime's content-addressed image store under a directory.
 //
 // Layout (under `root`):
-//   blobs/sha256/<hex>          image configs and manifests, by digest
+//   blobs/sha256/<hex>          image configs and OCI manifests, by digest
 //   layers/<hex of diff id>/    one unpacked layer each, shared between images; whiteouts
 //                               are stored in overlayfs form (0/0 char device, opaque
 //                               xattr) so the layers stack directly as overlay lowerdirs
-//   images.json                 reference -> image id, written atomically
+//   layerinfo/<hex of diff id>  the layer's unpacked size (written before the layer dir
+//                               appears, so list() never walks trees)
+//   images.json                 image id -> tags, layers and run defaults, written atomically
+//   tmp/                        staging of loads in flight; leftovers older than 6 h are
+//                               removed by open()
+//   lock                        flock()ed around index changes, for other processes
 //
-// Loading streams the tarball from disk: blobs are hashed while copied, layers are
-// unpacked straight from their blob. A failed load leaves no half-registered image.
+// Loading streams the tarball from disk (64 KiB blocks): every regular entry is copied to
+// tmp/ while blobs are hashed against their names; then each layer is decompressed
+// (plain/gzip/zstd, detected from content), hashed and unpacked in one pass into
+// layers/<hex>.tmp-<random>, checked against the config's diff id and renamed into place.
+// A failed load leaves no registered image and no new layers. See layer.h for the
+// unpacking safety rules; refusals are kInvalidArgument naming layer and entry.
 //
-// Thread-safety: all methods are safe to call concurrently (one internal mutex guards
-// the index; unpacking runs outside it).
+// Errors: kNotFound for an unknown reference or a missing tarball, kInvalidArgument for a
+// malformed or hostile archive, kFailedPrecondition for a removal that is not allowed.
+//
+// Thread-safety: all methods are safe to call concurrently, also from several processes
+// on one root (a mutex plus the lock file guard the index; unpacking runs outside them;
+// two loads of the same layer unpack it once).
 #pragma once
 
 #include <functional>

@@ -318,5 +318,63 @@ TEST_F(ImageStoreTest, RejectsArchivesThatAreNotImages) {
   EXPECT_NE(r.status().message().find("manifest.json"), std::string::npos);
 }
 
+TEST_F(ImageStoreTest, LoadsCompressedOuterTarball) {
+  TestImage img = simpleImage("gz");
+  const TestImage& same = img;
+  std::vector<TarEntry> es;
+  es.push_back(file(hex(same.config) + ".json", same.config));
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& l : same.layers) {
+    es.push_back(file(hex(l.blob) + "/layer.tar", l.blob));
+    layers.push_back(hex(l.blob) + "/layer.tar");
+  }
+  es.push_back(file("manifest.json", nlohmann::json::array({{{"Config", hex(same.config) + ".json"},
+                                                             {"RepoTags", same.tags},
+                                                             {"Layers", layers}}})
+                                         .dump()));
+  auto loaded = store_->load(write("gz.tar.gz", makeTar(es, "gzip")));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_EQ((*loaded)[0].id, img.id());
+}
+
+TEST_F(ImageStoreTest, FollowsSymlinksInsideTheArchiveOnly) {
+  // Docker 25+ keeps legacy "<id>/layer.tar" paths as symlinks into blobs/.
+  TestImage img = simpleImage("links");
+  std::vector<TarEntry> es;
+  addBlobs(img, &es);
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t i = 0; i < img.layers.size(); ++i) {
+    std::string d = "legacy" + std::to_string(i);
+    es.push_back(dir(d));
+    es.push_back(symlink(d + "/layer.tar", "../blobs/sha256/" + hex(img.layers[i].blob)));
+    layers.push_back(d + "/layer.tar");
+  }
+  es.push_back(symlink("config.json", "blobs/sha256/" + hex(img.config)));
+  es.push_back(file("manifest.json",
+                    nlohmann::json::array(
+                        {{{"Config", "config.json"}, {"RepoTags", img.tags}, {"Layers", layers}}})
+                        .dump()));
+  auto loaded = store_->load(write("links.tar", makeTar(es)));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_EQ((*loaded)[0].id, img.id());
+
+  // A symlink leaving the archive is not followed.
+  std::vector<TarEntry> evil = {symlink("manifest.json", "../../../etc/hostname")};
+  auto r = store_->load(write("evil.tar", makeTar(evil)));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().toString();
+}
+
+TEST_F(ImageStoreTest, LoadsSeveralImagesFromOneArchive) {
+  TestImage a = simpleImage("a");
+  TestImage b = simpleImage("b");
+  TestImage untagged = makeImage({makeLayer({file("u", "u")})}, {}, "u");
+  auto loaded = store_->load(write("ab.tar", ociArchive({a, b, untagged})));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_EQ(loaded->size(), 3u);
+  EXPECT_EQ(store_->inspect("example/app:a").value().id, a.id());
+  EXPECT_EQ(store_->inspect("example/app:b").value().id, b.id());
+  EXPECT_TRUE(store_->inspect(untagged.id()).value().tags.empty());
+}
+
 }  // namespace
 }  // namespace edge::runtime
