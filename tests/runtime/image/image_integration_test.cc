@@ -1,10 +1,13 @@
 // Loads the images the build produces (examples/) into a store and into the real Docker.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -105,6 +108,29 @@ TEST_F(ImageIntegrationTest, BusyboxImageHasTheWhiteoutFixtures) {
             std::string::npos);
   EXPECT_EQ(store_->inspect("edgecloud/hello:latest").value().cmd,
             (std::vector<std::string>{"httpd", "-f", "-v", "-p", "18080", "-h", "/www"}));
+}
+
+TEST_F(ImageIntegrationTest, LayersStackAsOverlayLowerdirs) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting overlayfs needs root";
+  auto loaded = store_->load(images_ + "/busybox.tar");
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  auto layers = store_->layerPaths("edgecloud/busybox:test").value();
+  std::string lower;  // overlayfs wants the top layer first
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    lower += (lower.empty() ? "" : ":") + *it;
+  }
+  std::string mnt = dir_ + "/mnt";
+  ASSERT_TRUE(fs::makeDirs(mnt).isOk());
+  if (::mount("overlay", mnt.c_str(), "overlay", MS_RDONLY, ("lowerdir=" + lower).c_str()) != 0) {
+    GTEST_SKIP() << "overlayfs cannot be mounted here: " << std::strerror(errno);
+  }
+  std::set<std::string> wh = listDir(mnt + "/wh");
+  std::set<std::string> wh_dir = listDir(mnt + "/wh/dir");
+  bool has_sh = stdfs::is_symlink(mnt + "/bin/sh");
+  ::umount2(mnt.c_str(), MNT_DETACH);
+  EXPECT_EQ(wh, (std::set<std::string>{"keep.txt", "dir"}));
+  EXPECT_EQ(wh_dir, std::set<std::string>{"new.txt"});
+  EXPECT_TRUE(has_sh);
 }
 
 TEST_F(ImageIntegrationTest, DockerLoadAcceptsTheImages) {
