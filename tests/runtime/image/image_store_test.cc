@@ -376,5 +376,30 @@ TEST_F(ImageStoreTest, LoadsSeveralImagesFromOneArchive) {
   EXPECT_TRUE(store_->inspect(untagged.id()).value().tags.empty());
 }
 
+TEST_F(ImageStoreTest, VerifiesBlobsReachedThroughLinks) {
+  // Some tools store blobs/sha256/<hex> as symlinks to friendlier names.
+  TestImage img = simpleImage("linked-blobs");
+  std::string m = manifestFor(img);
+  std::vector<TarEntry> es = {file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"),
+                              file("image-config.json", img.config), file("image-manifest.json", m),
+                              symlink("blobs/sha256/" + hex(img.config), "../../image-config.json"),
+                              symlink("blobs/sha256/" + hex(m), "../../image-manifest.json")};
+  for (const auto& l : img.layers) es.push_back(file("blobs/sha256/" + hex(l.blob), l.blob));
+  nlohmann::json idx = {{"schemaVersion", 2}, {"manifests", {descriptor(m, "linked:1")}}};
+  es.push_back(file("index.json", idx.dump()));
+  auto loaded = store_->load(write("linked.tar", makeTar(es)));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_EQ(store_->inspect("linked:1").value().id, img.id());
+
+  // The same with a manifest whose content does not match the name it is linked under.
+  es[2] = file("image-manifest.json", m + " ");
+  es.pop_back();
+  es.push_back(file("index.json", idx.dump()));
+  auto bad = store_->load(write("linked-bad.tar", makeTar(es)));
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("does not match its digest"), std::string::npos)
+      << bad.status().toString();
+}
+
 }  // namespace
 }  // namespace edge::runtime
