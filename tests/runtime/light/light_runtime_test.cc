@@ -1,0 +1,267 @@
+// The light runtime without root: the host checks, spec handling, naming, listing,
+// events, and the rebuild of its view from a state dir holding live, dead and garbled
+// containers (a fake image store; nothing is started).
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "common/fs.h"
+#include "runtime-shim/light/container_files.h"
+#include "runtime-shim/light/light_runtime_internal.h"
+#include "tests/runtime/light/fake_image_store.h"
+
+namespace edge::runtime::light {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeImageStore;
+using testing::kFakeImageId;
+using testing::kFakeImageRef;
+
+constexpr char kMountinfo[] =
+    "33 30 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
+
+class LightRuntimeUnitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char t[] = "/tmp/edge-light-unit-XXXXXX";
+    ASSERT_NE(::mkdtemp(t), nullptr);
+    dir_ = t;
+    std::ofstream(dir_ + "/mountinfo") << kMountinfo;
+  }
+  void TearDown() override {
+    rt_.reset();
+    (void)fs::removeAll(dir_);
+  }
+
+  LightRuntimeDeps deps(uid_t euid = 0) {
+    LightRuntimeDeps d;
+    d.images = std::make_unique<FakeImageStore>(dir_ + "/layer");
+    d.euid = [euid] { return euid; };
+    d.check_host = false;
+    d.mountinfo_path = dir_ + "/mountinfo";
+    return d;
+  }
+  Result<ContainerRuntimePtr> open(uid_t euid = 0) {
+    LightRuntimeOptions o;
+    o.root = dir_ + "/state";
+    o.shim_path = "/nonexistent/edge-shim";
+    return openLightRuntimeWith(o, deps(euid));
+  }
+  void openOk() {
+    auto rt = open();
+    ASSERT_TRUE(rt.isOk()) << rt.status().toString();
+    rt_ = std::move(rt).value();
+  }
+
+  // Writes a container dir as the runtime and shim would have.
+  std::string plant(char fill, const std::string& name, std::optional<StateRecord> state,
+                    std::optional<ExitRecord> exit) {
+    std::string id(64, fill);
+    std::string d = dir_ + "/state/containers/" + id;
+    EXPECT_TRUE(fs::makeDirs(d).isOk());
+    LaunchConfig c;
+    c.info.id = id;
+    c.info.name = name;
+    c.info.image = kFakeImageRef;
+    c.info.image_id = kFakeImageId;
+    c.info.cmd = {"sh"};
+    EXPECT_TRUE(replaceFile(d + "/config.json", encodeLaunchConfig(c)).isOk());
+    if (state) {
+      EXPECT_TRUE(replaceFile(d + "/state.json", encodeState(*state)).isOk());
+    }
+    if (exit) {
+      EXPECT_TRUE(replaceFile(d + "/exit.json", encodeExit(*exit)).isOk());
+    }
+    return id;
+  }
+
+  ContainerSpec spec() {
+    ContainerSpec s;
+    s.image = kFakeImageRef;
+    return s;
+  }
+
+  std::string dir_;
+  ContainerRuntimePtr rt_;
+};
+
+TEST_F(LightRuntimeUnitTest, RefusesWithoutRootSayingWhatIsMissing) {
+  auto rt = open(/*euid=*/1000);
+  ASSERT_FALSE(rt.isOk());
+  EXPECT_EQ(rt.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(rt.status().message().find("root"), std::string::npos) << rt.status().message();
+  EXPECT_FALSE(fs::exists(dir_ + "/state"));
+
+  std::ofstream(dir_ + "/no-cgroups") << "22 1 254:0 / / rw - ext4 /dev/vda rw\n";
+  Status s = checkHostSupport(0, false, dir_ + "/no-cgroups");
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("cgroup"), std::string::npos);
+  EXPECT_TRUE(checkHostSupport(0, true, dir_ + "/mountinfo").isOk());
+}
+
+TEST_F(LightRuntimeUnitTest, CreateValidatesResolvesAndNames) {
+  openOk();
+  EXPECT_EQ(rt_->kind(), "light");
+  auto bad = spec();
+  bad.resources.memory_bytes = 1024;
+  EXPECT_EQ(rt_->createContainer(bad).status().code(), StatusCode::kInvalidArgument);
+  auto missing = spec();
+  missing.image = "nope:1";
+  EXPECT_EQ(rt_->createContainer(missing).status().code(), StatusCode::kNotFound);
+
+  auto s = spec();
+  s.name = "web";
+  s.labels = {{"tier", "front"}};
+  s.env = {"IMG=2", "NEW=1"};
+  auto id = rt_->createContainer(s);
+  ASSERT_TRUE(id.isOk()) << id.status().toString();
+  EXPECT_EQ(id->size(), 64u);
+  EXPECT_EQ(rt_->createContainer(s).status().code(), StatusCode::kAlreadyExists);
+
+  auto info = rt_->inspectContainer("web");
+  ASSERT_TRUE(info.isOk());
+  EXPECT_EQ(info->id, *id);
+  EXPECT_EQ(info->state, ContainerState::kCreated);
+  EXPECT_EQ(info->image_id, kFakeImageId);
+  EXPECT_EQ(info->cmd, std::vector<std::string>{"sh"});
+  EXPECT_EQ(info->env, (std::vector<std::string>{
+                           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                           "IMG=2", "NEW=1"}));
+  EXPECT_TRUE(rt_->inspectContainer(id->substr(0, 10)).isOk());
+  EXPECT_EQ(rt_->inspectContainer("zz").status().code(), StatusCode::kNotFound);
+
+  auto other = rt_->createContainer(spec());
+  ASSERT_TRUE(other.isOk());
+  ListOptions lo;
+  lo.labels = {{"tier", "front"}};
+  auto listed = rt_->listContainers(lo);
+  ASSERT_TRUE(listed.isOk());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name, "web");
+  EXPECT_EQ(rt_->listContainers({})->size(), 2u);
+  lo = {};
+  lo.all = false;
+  EXPECT_TRUE(rt_->listContainers(lo)->empty());
+
+  // Not running: stop is fine, kill and stats say so, wait returns at once.
+  EXPECT_TRUE(rt_->stopContainer("web", 1s).isOk());
+  EXPECT_EQ(rt_->killContainer("web", 9).code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(rt_->waitContainer("web", 1s).isOk());
+
+  // The image is in use until its containers are gone.
+  EXPECT_EQ(rt_->removeImage(kFakeImageRef, false).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(rt_->removeContainer("web", false).isOk());
+  ASSERT_TRUE(rt_->removeContainer(*other, false).isOk());
+  EXPECT_EQ(rt_->inspectContainer("web").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(rt_->removeImage(kFakeImageRef, false).isOk());
+
+  auto ri = rt_->info();
+  ASSERT_TRUE(ri.isOk());
+  EXPECT_EQ(ri->kind, "light");
+  EXPECT_EQ(ri->cgroup_version, "1");
+  EXPECT_EQ(ri->isolation, "namespaces+cgroups+seccomp");
+  EXPECT_EQ(ri->containers, 0);
+}
+
+TEST_F(LightRuntimeUnitTest, StartFailureIsReportedAndRecorded) {
+  openOk();
+  auto id = rt_->createContainer(spec());
+  ASSERT_TRUE(id.isOk());
+  Status s = rt_->startContainer(*id);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("/nonexistent/edge-shim"), std::string::npos) << s.message();
+  auto info = rt_->inspectContainer(*id);
+  ASSERT_TRUE(info.isOk());
+  EXPECT_EQ(info->state, ContainerState::kCreated);
+  EXPECT_FALSE(info->error.empty());
+}
+
+TEST_F(LightRuntimeUnitTest, EventsForCreateAndDestroy) {
+  openOk();
+  std::mutex mu;
+  std::vector<std::string> seen;
+  auto sub = rt_->subscribe([&](const Event& e) {
+    std::lock_guard lk(mu);
+    seen.push_back(std::string(eventTypeName(e.type)));
+  });
+  ASSERT_TRUE(sub.isOk());
+  auto id = rt_->createContainer(spec());
+  ASSERT_TRUE(id.isOk());
+  ASSERT_TRUE(rt_->removeContainer(*id, false).isOk());
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lk(mu);
+      if (seen.size() >= 2) break;
+    }
+    std::this_thread::yield();
+  }
+  sub->reset();
+  // After unsubscribing nothing more arrives.
+  ASSERT_TRUE(rt_->createContainer(spec()).isOk());
+  rt_.reset();
+  std::lock_guard lk(mu);
+  EXPECT_EQ(seen, (std::vector<std::string>{"create", "destroy"}));
+}
+
+TEST_F(LightRuntimeUnitTest, RecoversLiveDeadAndGarbledContainers) {
+  // A "live shim": this very process, with its real start time.
+  StateRecord live;
+  live.state = ContainerState::kRunning;
+  live.shim_pid = ::getpid();
+  live.shim_start = procStartTime(::getpid());
+  live.started = WallTime(1'800'000'000s);
+  std::string live_id = plant('a', "live", live, std::nullopt);
+
+  StateRecord dead = live;
+  dead.shim_pid = ::getpid();
+  dead.shim_start = live.shim_start + 1;  // the pid was reused by someone else
+  std::string exited_id = plant('b', "exited", dead, ExitRecord{3, true, WallTime(5s)});
+  std::string lost_id = plant('c', "lost", dead, std::nullopt);
+  std::string created_id = plant('d', "created", std::nullopt, std::nullopt);
+
+  std::string garbled = dir_ + "/state/containers/" + std::string(64, 'e');
+  ASSERT_TRUE(fs::makeDirs(garbled).isOk());
+  std::ofstream(garbled + "/config.json") << "{ torn";
+  ASSERT_TRUE(fs::makeDirs(dir_ + "/state/containers/not-a-container").isOk());
+  std::string bad_state = plant('f', "badstate", std::nullopt, std::nullopt);
+  std::ofstream(dir_ + "/state/containers/" + bad_state + "/state.json") << "garbage";
+
+  openOk();
+  auto all = rt_->listContainers({});
+  ASSERT_TRUE(all.isOk());
+  EXPECT_EQ(all->size(), 5u);
+
+  auto i = rt_->inspectContainer("live");
+  ASSERT_TRUE(i.isOk());
+  EXPECT_EQ(i->state, ContainerState::kRunning);
+  EXPECT_EQ(i->started, live.started);
+  EXPECT_EQ(rt_->waitContainer("live", 20ms).status().code(), StatusCode::kDeadlineExceeded);
+
+  i = rt_->inspectContainer("exited");
+  ASSERT_TRUE(i.isOk());
+  EXPECT_EQ(i->state, ContainerState::kExited);
+  EXPECT_EQ(i->exit_code, 3);
+  EXPECT_TRUE(i->oom_killed);
+
+  i = rt_->inspectContainer("lost");
+  ASSERT_TRUE(i.isOk());
+  EXPECT_EQ(i->state, ContainerState::kExited);
+  EXPECT_NE(i->error.find("died without recording"), std::string::npos);
+
+  EXPECT_EQ(rt_->inspectContainer("created")->state, ContainerState::kCreated);
+  EXPECT_EQ(rt_->inspectContainer("badstate")->state, ContainerState::kCreated);
+  EXPECT_EQ(rt_->inspectContainer(std::string(64, 'e')).status().code(), StatusCode::kNotFound);
+  (void)exited_id;
+  (void)lost_id;
+  (void)created_id;
+  (void)live_id;
+}
+
+}  // namespace
+}  // namespace edge::runtime::light
