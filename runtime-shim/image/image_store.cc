@@ -33,16 +33,16 @@ using json::Json;
 constexpr size_t kBlockSize = 64 * 1024;
 constexpr size_t kMaxJsonBytes = 64 << 20;
 
+bool isLowerHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
 bool isHex64(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(),
-                                       [](char c) { return std::isxdigit(c) && !std::isupper(c); });
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), isLowerHex);
 }
 
 bool isHex(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isxdigit(static_cast<unsigned char>(c)) &&
-           !std::isupper(static_cast<unsigned char>(c));
-  });
+  return !s.empty() && std::all_of(s.begin(), s.end(), isLowerHex);
 }
 
 std::string stripSha(const std::string& digest) {

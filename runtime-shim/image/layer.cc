@@ -494,16 +494,6 @@ Result<std::string> cleanEntryPath(const std::string& raw, bool allow_absolute) 
   return out;
 }
 
-Compression detectCompression(const std::string& path) {
-  fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  unsigned char b[4] = {0, 0, 0, 0};
-  if (!fd.valid() || ::read(fd.get(), b, sizeof b) < 4) return Compression::kNone;
-  if (b[0] == 0x1f && b[1] == 0x8b) return Compression::kGzip;
-  if (b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) return Compression::kZstd;
-  if ((b[0] == 0xfd && b[1] == '7') || (b[0] == 'B' && b[1] == 'Z')) return Compression::kOther;
-  return Compression::kNone;
-}
-
 Result<LayerResult> unpackLayer(const std::string& layer_path, const std::string& dir,
                                 WhiteoutMode mode, const LayerLimits& limits,
                                 const std::string& layer_name) {

@@ -57,8 +57,4 @@ Result<LayerResult> unpackLayer(const std::string& layer_path, const std::string
 // components, absolute paths (unless allowed) or an empty result.
 Result<std::string> cleanEntryPath(const std::string& raw, bool allow_absolute = false);
 
-// Kinds of compressed stream detected from the first bytes.
-enum class Compression { kNone, kGzip, kZstd, kOther };
-Compression detectCompression(const std::string& path);
-
 }  // namespace edge::runtime::image

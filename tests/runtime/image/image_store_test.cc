@@ -401,5 +401,34 @@ TEST_F(ImageStoreTest, VerifiesBlobsReachedThroughLinks) {
       << bad.status().toString();
 }
 
+TEST_F(ImageStoreTest, HostileLayersLeaveNothingBehind) {
+  TarEntry dev;
+  dev.path = "dev/null";
+  dev.type = 'c';
+  std::vector<std::pair<std::vector<TarEntry>, std::string>> cases = {
+      {{file("ok", "ok"), file("/etc/evil", "x")}, "/etc/evil"},
+      {{file("ok", "ok"), symlink("l", "/etc"), file("l/evil", "x")}, "l/evil"},
+      {{file("ok", "ok"), hardlink("h", "../../../etc/passwd")}, "\"h\""},
+      {{file("ok", "ok"), dir("dev"), dev}, "dev/null"},
+  };
+  int i = 0;
+  for (const auto& [entries, name] : cases) {
+    TestImage img = makeImage({makeLayer({file("base", "b")}), makeLayer(entries)},
+                              {"hostile:" + std::to_string(i)});
+    auto r = store_->load(write("h" + std::to_string(i++) + ".tar", classicArchive({img})));
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(r.status().message().find(name), std::string::npos) << r.status().toString();
+    EXPECT_EQ(countEntries(store() + "/layers"), 0u) << name;
+    EXPECT_EQ(countEntries(store() + "/layerinfo"), 0u) << name;
+    EXPECT_EQ(countEntries(store() + "/tmp"), 0u) << name;
+    EXPECT_EQ(countEntries(store() + "/blobs/sha256"), 0u) << name;
+    EXPECT_TRUE(store_->list().value().empty());
+  }
+  // Outer archive entries are checked too.
+  auto r = store_->load(write("outer.tar", makeTar({file("../manifest.json", "[]")})));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("../manifest.json"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace edge::runtime
