@@ -261,7 +261,11 @@ class LightRuntime : public ContainerRuntime {
     if (e->state == ContainerState::kExited) ::unlink((e->dir + "/exit.json").c_str());
     int pid = 0;
     fs::UniqueFd exit_fd;
-    Status s = spawnShim(e->dir, &pid, &exit_fd);
+    const std::string& id = e->config.info.id;
+    // Created here so the shim can move the container in the moment it exists.
+    Status s = cgroups_.create(id, e->config.info.resources);
+    if (s.isOk()) s = spawnShim(e->dir, cgroups_.dirs(id), &pid, &exit_fd);
+    if (!s.isOk()) (void)cgroups_.destroy(id);
     fs::UniqueFd pidfd;
     if (s.isOk()) pidfd.reset(pidfdOpen(pid));  // ESRCH: already gone, the exit fd says so
 
@@ -472,7 +476,8 @@ class LightRuntime : public ContainerRuntime {
 
   // Spawns edge-shim for the container in `dir`; on success `pid` is the container's
   // first process and `exit_fd` becomes readable when the shim is gone.
-  Status spawnShim(const std::string& dir, int* pid, fs::UniqueFd* exit_fd) {
+  Status spawnShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs, int* pid,
+                   fs::UniqueFd* exit_fd) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return Status::fromErrno(errno, "pipe");
     fs::UniqueFd rd(p[0]), wr(p[1]);
@@ -496,14 +501,17 @@ class LightRuntime : public ContainerRuntime {
     std::string shim = options_.shim_path;
     std::string arg0 = "edge-shim";
     std::string arg1 = dir;
-    char* argv[] = {arg0.data(), arg1.data(), nullptr};
+    std::vector<std::string> args = cgroup_dirs;
+    std::vector<char*> argv = {arg0.data(), arg1.data()};
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     // The shim runs with an empty environment, except a trace file for start timing.
     std::string trace;
     if (const char* t = std::getenv("EDGE_LIGHT_TRACE"))
       trace = std::string("EDGE_LIGHT_TRACE=") + t;
     char* envp[] = {trace.empty() ? nullptr : trace.data(), nullptr};
     pid_t child = 0;
-    int rc = ::posix_spawn(&child, shim.c_str(), &fa, &attr, argv, envp);
+    int rc = ::posix_spawn(&child, shim.c_str(), &fa, &attr, argv.data(), envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return Status::fromErrno(rc, "spawn " + shim);

@@ -1,12 +1,12 @@
 // edge-shim: the parent process of one light-runtime container.
 //
-//   edge-shim <container dir>      (fd 3: the runtime's sync pipe)
+//   edge-shim <container dir> <cgroup dir>...     (fd 3: the runtime's sync pipe)
 //
 // Detaches from the runtime (new session, double fork), creates the container from
-// <dir>/config.json, answers on fd 3 with "ok <pid>\n" or "err <message>\n", then holds
-// the container's stdout/stderr (written to <dir>/container.log in the CRI format) and
-// waits for it. On exit: <dir>/exit.json, fd 3 closed (the runtime's exit notification),
-// cgroups removed.
+// <dir>/config.json in the given (already created and limited) cgroups, answers on fd 3 with "ok
+// <pid>\n" or "err <message>\n", then holds the container's stdout/stderr (written to
+// <dir>/container.log in the CRI format) and waits for it. On exit: <dir>/exit.json, fd 3 closed
+// (the runtime's exit notification), cgroups removed.
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -19,6 +19,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/fs.h"
@@ -69,31 +71,47 @@ WallTime now() {
   return std::chrono::system_clock::now();
 }
 
-int runShim(const std::string& dir) {
+// The container's first process: reads the configuration itself, so that the shim can
+// start moving it into its cgroups at once (see InitParams::go_fd).
+[[noreturn]] void runChild(const std::string& dir, InitParams ip) {
+  auto fail = [&](const std::string& m) {
+    (void)fs::writeAll(ip.error_fd, m);
+    _exit(127);
+  };
   auto text = fs::readFile(dir + "/config.json");
-  if (!text.isOk()) failStart("read config: " + text.status().message());
+  if (!text.isOk()) fail("read config: " + text.status().message());
   auto config = decodeLaunchConfig(*text);
-  if (!config.isOk()) failStart(config.status().message());
+  if (!config.isOk()) fail(config.status().message());
   const LaunchConfig& c = *config;
-  const std::string& id = c.info.id;
-  g_trace.mark("config");
-
-  CgroupManager cgroups(c.cgroups, makeRealCgroupFs());
-  Status cs = cgroups.create(id, c.info.resources);
-  if (!cs.isOk()) {
-    (void)cgroups.destroy(id);
-    failStart("create cgroups: " + cs.message());
-  }
-
-  g_trace.mark("cgroups");
-  InitParams ip;
   ip.config = &c;
-  ip.container_dir = dir;
   if (!c.seccomp_path.empty()) {
     auto prog = fs::readFile(c.seccomp_path, 1 << 20);
-    if (!prog.isOk()) failStart("read seccomp program: " + prog.status().message());
+    if (!prog.isOk()) fail("read seccomp program: " + prog.status().message());
     ip.seccomp_bpf = std::move(prog).value();
   }
+  if (c.info.network == NetworkMode::kNone && ::unshare(CLONE_NEWNET) != 0) {
+    fail(std::string("create network namespace: ") + std::strerror(errno));
+  }
+  if (ip.trace) ip.trace("config");
+  runContainerInit(ip);
+}
+
+void removeCgroups(const std::vector<std::string>& dirs) {
+  // A cgroup can stay busy for a moment while the kernel finishes tearing the namespace
+  // down; a few immediate retries cover it, and the runtime removes leftovers on remove.
+  for (int i = 0; i < 50; ++i) {
+    bool busy = false;
+    for (const std::string& d : dirs) {
+      if (::rmdir(d.c_str()) != 0 && errno != ENOENT) busy = true;
+    }
+    if (!busy) return;
+    ::sched_yield();
+  }
+}
+
+int runShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs) {
+  InitParams ip;
+  ip.container_dir = dir;
   int out[2], err[2], errp[2], go[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0 ||
       ::pipe2(errp, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0) {
@@ -116,8 +134,8 @@ int runShim(const std::string& dir) {
     };
   }
 
+  // The network namespace, when wanted, is created by the child (it knows the config).
   uint64_t flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
-  if (c.info.network == NetworkMode::kNone) flags |= CLONE_NEWNET;
   int pidfd = -1;
   clone_args args{};
   args.flags = flags;
@@ -125,10 +143,10 @@ int runShim(const std::string& dir) {
   args.exit_signal = SIGCHLD;
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid < 0) {
-    (void)cgroups.destroy(id);
+    removeCgroups(cgroup_dirs);
     failStart(std::string("clone: ") + std::strerror(errno));
   }
-  if (pid == 0) runContainerInit(ip);
+  if (pid == 0) runChild(dir, ip);
   g_trace.mark("clone");
 
   ::close(out[1]);
@@ -138,7 +156,7 @@ int runShim(const std::string& dir) {
   devnull.reset();
   std::string pid_text = std::to_string(pid);
   std::string attach_error;
-  for (const std::string& d : cgroups.dirs(id)) {
+  for (const std::string& d : cgroup_dirs) {
     std::string procs = d + "/cgroup.procs";
     fs::UniqueFd fd(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd.valid() || ::write(fd.get(), pid_text.data(), pid_text.size()) < 0) {
@@ -167,7 +185,7 @@ int runShim(const std::string& dir) {
     ::kill(static_cast<pid_t>(pid), SIGKILL);
     int st = 0;
     ::waitpid(static_cast<pid_t>(pid), &st, 0);
-    (void)cgroups.destroy(id);
+    removeCgroups(cgroup_dirs);
     failStart(init_error);
   }
 
@@ -183,14 +201,24 @@ int runShim(const std::string& dir) {
     ::kill(static_cast<pid_t>(pid), SIGKILL);
     int st = 0;
     ::waitpid(static_cast<pid_t>(pid), &st, 0);
-    (void)cgroups.destroy(id);
+    removeCgroups(cgroup_dirs);
     failStart(ws.message());
   }
   reply("ok " + std::to_string(pid));
   g_trace.mark("replied");
 
   // From here on the shim serves the running container.
-  CriLogWriter log(dir + "/container.log", c.log, now);
+  CriLogLimits limits;
+  std::optional<CgroupManager> cgroups;
+  std::string id;
+  if (auto text = fs::readFile(dir + "/config.json"); text.isOk()) {
+    if (auto config = decodeLaunchConfig(*text); config.isOk()) {
+      limits = config->log;
+      id = config->info.id;
+      cgroups.emplace(config->cgroups, makeRealCgroupFs());
+    }
+  }
+  CriLogWriter log(dir + "/container.log", limits, now);
   (void)log.open();
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   auto add = [&](int fd, uint64_t tag) {
@@ -255,14 +283,12 @@ int runShim(const std::string& dir) {
   } else {
     ex.exit_code = WEXITSTATUS(status);
   }
-  ex.oom_killed = cgroups.oomKilled(id);
+  ex.oom_killed = cgroups && cgroups->oomKilled(id);
   ex.finished = now();
   (void)replaceFile(dir + "/exit.json", encodeExit(ex));
   ::close(kSyncFd);  // the runtime's "exited" notification
   g_trace.mark("exit_written");
-  // A cgroup can stay busy for a moment while the kernel finishes tearing the namespace
-  // down; a few immediate retries cover it, and the runtime removes leftovers on remove.
-  for (int i = 0; i < 50 && !cgroups.destroy(id).isOk(); ++i) ::sched_yield();
+  removeCgroups(cgroup_dirs);
   g_trace.mark("cgroups_removed");
   g_trace.flush();
   return 0;
@@ -273,8 +299,9 @@ int runShim(const std::string& dir) {
 
 int main(int argc, char** argv) {
   edge::runtime::light::g_trace.mark("main");
-  if (argc != 2) {
-    const char usage[] = "usage: edge-shim <container dir> (started by the light runtime)\n";
+  if (argc < 2) {
+    const char usage[] =
+        "usage: edge-shim <container dir> [<cgroup dir>...] (started by the light runtime)\n";
     (void)!::write(2, usage, sizeof usage - 1);
     return 2;
   }
@@ -293,5 +320,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (child > 0) _exit(0);
-  return edge::runtime::light::runShim(argv[1]);
+  return edge::runtime::light::runShim(argv[1], std::vector<std::string>(argv + 2, argv + argc));
 }

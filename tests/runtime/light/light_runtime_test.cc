@@ -22,16 +22,16 @@ using testing::FakeImageStore;
 using testing::kFakeImageId;
 using testing::kFakeImageRef;
 
-constexpr char kMountinfo[] =
-    "33 30 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
-
 class LightRuntimeUnitTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char t[] = "/tmp/edge-light-unit-XXXXXX";
     ASSERT_NE(::mkdtemp(t), nullptr);
     dir_ = t;
-    std::ofstream(dir_ + "/mountinfo") << kMountinfo;
+    // A memory "controller" in a plain dir: starts create their cgroup dirs there.
+    ASSERT_TRUE(fs::makeDirs(dir_ + "/cg/memory").isOk());
+    std::ofstream(dir_ + "/mountinfo")
+        << "33 30 0:29 / " << dir_ << "/cg/memory rw,relatime - cgroup cgroup rw,memory\n";
   }
   void TearDown() override {
     rt_.reset();
@@ -179,6 +179,8 @@ TEST_F(LightRuntimeUnitTest, StartFailureIsReportedAndRecorded) {
   ASSERT_TRUE(info.isOk());
   EXPECT_EQ(info->state, ContainerState::kCreated);
   EXPECT_FALSE(info->error.empty());
+  // The cgroup made for the start is gone again.
+  EXPECT_FALSE(fs::exists(dir_ + "/cg/memory/edgecloud/" + *id));
 }
 
 TEST_F(LightRuntimeUnitTest, EventsForCreateAndDestroy) {
