@@ -171,12 +171,15 @@ void mountRootfs(const InitParams& p, const std::string& merged) {
   struct stat wst {};
   if (::lstat((work + "/work").c_str(), &wst) == 0) (void)fs::removeAll(work + "/work");
   OverlayMountData d = overlayMountData(c.layers, p.container_dir + "/upper", work);
-  d.data += ",volatile";
   if (!d.chdir_to.empty() && ::chdir(d.chdir_to.c_str()) != 0) {
     fail(p, "chdir " + d.chdir_to + ": " + errnoText(errno));
   }
-  if (::mount("overlay", merged.c_str(), "overlay", 0, d.data.c_str()) != 0) {
-    fail(p, "mount overlay: " + errnoText(errno));
+  std::string fast = d.data + ",volatile";
+  if (::mount("overlay", merged.c_str(), "overlay", 0, fast.c_str()) != 0) {
+    // Kernels before 5.10 do not know "volatile".
+    if (errno != EINVAL || ::mount("overlay", merged.c_str(), "overlay", 0, d.data.c_str()) != 0) {
+      fail(p, "mount overlay: " + errnoText(errno));
+    }
   }
 }
 

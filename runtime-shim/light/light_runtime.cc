@@ -257,8 +257,9 @@ class LightRuntime : public ContainerRuntime {
         return Status::failedPrecondition("container " + ref + " is already running");
       }
       e->starting = true;
+      // A restart: the previous run's exit record must not be mistaken for this one's.
+      if (e->state == ContainerState::kExited) ::unlink((e->dir + "/exit.json").c_str());
     }
-    if (e->state == ContainerState::kExited) ::unlink((e->dir + "/exit.json").c_str());
     int pid = 0;
     fs::UniqueFd exit_fd;
     const std::string& id = e->config.info.id;
@@ -516,9 +517,6 @@ class LightRuntime : public ContainerRuntime {
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return Status::fromErrno(rc, "spawn " + shim);
     wr.reset();
-    int st = 0;
-    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
-    }
     std::string line;
     char buf[4096];
     while (line.find('\n') == std::string::npos) {
@@ -526,6 +524,11 @@ class LightRuntime : public ContainerRuntime {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       line.append(buf, static_cast<size_t>(n));
+    }
+    // The spawned process forks the shim and exits at once; reap it only now, off the
+    // path to the reply.
+    int st = 0;
+    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
     }
     if (line.empty()) {
       return Status::internal("edge-shim exited without reporting (status " + std::to_string(st) +
