@@ -726,8 +726,12 @@ class LightRuntime : public ContainerRuntime {
     }
     ::closedir(d);
     for (const std::string& n : names) {
-      Status s = fs::removeAll(trash_dir_ + "/" + n);
-      if (!s.isOk()) LOG_WARN("cannot delete removed container").kv("error", s.message());
+      std::string path = trash_dir_ + "/" + n;
+      Status s = fs::removeAll(path);
+      // Another runtime object on the same root may be emptying the trash too.
+      if (!s.isOk() && fs::exists(path)) {
+        LOG_WARN("cannot delete removed container").kv("error", s.message());
+      }
     }
   }
 

@@ -50,7 +50,6 @@ constexpr const char* kBlocked[] = {
     "pivot_root",
     "process_vm_readv",
     "process_vm_writev",
-    "ptrace",
     "query_module",
     "quotactl",
     "quotactl_fd",
