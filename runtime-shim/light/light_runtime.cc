@@ -45,6 +45,7 @@ constexpr long kOverlayfsMagic = 0x794c7630;
 constexpr auto kDefaultStopTimeout = std::chrono::seconds(10);
 // After SIGKILL a container is gone within milliseconds; this only bounds a wedged kernel.
 constexpr auto kKillGrace = std::chrono::seconds(30);
+constexpr auto kHandlerRecheck = std::chrono::milliseconds(10);
 
 int pidfdOpen(int pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -317,8 +318,23 @@ class LightRuntime : public ContainerRuntime {
       }
     }
     if (t.count() > 0) {
+      SteadyTime deadline = clock_->now() + t;
+      bool delivered = catchesSignal(e, sig);
       if (!signalIfRunning(e, sig)) return Status::ok();
-      if (waitNotRunning(e, clock_->now() + t)) return Status::ok();
+      // The kernel drops a signal that pid 1 of a pid namespace does not handle. A stop
+      // issued while the command is still installing its handler (a shell's trap right
+      // after start) would be lost: until the handler shows up, look again every few
+      // milliseconds and send the signal once it is caught. Never sent twice to a handler.
+      while (!delivered && clock_->now() < deadline) {
+        if (waitNotRunning(e, std::min(deadline, clock_->now() + kHandlerRecheck))) {
+          return Status::ok();
+        }
+        if (catchesSignal(e, sig)) {
+          delivered = true;
+          if (!signalIfRunning(e, sig)) return Status::ok();
+        }
+      }
+      if (waitNotRunning(e, deadline)) return Status::ok();
     }
     if (!signalIfRunning(e, SIGKILL)) return Status::ok();
     if (!waitNotRunning(e, clock_->now() + kKillGrace)) {
@@ -550,6 +566,22 @@ class LightRuntime : public ContainerRuntime {
     if (e->state != ContainerState::kRunning || !e->pidfd.valid()) return false;
     if (pidfdSignal(e->pidfd.get(), sig) != 0 && errno == ESRCH) return false;
     return true;
+  }
+
+  // Whether the container's first process has a handler for `sig` (SigCgt in its status).
+  bool catchesSignal(const EntryPtr& e, int sig) {
+    int pid = 0;
+    {
+      std::lock_guard lk(mu_);
+      if (e->state != ContainerState::kRunning) return true;
+      pid = e->pid;
+    }
+    auto status = fs::readFile("/proc/" + std::to_string(pid) + "/status", 1 << 16);
+    if (!status.isOk()) return true;
+    size_t at = status->find("SigCgt:\t");
+    if (at == std::string::npos) return true;
+    uint64_t mask = std::strtoull(status->c_str() + at + 8, nullptr, 16);
+    return (mask >> (sig - 1)) & 1;
   }
 
   bool waitNotRunning(const EntryPtr& e, SteadyTime deadline) {
