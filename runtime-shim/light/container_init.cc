@@ -324,6 +324,8 @@ OverlayMountData overlayMountData(const std::vector<std::string>& layers, const 
 
 void runContainerInit(const InitParams& p) {
   const LaunchConfig& c = *p.config;
+  // Until exec, the setup dies with the shim; the running container does not.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   ::umask(0);
   if (::dup2(p.stdin_fd, 0) < 0 || ::dup2(p.stdout_fd, 1) < 0 || ::dup2(p.stderr_fd, 2) < 0) {
     fail(p, "set up stdio: " + errnoText(errno));
@@ -445,6 +447,7 @@ void runContainerInit(const InitParams& p) {
   }
   if (go != 1) _exit(127);  // the shim failed to place us in our cgroups; it reports why
   if (p.trace) p.trace("in_cgroups");
+  ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
   ::execve(prog.c_str(), cargv.data(), cenv.data());
   fail(p, "exec " + prog + ": " + lowerErr(errno));
 }

@@ -5,6 +5,7 @@
 // event subscribers and is held while a sink runs, so unsubscribing waits for it.
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
@@ -46,6 +47,7 @@ constexpr auto kDefaultStopTimeout = std::chrono::seconds(10);
 // After SIGKILL a container is gone within milliseconds; this only bounds a wedged kernel.
 constexpr auto kKillGrace = std::chrono::seconds(30);
 constexpr auto kHandlerRecheck = std::chrono::milliseconds(10);
+constexpr auto kShimReplyTimeout = std::chrono::seconds(60);
 
 int pidfdOpen(int pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -535,7 +537,22 @@ class LightRuntime : public ContainerRuntime {
     wr.reset();
     std::string line;
     char buf[4096];
+    SteadyTime deadline = std::chrono::steady_clock::now() + kShimReplyTimeout;
     while (line.find('\n') == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd pfd{rd.get(), POLLIN, 0};
+      int pr = left.count() > 0 ? ::poll(&pfd, 1, static_cast<int>(left.count())) : 0;
+      if (pr < 0 && errno == EINTR) continue;
+      if (pr == 0) {
+        // A wedged setup (a hanging mount, say): end the shim's session. The child, still
+        // before exec, dies with its parent (PR_SET_PDEATHSIG).
+        ::kill(-child, SIGKILL);
+        int st = 0;
+        ::waitpid(child, &st, 0);
+        return Status::deadlineExceeded("edge-shim did not report within " +
+                                        std::to_string(kShimReplyTimeout.count()) + " s");
+      }
       ssize_t n = ::read(rd.get(), buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
