@@ -145,6 +145,11 @@ Status statusFromHttp(int http_status, std::string_view body, std::string_view w
   std::string where(what);
   std::string code = "HTTP " + std::to_string(http_status);
   std::string full = where + ": " + (msg.empty() ? code : msg);
+  // Podman answers a name conflict with 500, not 409.
+  if ((http_status == 409 || http_status >= 500) && msg.find("name") != std::string::npos &&
+      msg.find("already in use") != std::string::npos) {
+    return Status::alreadyExists(full);
+  }
   switch (http_status) {
     case 304:
       return Status::failedPrecondition(where + ": already in that state");
@@ -156,7 +161,6 @@ Status statusFromHttp(int http_status, std::string_view body, std::string_view w
     case 404:
       return Status::notFound(full);
     case 409:
-      if (msg.find("already in use") != std::string::npos) return Status::alreadyExists(full);
       return Status::failedPrecondition(full);
     default:
       return Status::internal(where + ": daemon error (" + code + ")" +

@@ -46,7 +46,8 @@ Result<ApiVersion> negotiateApiVersion(std::string_view server_text);
 std::string daemonMessage(std::string_view body);
 
 // Maps a non-2xx reply to a Status whose message is "<what>: <daemon message>":
-// 404 -> kNotFound; 409 -> kAlreadyExists for a name in use, else kFailedPrecondition;
+// 404 -> kNotFound; 409 -> kAlreadyExists for a name in use (Podman: 500), else
+// kFailedPrecondition;
 // 400 -> kInvalidArgument; 401/403 -> kPermissionDenied; 304 -> kFailedPrecondition;
 // 5xx and anything else -> kInternal.
 Status statusFromHttp(int http_status, std::string_view body, std::string_view what);

@@ -278,7 +278,8 @@ TEST_F(DockerIntegrationTest, RunningContainerStateRules) {
   std::string id = run({"sleep", "60"});
   Result<ContainerInfo> c = rt_->inspectContainer(id);
   ASSERT_TRUE(c.isOk());
-  EXPECT_EQ(c->state, ContainerState::kRunning);
+  // Only a running container protects the image below; stop here if it did not start.
+  ASSERT_EQ(c->state, ContainerState::kRunning);
   EXPECT_GT(c->pid, 0);
   EXPECT_EQ(rt_->startContainer(id).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(rt_->removeContainer(id, false).code(), StatusCode::kFailedPrecondition);

@@ -62,6 +62,14 @@ TEST(StatusFromHttpTest, MapsDaemonErrors) {
           "remove container x")
           .code(),
       StatusCode::kFailedPrecondition);
+  // Podman 4.3's reply to the same conflict.
+  EXPECT_EQ(
+      statusFromHttp(
+          500,
+          R"({"cause":"that name is already in use","message":"container create: creating container storage: the container name \"pconf\" is already in use by 732f. You have to remove that container to be able to reuse that name: that name is already in use","response":500})",
+          "create container pconf")
+          .code(),
+      StatusCode::kAlreadyExists);
   EXPECT_EQ(statusFromHttp(400, R"({"message":"bad"})", "x").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(statusFromHttp(403, "", "x").code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(statusFromHttp(304, "", "start container x").code(), StatusCode::kFailedPrecondition);
