@@ -430,5 +430,27 @@ TEST_F(ImageStoreTest, HostileLayersLeaveNothingBehind) {
   EXPECT_NE(r.status().message().find("../manifest.json"), std::string::npos);
 }
 
+TEST_F(ImageStoreTest, SkipsAttestationsAndReadsOciRefNames) {
+  // BuildKit adds "unknown/unknown" attestation manifests next to the real platforms.
+  TestImage amd = makeImage({makeLayer({file("arch", "amd64")})}, {}, "amd", "amd64");
+  TestImage att = makeImage({makeLayer({file("att", "att")})}, {}, "att", "unknown");
+  std::vector<TarEntry> es = {file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})")};
+  addBlobs(amd, &es);
+  addBlobs(att, &es);
+  nlohmann::json d_amd = descriptor(manifestFor(amd), "");
+  d_amd["platform"] = {{"os", "linux"}, {"architecture", "amd64"}};
+  d_amd["annotations"] = {{"org.opencontainers.image.ref.name", "registry.local:5000/x/y:2"}};
+  nlohmann::json d_att = descriptor(manifestFor(att), "");
+  d_att["platform"] = {{"os", "unknown"}, {"architecture", "unknown"}};
+  d_att["annotations"] = {{"vnd.docker.reference.type", "attestation-manifest"}};
+  nlohmann::json idx = {{"schemaVersion", 2}, {"manifests", {d_amd, d_att}}};
+  es.push_back(file("index.json", idx.dump()));
+  auto loaded = store_->load(write("att.tar", makeTar(es)));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].id, amd.id());
+  EXPECT_EQ((*loaded)[0].tags, std::vector<std::string>{"registry.local:5000/x/y:2"});
+}
+
 }  // namespace
 }  // namespace edge::runtime
