@@ -132,6 +132,15 @@ int main(int argc, char** argv) {
     }
     spec.layers.push_back(l);
   }
+  if (spec.format != OutputFormat::kOci) {
+    for (const auto& l : spec.layers) {
+      if (l.compression == LayerCompression::kZstd) {
+        std::cerr << "edge-mkimage: note: docker load before Docker 23 cannot read zstd "
+                     "layers; use gzip for images meant for older Docker\n";
+        break;
+      }
+    }
+  }
   auto id = edge::tools::writeImage(spec, output);
   if (!id) return fail(id.status());
   std::cout << *id << "\n";
