@@ -6,6 +6,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace edge::http {
@@ -14,8 +15,9 @@ Result<Endpoint> Endpoint::parse(std::string_view text) {
   Endpoint ep;
   auto takeUnix = [&](std::string_view p) -> Result<Endpoint> {
     if (p.empty() || p.front() != '/') {
-      return Status::invalidArgument("unix socket endpoint '" + std::string(text) +
-                                     "' must name an absolute path, e.g. unix:///run/edged/edged.sock");
+      return Status::invalidArgument(
+          "unix socket endpoint '" + std::string(text) +
+          "' must name an absolute path, e.g. unix:///run/edged/edged.sock");
     }
     ep.kind = Kind::kUnix;
     ep.path = std::string(p);
@@ -140,8 +142,8 @@ Result<Response> Client::send(const Request& request) const {
   req.path = request.path;
   for (const auto& [k, v] : request.headers) req.headers.emplace(k, v);
   if (!req.has_header("Host")) {
-    req.set_header("Host", endpoint_.kind == Endpoint::Kind::kUnix ? options_.host_header
-                                                                   : endpoint_.host);
+    req.set_header("Host",
+                   endpoint_.kind == Endpoint::Kind::kUnix ? options_.host_header : endpoint_.host);
   }
   if (!request.content_type.empty()) req.set_header("Content-Type", request.content_type);
 
@@ -167,11 +169,30 @@ Result<Response> Client::send(const Request& request) const {
     req.body = request.body;
   }
 
+  // The status arrives before the body: only a 2xx body goes to the caller's sink, an
+  // error body is kept for the caller to read.
+  int status = 0;
+  std::string error_body;
   bool sink_stopped = false;
+  // httplib's read timeout is per read; remember when bytes last arrived to tell a
+  // timeout from a peer that closed.
+  auto last_activity = std::chrono::steady_clock::now();
   if (request.body_sink) {
     auto sink = request.body_sink;
-    req.content_receiver = [sink, &sink_stopped](const char* data, size_t len, uint64_t,
-                                                 uint64_t) {
+    req.response_handler = [&status, &last_activity](const httplib::Response& r) {
+      status = r.status;
+      last_activity = std::chrono::steady_clock::now();
+      return true;
+    };
+    req.content_receiver = [sink, &sink_stopped, &status, &error_body, &last_activity](
+                               const char* data, size_t len, uint64_t, uint64_t) {
+      last_activity = std::chrono::steady_clock::now();
+      if (status < 200 || status >= 300) {
+        constexpr size_t kMaxErrorBody = 1 << 20;
+        error_body.append(
+            data, std::min(len, kMaxErrorBody - std::min(kMaxErrorBody, error_body.size())));
+        return true;
+      }
       if (!sink(data, len)) {
         sink_stopped = true;
         return false;
@@ -183,17 +204,24 @@ Result<Response> Client::send(const Request& request) const {
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
   errno = 0;
+  last_activity = std::chrono::steady_clock::now();
   bool ok = cli->send(req, res, err);
   int saved_errno = errno;
   if (!source_error.isOk()) return source_error.withContext("request body");
   if (!ok) {
     if (sink_stopped) return Status::cancelled("response reading stopped by the receiver");
+    // httplib reports a read timeout as a read error; the clock tells them apart.
+    if (err == httplib::Error::Read &&
+        std::chrono::steady_clock::now() - last_activity >= read_timeout) {
+      return Status::deadlineExceeded("no response from " + endpoint_.toString() + " within " +
+                                      std::to_string(read_timeout.count()) + " ms");
+    }
     return transportError(endpoint_, err, saved_errno);
   }
   Response out;
   out.status = res.status;
   for (const auto& [k, v] : res.headers) out.headers.emplace(k, v);
-  out.body = std::move(res.body);
+  out.body = request.body_sink ? std::move(error_body) : std::move(res.body);
   return out;
 }
 

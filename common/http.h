@@ -58,12 +58,15 @@ struct Request {
   // with a buffer; returns bytes written (0 = end of body) or an error.
   std::function<Result<size_t>(char* buf, size_t cap)> body_source;
 
-  // When set, the response body is passed to it chunk by chunk instead of being
-  // collected; return false to stop reading (the call then returns kCancelled).
+  // When set, a 2xx response body is passed to it chunk by chunk instead of being
+  // collected; return false to stop reading (the call then returns kCancelled). A non-2xx
+  // body never reaches the sink: it is collected into Response::body (up to 1 MiB), so
+  // the caller can read the error.
   std::function<bool(const char* data, size_t len)> body_sink;
 
   // Zero means "no limit" (for waits and follows; the connection still fails fast when
-  // the peer goes away).
+  // the peer goes away). When no byte arrives for this long the call returns
+  // kDeadlineExceeded.
   std::chrono::milliseconds read_timeout{std::chrono::seconds(60)};
 };
 
@@ -80,6 +83,7 @@ class Client {
   // Performs the request. A non-2xx status is a successful Result: the caller decides
   // what the status means. Transport errors return kUnavailable (cannot connect, peer
   // closed), kPermissionDenied (socket not accessible), kDeadlineExceeded (timeout).
+  // A read that times out returns kDeadlineExceeded.
   Result<Response> send(const Request& request) const;
 
   const Endpoint& endpoint() const { return endpoint_; }

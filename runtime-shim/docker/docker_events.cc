@@ -90,9 +90,7 @@ class EventPoller {
     req.read_timeout = options_.window + std::chrono::seconds(2);
     JsonStreamSplitter split;
     Status parse_error;
-    std::string error_body;
     req.body_sink = [&](const char* data, size_t len) {
-      if (error_body.size() < 4096) error_body.append(data, std::min<size_t>(len, 4096));
       if (Status s = split.feed(std::string_view(data, len)); !s.isOk()) {
         parse_error = s;
         return false;
@@ -112,7 +110,7 @@ class EventPoller {
     Result<http::Response> res = api_->send(req, "watch events");
     if (!parse_error.isOk()) return parse_error.withContext("watch events");
     if (!res.isOk()) return res.status();
-    if (!res->isSuccess()) return statusFromHttp(res->status, error_body, "watch events");
+    if (!res->isSuccess()) return statusFromHttp(res->status, res->body, "watch events");
     return Status::ok();
   }
 

@@ -357,49 +357,21 @@ Status DockerRuntime::readLogs(const std::string& id, const LogOptions& options,
   };
   docker::LogDecoder decoder({.framed = !tty, .timestamps = true});
 
-  // The body goes to the sink whatever the status, and the status is only known once
-  // the call returns. An error reply is `{"message":...}`: hold such a start back until
-  // the status is known (a framed stream never starts with '{'; a Tty one rarely does).
-  std::string head;  // the first bytes, for an error message
-  std::string held;
-  bool first = true;
   Status decode_error;
-  size_t after_error = 0;
   http::Request req = api_->request("GET", containerPath(full_id) + "/logs?" + query);
   req.read_timeout = options.follow ? milliseconds(0) : docker::kDefaultReadTimeout;
+  // Only a 2xx body reaches the sink; an error reply comes back in res->body.
   req.body_sink = [&](const char* data, size_t len) {
-    std::string_view chunk(data, len);
-    if (head.size() < 4096) head.append(chunk.substr(0, 4096 - head.size()));
-    // After a decode error keep reading a little, so an error reply's status is seen.
-    if (!decode_error.isOk()) return (after_error += len) < 64 * 1024;
-    if (first) {
-      first = false;
-      if (tty ? chunk.starts_with("{\"message\"") : chunk.starts_with("{")) {
-        held.assign(chunk);
-        return true;
-      }
-    }
-    if (!held.empty()) {
-      held.append(chunk);
-      // Framed: a '{' start is an error reply or garbage; collect it (bounded). Tty: a
-      // second chunk means a streaming 2xx reply, so let the held start go.
-      if (!tty && held.size() < 64 * 1024) return true;
-      decode_error = decoder.feed(held, filtered);
-      held.clear();
-    } else {
-      decode_error = decoder.feed(chunk, filtered);
-    }
-    return !decoder.stopped();
+    decode_error = decoder.feed(std::string_view(data, len), filtered);
+    return decode_error.isOk() && !decoder.stopped();
   };
   Result<http::Response> res = api_->send(req, what);
+  if (!decode_error.isOk()) return decode_error.withContext(what);
   if (!res.isOk()) {
-    if (!decode_error.isOk()) return decode_error.withContext(what);
     if (decoder.stopped()) return Status::ok();  // the sink asked to stop
     return res.status();
   }
-  if (!res->isSuccess()) return docker::statusFromHttp(res->status, head, what);
-  if (!held.empty()) decode_error = decoder.feed(held, filtered);
-  if (!decode_error.isOk()) return decode_error.withContext(what);
+  if (!res->isSuccess()) return docker::statusFromHttp(res->status, res->body, what);
   return decoder.finish(filtered).withContext(what);
 }
 

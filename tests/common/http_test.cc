@@ -46,6 +46,14 @@ class UnixServerTest : public ::testing::Test {
         return sink.write("0123456789", 10);
       });
     });
+    server_.Get("/missing", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 404;
+      res.set_content(R"({"message":"no such container"})", "application/json");
+    });
+    server_.Get("/slow", [](const httplib::Request&, httplib::Response& res) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      res.set_content("late", "text/plain");
+    });
     thread_ = std::thread([this] { server_.listen(path_.c_str(), 80); });
     while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -100,6 +108,25 @@ TEST_F(UnixServerTest, SinkCanStopReading) {
   Request s{.method = "GET", .path = "/stream"};
   s.body_sink = [](const char*, size_t) { return false; };
   EXPECT_EQ(c.send(s).status().code(), StatusCode::kCancelled);
+}
+
+TEST_F(UnixServerTest, ErrorBodyNeverReachesTheSink) {
+  Client c(*Endpoint::parse(path_));
+  Request s{.method = "GET", .path = "/missing"};
+  bool sink_called = false;
+  s.body_sink = [&](const char*, size_t) { return sink_called = true; };
+  Result<Response> r = c.send(s);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->status, 404);
+  EXPECT_FALSE(sink_called);
+  EXPECT_EQ(r->body, R"({"message":"no such container"})");
+}
+
+TEST_F(UnixServerTest, ReadTimeoutIsDeadlineExceeded) {
+  Client c(*Endpoint::parse(path_));
+  Request s{.method = "GET", .path = "/slow"};
+  s.read_timeout = std::chrono::milliseconds(100);
+  EXPECT_EQ(c.send(s).status().code(), StatusCode::kDeadlineExceeded);
 }
 
 TEST(ClientErrorTest, MissingSocketIsUnavailableNotAHang) {
