@@ -438,8 +438,15 @@ Result<std::vector<std::string>> ImageStoreImpl::layerPaths(const std::string& r
   ASSIGN_OR_RETURN(Index index, readIndex());
   bool by_tag = false;
   ASSIGN_OR_RETURN(const StoredImage* s, resolve(index, ref, &by_tag));
+  // An image may list the same layer twice (identical RUN steps). overlayfs refuses a
+  // lowerdir given twice, and keeping only the highest occurrence gives the same tree: a
+  // layer only touches the paths it names, and the higher copy re-applies all of them.
   std::vector<std::string> out;
-  for (const auto& l : s->info.layers) out.push_back(layerDir(stripSha(l)));
+  std::set<std::string> seen;
+  for (auto it = s->info.layers.rbegin(); it != s->info.layers.rend(); ++it) {
+    if (seen.insert(*it).second) out.push_back(layerDir(stripSha(*it)));
+  }
+  std::reverse(out.begin(), out.end());
   return out;
 }
 
@@ -542,10 +549,11 @@ Result<StoredImage> ImageStoreImpl::prepareImage(const Staging& staging,
       pinned->push_back(stripSha(d));
     }
   }
+  std::set<std::string> counted;
   for (size_t i = 0; i < c.layer_paths.size(); ++i) {
     ASSIGN_OR_RETURN(std::string blob, staging.file(c.layer_paths[i]));
     ASSIGN_OR_RETURN(int64_t size, ensureLayer(config.diff_ids[i], blob, limits, created));
-    s.info.size_bytes += size;
+    if (counted.insert(config.diff_ids[i]).second) s.info.size_bytes += size;
   }
   s.info.layers = std::move(config.diff_ids);
   return s;

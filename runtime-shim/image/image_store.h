@@ -52,7 +52,9 @@ class ImageStore {
   // `ref` is a reference ("busybox", "busybox:1"), a full id or a unique id prefix
   // (with or without "sha256:").
   virtual Result<ImageInfo> inspect(const std::string& ref) = 0;
-  // Absolute paths of the unpacked layer directories of an image, lowest first.
+  // Absolute paths of the unpacked layer directories of an image, lowest first, ready to
+  // be overlay lowerdirs (reverse the order for the mount option: overlayfs wants the top
+  // first). A layer the image lists twice appears once, at its highest position.
   virtual Result<std::vector<std::string>> layerPaths(const std::string& ref) = 0;
   // Removes a tag; when `ref` is an id or the last tag, removes the image and every
   // layer no other image uses. `in_use(image_id)` is asked first; removal is refused

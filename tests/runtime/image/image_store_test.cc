@@ -452,5 +452,19 @@ TEST_F(ImageStoreTest, SkipsAttestationsAndReadsOciRefNames) {
   EXPECT_EQ((*loaded)[0].tags, std::vector<std::string>{"registry.local:5000/x/y:2"});
 }
 
+TEST_F(ImageStoreTest, RepeatedLayerIsStackedOnceAtItsHighestPosition) {
+  Layer x = makeLayer({file("x", "x")});
+  Layer y = makeLayer({file("y", "y")});
+  TestImage img = makeImage({x, y, x}, {"rep:1"});
+  auto loaded = store_->load(write("rep.tar", classicArchive({img})));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_EQ((*loaded)[0].layers.size(), 3u);
+  EXPECT_EQ((*loaded)[0].size_bytes, 2);
+  auto paths = store_->layerPaths("rep:1").value();
+  ASSERT_EQ(paths.size(), 2u);
+  EXPECT_EQ(paths[0], store() + "/layers/" + y.diff_id.substr(7));
+  EXPECT_EQ(paths[1], store() + "/layers/" + x.diff_id.substr(7));
+}
+
 }  // namespace
 }  // namespace edge::runtime
