@@ -135,8 +135,9 @@ Status Staging::extract(const std::string& tarball) {
   archive_read_support_format_tar(a.get());
   if (archive_read_open_filename(a.get(), tarball.c_str(), kBlockSize) != ARCHIVE_OK) {
     const char* e = archive_error_string(a.get());
-    return Status(errno == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
-                  tarball + ": " + (e ? e : "cannot open"));
+    return Status(
+        archive_errno(a.get()) == ENOENT ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
+        tarball + ": " + (e ? e : "cannot open"));
   }
   for (;;) {
     archive_entry* e = nullptr;
