@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <filesystem>
 #include <system_error>
 
@@ -43,7 +45,10 @@ Status writeAll(int fd, std::string_view data) {
 }
 
 Status writeFileAtomic(const std::string& path, std::string_view data, int mode) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Unique per call, so threads and processes writing the same path never share a temp.
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
+                    std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd.valid()) return Status::fromErrno(errno, "create " + tmp);
   Status s = writeAll(fd.get(), data);
