@@ -50,7 +50,7 @@ inline Status makeBusyboxRootfs(const std::string& dir) {
   const char* build = std::getenv("EDGE_BUILD_DIR");
   if (build) {
     for (const char* h : {"memhog", "forkbomb"}) {
-      std::string src = std::string(build) + "/tests/light_test_" + h;
+      std::string src = std::string(build) + "/images/helpers/" + h;
       if (::access(src.c_str(), X_OK) == 0) copyFile(src, dir + "/usr/bin/" + h, 0755);
     }
   }
