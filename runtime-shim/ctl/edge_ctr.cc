@@ -34,9 +34,12 @@ struct Globals {
 int fail(const Status& s) {
   std::fprintf(stderr, "edge-ctr: %s\n", s.toString().c_str());
   switch (s.code()) {
-    case StatusCode::kInvalidArgument: return 2;
-    case StatusCode::kNotFound: return 3;
-    default: return 1;
+    case StatusCode::kInvalidArgument:
+      return 2;
+    case StatusCode::kNotFound:
+      return 3;
+    default:
+      return 1;
   }
 }
 
@@ -126,7 +129,9 @@ Json containerJson(const ContainerInfo& c) {
                 {"PidsLimit", c.resources.pids_limit}}}};
 }
 
-void printJson(const Json& j) { std::cout << json::dump(j, 2) << "\n"; }
+void printJson(const Json& j) {
+  std::cout << json::dump(j, 2) << "\n";
+}
 
 // Parses "src:dst[:ro|rw]".
 Result<BindMount> parseVolume(const std::string& v) {
@@ -200,8 +205,8 @@ Result<ContainerSpec> toSpec(const RunFlags& f) {
   s.image = f.image;
   s.env = f.env;
   if (f.entrypoint_set) {
-    s.entrypoint = f.entrypoint.empty() ? std::vector<std::string>{}
-                                        : std::vector<std::string>{f.entrypoint};
+    s.entrypoint =
+        f.entrypoint.empty() ? std::vector<std::string>{} : std::vector<std::string>{f.entrypoint};
   }
   if (!f.command.empty()) s.cmd = f.command;
   s.working_dir = f.workdir;
@@ -277,16 +282,18 @@ int runCommand(ContainerRuntime& rt, const RunFlags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"edge-ctr: run and manage containers on this host's Docker Engine or on "
-               "Edgecloud's light runtime, without the node agent"};
+  CLI::App app{
+      "edge-ctr: run and manage containers on this host's Docker Engine or on "
+      "Edgecloud's light runtime, without the node agent"};
   app.require_subcommand(1);
   Globals g;
   app.add_option("--runtime", g.runtime, "auto | docker | light")
       ->check(CLI::IsMember({"auto", "docker", "light"}))
       ->envname("EDGE_RUNTIME")
       ->capture_default_str();
-  app.add_option("--data-dir", g.data_dir, "state directory (the light runtime keeps its "
-                                           "images and containers here)")
+  app.add_option("--data-dir", g.data_dir,
+                 "state directory (the light runtime keeps its "
+                 "images and containers here)")
       ->envname("EDGE_DATA_DIR")
       ->capture_default_str();
   app.add_option("--docker-host", g.docker_host, "Docker Engine endpoint")
@@ -331,8 +338,9 @@ int main(int argc, char** argv) {
     c->add_option("--stop-signal", rf.stop_signal);
     c->add_option("--stop-timeout", rf.stop_timeout, "seconds before SIGKILL on stop");
     c->add_option("image", rf.image)->required();
-    c->add_option("command", rf.command, "command and arguments");
+    // Everything after the image is the command, flags included (`sh -c '...'`).
     c->prefix_command();
+    c->footer("Everything after IMAGE is the container's command and its arguments.");
   };
   auto* create = app.add_subcommand("create", "create a container");
   addRunFlags(create);
@@ -369,6 +377,8 @@ int main(int argc, char** argv) {
   auto* events = app.add_subcommand("events", "stream container events until interrupted");
 
   CLI11_PARSE(app, argc, argv);
+  if (*create) rf.command = create->remaining();
+  if (*run) rf.command = run->remaining();
 
   log::Level level;
   if (!log::parseLevel(g.log_level, &level)) {
@@ -389,10 +399,16 @@ int main(int argc, char** argv) {
   if (*info) {
     auto i = rt.info();
     if (!i.isOk()) return fail(i.status());
-    Json j{{"Runtime", i->kind},      {"Version", i->version},     {"ApiVersion", i->api_version},
-           {"OS", i->os},             {"Kernel", i->kernel},       {"CgroupVersion", i->cgroup_version},
-           {"Isolation", i->isolation}, {"Containers", i->containers},
-           {"ContainersRunning", i->containers_running}, {"Images", i->images}};
+    Json j{{"Runtime", i->kind},
+           {"Version", i->version},
+           {"ApiVersion", i->api_version},
+           {"OS", i->os},
+           {"Kernel", i->kernel},
+           {"CgroupVersion", i->cgroup_version},
+           {"Isolation", i->isolation},
+           {"Containers", i->containers},
+           {"ContainersRunning", i->containers_running},
+           {"Images", i->images}};
     if (as_json) {
       printJson(j);
     } else {
@@ -569,7 +585,8 @@ int main(int argc, char** argv) {
       } else {
         std::cout << formatRfc3339Nano(e.time) << " container " << eventTypeName(e.type) << " "
                   << e.container_id
-                  << (e.type == Event::Type::kExit ? " exitCode=" + std::to_string(e.exit_code) : "")
+                  << (e.type == Event::Type::kExit ? " exitCode=" + std::to_string(e.exit_code)
+                                                   : "")
                   << std::endl;
       }
     });
@@ -582,4 +599,6 @@ int main(int argc, char** argv) {
 
 }  // namespace edge::runtime
 
-int main(int argc, char** argv) { return edge::runtime::main(argc, argv); }
+int main(int argc, char** argv) {
+  return edge::runtime::main(argc, argv);
+}
