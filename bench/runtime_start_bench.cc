@@ -103,10 +103,10 @@ Status makeRuncBundle(const std::string& dir, const std::string& image_tar) {
   RETURN_IF_ERROR(runtime::materializeRootfs(layers, dir + "/bundle/rootfs"));
   json::Json ns = json::Json::array();
   for (const char* t : {"pid", "mount", "uts", "ipc"}) ns.push_back({{"type", t}});
-  json::Json caps = {"CAP_CHOWN",        "CAP_DAC_OVERRIDE", "CAP_FSETID",     "CAP_FOWNER",
-                     "CAP_MKNOD",        "CAP_NET_RAW",      "CAP_SETGID",     "CAP_SETUID",
-                     "CAP_SETFCAP",      "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE",
-                     "CAP_SYS_CHROOT",   "CAP_KILL",         "CAP_AUDIT_WRITE"};
+  json::Json caps = {"CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+                     "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+                     "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+                     "CAP_KILL",    "CAP_AUDIT_WRITE"};
   json::Json config = {
       {"ociVersion", "1.0.2"},
       {"process",
@@ -143,10 +143,14 @@ int run(int argc, char** argv) {
   std::string shim = build + "/bin/edge-shim";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
-    else if (a == "--warmup") warmup = std::max(0, std::atoi(argv[i + 1]));
-    else if (a == "--images") images = argv[i + 1];
-    else if (a == "--shim") shim = argv[i + 1];
+    if (a == "--reps")
+      reps = std::max(1, std::atoi(argv[i + 1]));
+    else if (a == "--warmup")
+      warmup = std::max(0, std::atoi(argv[i + 1]));
+    else if (a == "--images")
+      images = argv[i + 1];
+    else if (a == "--shim")
+      shim = argv[i + 1];
   }
   if (::geteuid() != 0) {
     std::fprintf(stderr, "edge-bench-runtime: needs root (namespaces, cgroups, runc)\n");
@@ -189,8 +193,8 @@ int run(int argc, char** argv) {
     docker.error = "docker load failed";
   } else {
     measure(docker, std::min(warmup, 1), std::max(5, reps / 3), [&] {
-      int rc = spawnWait({"docker", "run", "--rm", "--network", "host",
-                          "edgecloud/busybox:test", "/bin/true"});
+      int rc = spawnWait(
+          {"docker", "run", "--rm", "--network", "host", "edgecloud/busybox:test", "/bin/true"});
       if (rc != 0) return Status::internal("docker run exited " + std::to_string(rc));
       return Status::ok();
     });
@@ -219,4 +223,6 @@ int run(int argc, char** argv) {
 
 }  // namespace edge::bench
 
-int main(int argc, char** argv) { return edge::bench::run(argc, argv); }
+int main(int argc, char** argv) {
+  return edge::bench::run(argc, argv);
+}

@@ -6,7 +6,9 @@
 
 namespace edge {
 
-void SystemClock::sleepFor(Duration d) { std::this_thread::sleep_for(d); }
+void SystemClock::sleepFor(Duration d) {
+  std::this_thread::sleep_for(d);
+}
 
 ClockPtr SystemClock::instance() {
   static ClockPtr clock = std::make_shared<SystemClock>();
@@ -85,8 +87,8 @@ bool parseTimestamp(const std::string& text, WallTime* out) {
   }
   int y, mo, d, h, mi, s;
   int consumed = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s,
-                  &consumed) != 6 ||
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &consumed) !=
+          6 ||
       consumed != 19) {
     return false;
   }

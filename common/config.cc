@@ -145,11 +145,19 @@ Result<int64_t> parseBytes(std::string_view text) {
   if (!splitNumber(text, &n, &unit)) return bad();
   // Upper case: SI (K8s style). Ki/Mi/Gi/Ti: binary. Lower case k/m/g: binary, as
   // `docker run --memory 64m` means.
-  static const std::pair<std::string_view, double> kUnits[] = {
-      {"", 1},       {"b", 1},           {"K", 1e3},           {"M", 1e6},
-      {"G", 1e9},    {"T", 1e12},        {"Ki", 1024.0},       {"Mi", 1048576.0},
-      {"Gi", 1073741824.0},              {"Ti", 1099511627776.0},
-      {"k", 1024.0}, {"m", 1048576.0},   {"g", 1073741824.0}};
+  static const std::pair<std::string_view, double> kUnits[] = {{"", 1},
+                                                               {"b", 1},
+                                                               {"K", 1e3},
+                                                               {"M", 1e6},
+                                                               {"G", 1e9},
+                                                               {"T", 1e12},
+                                                               {"Ki", 1024.0},
+                                                               {"Mi", 1048576.0},
+                                                               {"Gi", 1073741824.0},
+                                                               {"Ti", 1099511627776.0},
+                                                               {"k", 1024.0},
+                                                               {"m", 1048576.0},
+                                                               {"g", 1073741824.0}};
   for (const auto& [name, mult] : kUnits) {
     if (unit == name) {
       double bytes = n * mult;

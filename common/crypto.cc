@@ -24,9 +24,13 @@ Sha256::Sha256() : impl_(std::make_unique<Impl>()) {
   }
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(impl_->ctx); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(impl_->ctx);
+}
 
-void Sha256::update(const void* data, size_t len) { EVP_DigestUpdate(impl_->ctx, data, len); }
+void Sha256::update(const void* data, size_t len) {
+  EVP_DigestUpdate(impl_->ctx, data, len);
+}
 
 namespace {
 std::string toHex(const unsigned char* p, size_t n) {

@@ -75,7 +75,8 @@ Status makeDirs(const std::string& path, int mode) {
       return Status::fromErrno(errno, "mkdir " + cur);
     }
   }
-  if (!isDirectory(path)) return Status::failedPrecondition(path + " exists and is not a directory");
+  if (!isDirectory(path))
+    return Status::failedPrecondition(path + " exists and is not a directory");
   return Status::ok();
 }
 

@@ -37,7 +37,9 @@ std::string dump(const Json& j, int indent) {
   return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
-std::string typeName(const Json& j) { return j.type_name(); }
+std::string typeName(const Json& j) {
+  return j.type_name();
+}
 
 Result<std::string> getString(const Json& obj, std::string_view key, std::string_view path,
                               std::optional<std::string> fallback) {

@@ -16,11 +16,16 @@ std::function<void(std::string_view)> g_sink;  // guarded by g_sink_mu
 
 const char* levelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-    case Level::kOff: return "off";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
+    case Level::kOff:
+      return "off";
   }
   return "?";
 }
@@ -40,8 +45,12 @@ std::string nowUtc() {
 
 }  // namespace
 
-void setLevel(Level level) { g_level.store(static_cast<int>(level)); }
-Level level() { return static_cast<Level>(g_level.load()); }
+void setLevel(Level level) {
+  g_level.store(static_cast<int>(level));
+}
+Level level() {
+  return static_cast<Level>(g_level.load());
+}
 
 bool parseLevel(std::string_view text, Level* out) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError, Level::kOff}) {
@@ -82,8 +91,7 @@ std::string quote(std::string_view v) {
 }
 
 Record::Record(Level l, std::string_view msg)
-    : enabled_(static_cast<int>(l) >= g_level.load(std::memory_order_relaxed) &&
-               l != Level::kOff) {
+    : enabled_(static_cast<int>(l) >= g_level.load(std::memory_order_relaxed) && l != Level::kOff) {
   if (!enabled_) return;
   line_.reserve(128);
   line_ += "ts=";

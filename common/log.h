@@ -41,9 +41,7 @@ class Record {
   }
   Record& kv(std::string_view key, bool value) { return kv(key, value ? "true" : "false"); }
   template <typename T>
-  Record& kv(std::string_view key, T value)
-    requires std::is_arithmetic_v<T>
-  {
+  Record& kv(std::string_view key, T value) requires std::is_arithmetic_v<T> {
     if (enabled_) kv(key, std::string_view(std::to_string(value)));
     return *this;
   }

@@ -7,18 +7,30 @@ namespace edge {
 
 std::string_view statusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kInvalidArgument: return "InvalidArgument";
-    case StatusCode::kNotFound: return "NotFound";
-    case StatusCode::kAlreadyExists: return "AlreadyExists";
-    case StatusCode::kFailedPrecondition: return "FailedPrecondition";
-    case StatusCode::kPermissionDenied: return "PermissionDenied";
-    case StatusCode::kUnavailable: return "Unavailable";
-    case StatusCode::kDeadlineExceeded: return "DeadlineExceeded";
-    case StatusCode::kResourceExhausted: return "ResourceExhausted";
-    case StatusCode::kUnimplemented: return "Unimplemented";
-    case StatusCode::kCancelled: return "Cancelled";
-    case StatusCode::kInternal: return "Internal";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kInvalidArgument:
+      return "InvalidArgument";
+    case StatusCode::kNotFound:
+      return "NotFound";
+    case StatusCode::kAlreadyExists:
+      return "AlreadyExists";
+    case StatusCode::kFailedPrecondition:
+      return "FailedPrecondition";
+    case StatusCode::kPermissionDenied:
+      return "PermissionDenied";
+    case StatusCode::kUnavailable:
+      return "Unavailable";
+    case StatusCode::kDeadlineExceeded:
+      return "DeadlineExceeded";
+    case StatusCode::kResourceExhausted:
+      return "ResourceExhausted";
+    case StatusCode::kUnimplemented:
+      return "Unimplemented";
+    case StatusCode::kCancelled:
+      return "Cancelled";
+    case StatusCode::kInternal:
+      return "Internal";
   }
   return "Unknown";
 }
@@ -28,21 +40,29 @@ Status Status::fromErrno(int err, std::string_view what) {
   msg += ": ";
   msg += std::strerror(err);
   switch (err) {
-    case ENOENT: return notFound(std::move(msg));
-    case EEXIST: return alreadyExists(std::move(msg));
+    case ENOENT:
+      return notFound(std::move(msg));
+    case EEXIST:
+      return alreadyExists(std::move(msg));
     case EACCES:
-    case EPERM: return permissionDenied(std::move(msg));
-    case EINVAL: return invalidArgument(std::move(msg));
+    case EPERM:
+      return permissionDenied(std::move(msg));
+    case EINVAL:
+      return invalidArgument(std::move(msg));
     case ENOMEM:
     case ENOSPC:
     case EMFILE:
-    case ENFILE: return resourceExhausted(std::move(msg));
+    case ENFILE:
+      return resourceExhausted(std::move(msg));
     case ECONNREFUSED:
     case ECONNRESET:
     case EPIPE:
-    case EAGAIN: return unavailable(std::move(msg));
-    case ETIMEDOUT: return deadlineExceeded(std::move(msg));
-    default: return internal(std::move(msg));
+    case EAGAIN:
+      return unavailable(std::move(msg));
+    case ETIMEDOUT:
+      return deadlineExceeded(std::move(msg));
+    default:
+      return internal(std::move(msg));
   }
 }
 

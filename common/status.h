@@ -38,7 +38,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status ok() { return Status(); }
-  static Status invalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status invalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status notFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status alreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
   static Status failedPrecondition(std::string m) {
@@ -84,7 +86,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).isOk()) v_ = Status::internal("Result constructed from OK status");
   }
@@ -116,10 +118,10 @@ class [[nodiscard]] Result {
 #define EDGE_CONCAT_(a, b) EDGE_CONCAT_INNER_(a, b)
 
 // Returns the Status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                         \
-  do {                                                \
-    ::edge::Status edge_status_ = (expr);             \
-    if (!edge_status_.isOk()) return edge_status_;    \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::edge::Status edge_status_ = (expr);          \
+    if (!edge_status_.isOk()) return edge_status_; \
   } while (0)
 
 // ASSIGN_OR_RETURN(auto x, computeX()); declares x from a Result or returns its Status.

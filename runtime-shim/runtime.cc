@@ -7,20 +7,28 @@ namespace edge::runtime {
 
 std::string_view containerStateName(ContainerState s) {
   switch (s) {
-    case ContainerState::kCreated: return "created";
-    case ContainerState::kRunning: return "running";
-    case ContainerState::kExited: return "exited";
+    case ContainerState::kCreated:
+      return "created";
+    case ContainerState::kRunning:
+      return "running";
+    case ContainerState::kExited:
+      return "exited";
   }
   return "unknown";
 }
 
 std::string_view eventTypeName(Event::Type t) {
   switch (t) {
-    case Event::Type::kCreate: return "create";
-    case Event::Type::kStart: return "start";
-    case Event::Type::kExit: return "die";
-    case Event::Type::kOom: return "oom";
-    case Event::Type::kDestroy: return "destroy";
+    case Event::Type::kCreate:
+      return "create";
+    case Event::Type::kStart:
+      return "start";
+    case Event::Type::kExit:
+      return "die";
+    case Event::Type::kOom:
+      return "oom";
+    case Event::Type::kDestroy:
+      return "destroy";
   }
   return "unknown";
 }
@@ -45,14 +53,14 @@ std::string normalizeImageRef(const std::string& ref) {
 
 Result<int> parseSignal(const std::string& text) {
   static const std::pair<const char*, int> kSignals[] = {
-      {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"ILL", SIGILL},
-      {"TRAP", SIGTRAP}, {"ABRT", SIGABRT}, {"BUS", SIGBUS},   {"FPE", SIGFPE},
-      {"KILL", SIGKILL}, {"USR1", SIGUSR1}, {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
-      {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
-      {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-      {"TTOU", SIGTTOU}, {"URG", SIGURG},   {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+      {"HUP", SIGHUP},       {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+      {"TRAP", SIGTRAP},     {"ABRT", SIGABRT}, {"BUS", SIGBUS},     {"FPE", SIGFPE},
+      {"KILL", SIGKILL},     {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},   {"USR2", SIGUSR2},
+      {"PIPE", SIGPIPE},     {"ALRM", SIGALRM}, {"TERM", SIGTERM},   {"CHLD", SIGCHLD},
+      {"CONT", SIGCONT},     {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},   {"TTIN", SIGTTIN},
+      {"TTOU", SIGTTOU},     {"URG", SIGURG},   {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
       {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
-      {"PWR", SIGPWR},   {"SYS", SIGSYS}};
+      {"PWR", SIGPWR},       {"SYS", SIGSYS}};
   if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
       text.size() <= 2) {
     int n = std::stoi(text);

@@ -34,8 +34,8 @@ namespace edge::runtime {
 inline constexpr char kManagedLabel[] = "io.edgecloud.managed";
 
 struct ImageInfo {
-  std::string id;                 // "sha256:<hex of the image config>"
-  std::vector<std::string> tags;  // normalised references, "busybox:latest"
+  std::string id;                   // "sha256:<hex of the image config>"
+  std::vector<std::string> tags;    // normalised references, "busybox:latest"
   std::vector<std::string> layers;  // diff ids ("sha256:..."), lowest first
   int64_t size_bytes = 0;           // unpacked size
   WallTime created{};
@@ -131,10 +131,10 @@ struct LogEntry {
 struct LogOptions {
   bool include_stdout = true;
   bool include_stderr = true;
-  bool follow = false;              // keep streaming until the container exits
-  std::optional<size_t> tail;       // only the last N lines
-  std::optional<WallTime> since;    // entries at or after
-  std::optional<WallTime> until;    // entries before
+  bool follow = false;            // keep streaming until the container exits
+  std::optional<size_t> tail;     // only the last N lines
+  std::optional<WallTime> since;  // entries at or after
+  std::optional<WallTime> until;  // entries before
 };
 
 // Called for each entry in order; return false to stop reading.
@@ -169,13 +169,13 @@ class Subscription {
 using SubscriptionPtr = std::unique_ptr<Subscription>;
 
 struct ListOptions {
-  bool all = true;  // false = running only
+  bool all = true;                            // false = running only
   std::map<std::string, std::string> labels;  // every label must match
 };
 
 struct RuntimeInfo {
-  std::string kind;       // "docker" | "light"
-  std::string version;    // daemon version for docker, ours for light
+  std::string kind;     // "docker" | "light"
+  std::string version;  // daemon version for docker, ours for light
   std::string api_version;
   std::string os;
   std::string kernel;

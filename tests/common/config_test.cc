@@ -10,7 +10,9 @@ namespace {
 TEST(ConfigTest, DefaultsFileAndOverrides) {
   Config c({{"runtime.kind", "auto"}, {"log.level", "info"}, {"stop.timeout", "10s"}});
   std::string path = ::testing::TempDir() + "/cfg.json";
-  ASSERT_TRUE(fs::writeFileAtomic(path, R"({"runtime": {"kind": "light"}, "stop": {"timeout": "2s"}})").isOk());
+  ASSERT_TRUE(
+      fs::writeFileAtomic(path, R"({"runtime": {"kind": "light"}, "stop": {"timeout": "2s"}})")
+          .isOk());
   ASSERT_TRUE(c.loadFile(path).isOk());
   EXPECT_EQ(c.getString("runtime.kind"), "light");
   EXPECT_EQ(c.getDuration("stop.timeout")->count(), 2000);

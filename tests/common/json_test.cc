@@ -28,7 +28,9 @@ TEST(JsonTest, ParseErrorIsInvalidArgument) {
 }
 
 TEST(JsonTest, DumpSurvivesInvalidUtf8) {
-  Json j = std::string("a\xff" "b");
+  Json j = std::string(
+      "a\xff"
+      "b");
   EXPECT_NO_THROW(dump(j));
 }
 

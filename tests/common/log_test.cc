@@ -13,8 +13,9 @@ TEST(LogTest, KeyValueLineAndLevels) {
   LOG_DEBUG("hidden").kv("x", 1);
   setSink(nullptr);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_NE(lines[0].find("level=info msg=\"container started\" id=ab12 pid=42 note=\"two words\"\n"),
-            std::string::npos)
+  EXPECT_NE(
+      lines[0].find("level=info msg=\"container started\" id=ab12 pid=42 note=\"two words\"\n"),
+      std::string::npos)
       << lines[0];
   EXPECT_EQ(lines[0].rfind("ts=", 0), 0u);
 }

@@ -39,7 +39,9 @@ std::string dataDir() {
   return dir;
 }
 
-std::string runLabel() { return std::to_string(::getpid()); }
+std::string runLabel() {
+  return std::to_string(::getpid());
+}
 
 // One runtime per kind for the whole process, with the test image loaded once.
 struct Env {
@@ -204,7 +206,8 @@ TEST_P(ConformanceTest, EnvWorkdirUserHostname) {
 
 TEST_P(ConformanceTest, StopSendsTheSignalThenKills) {
   // A shell that exits on TERM stops gracefully with its own code.
-  ContainerSpec graceful = spec({"sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"});
+  ContainerSpec graceful =
+      spec({"sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"});
   std::string id = create(graceful);
   ASSERT_TRUE(rt_->startContainer(id).isOk());
   auto start = std::chrono::steady_clock::now();
@@ -299,10 +302,12 @@ TEST_P(ConformanceTest, TailAndSince) {
   LogOptions lo;
   lo.tail = 2;
   std::string text;
-  ASSERT_TRUE(rt_->readLogs(id, lo, [&](const LogEntry& e) {
-                   text += e.data;
-                   return true;
-                 }).isOk());
+  ASSERT_TRUE(rt_->readLogs(id, lo,
+                            [&](const LogEntry& e) {
+                              text += e.data;
+                              return true;
+                            })
+                  .isOk());
   EXPECT_EQ(text, "4\n5\n");
   LogOptions future;
   future.since = std::chrono::system_clock::now() + std::chrono::hours(1);
@@ -338,7 +343,8 @@ TEST_P(ConformanceTest, ListFiltersByLabelAndRemoveForgets) {
 }
 
 TEST_P(ConformanceTest, StatsOfARunningContainer) {
-  std::string id = create(spec({"sh", "-c", "x=0; while [ $x -lt 200000 ]; do x=$((x+1)); done; sleep 300"}));
+  std::string id =
+      create(spec({"sh", "-c", "x=0; while [ $x -lt 200000 ]; do x=$((x+1)); done; sleep 300"}));
   ASSERT_TRUE(rt_->startContainer(id).isOk());
   auto st = rt_->stats(id);
   ASSERT_TRUE(st.isOk()) << st.status().toString();
@@ -390,8 +396,9 @@ TEST_P(ConformanceTest, ImageInUseIsNotRemoved) {
 TEST_P(ConformanceTest, ContainerSurvivesTheProcessThatStartedIt) {
   std::string name = "edge-survivor-" + std::to_string(::getpid()) + "-" + GetParam();
   std::string cmd = buildDir() + "/bin/edge-ctr --runtime " + GetParam() + " --data-dir " +
-                    dataDir() + " run -d --name " + name + " --label edge-conformance=" +
-                    runLabel() + " " + kImage + " sleep 300 >/dev/null";
+                    dataDir() + " run -d --name " + name +
+                    " --label edge-conformance=" + runLabel() + " " + kImage +
+                    " sleep 300 >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   RuntimeOptions o;
   o.kind = GetParam();
