@@ -16,6 +16,7 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 
 scripts/install-deps.sh
+scripts/check-format.sh
 scripts/start-dockerd.sh
 
 cmake -S . -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
