@@ -231,8 +231,16 @@ bool processMatches(int pid, uint64_t start_time) {
 }
 
 Recovered recoverContainer(const std::optional<StateRecord>& state,
-                           const std::optional<ExitRecord>& exit, bool shim_alive) {
+                           const std::optional<ExitRecord>& exit, bool shim_alive,
+                           bool host_restarted) {
   Recovered r;
+  if (host_restarted) {
+    // Whether it ran, ran to the end or never started is lost with the run root.
+    r.state = ContainerState::kExited;
+    r.exit_code = 255;
+    r.error = "the host restarted: the container's runtime state is gone";
+    return r;
+  }
   if (!state) return r;  // never started: created
   r.error = state->error;
   r.exit_code = state->exit_code;

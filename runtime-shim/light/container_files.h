@@ -1,6 +1,7 @@
-// The on-disk records of a light-runtime container, under containers/<id>/:
+// The records of a light-runtime container. On the data dir, under containers/<id>/:
 //   config.json  the resolved configuration and everything the shim needs to launch
 //                (written once at create)
+// and on the run root (a tmpfs, emptied by a host restart), under <run_root>/<id>/:
 //   state.json   created/running, pids with their start times, start error (runtime or
 //                shim; replaced atomically)
 //   exit.json    written by the shim when the container has exited
@@ -75,7 +76,10 @@ struct Recovered {
   std::string error;
 };
 // `shim_alive`: the recorded shim pid runs with the recorded start time.
+// `host_restarted`: the container's run dir is gone (the run root is a tmpfs, made anew
+// at boot), so whatever it ran is gone too.
 Recovered recoverContainer(const std::optional<StateRecord>& state,
-                           const std::optional<ExitRecord>& exit, bool shim_alive);
+                           const std::optional<ExitRecord>& exit, bool shim_alive,
+                           bool host_restarted = false);
 
 }  // namespace edge::runtime::light

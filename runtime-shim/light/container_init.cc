@@ -154,23 +154,73 @@ std::string readSmall(const char* path) {
   return r.isOk() ? *r : std::string();
 }
 
-void mountRootfs(const InitParams& p, const std::string& merged) {
+struct EtcFile {
+  const char* name;
+  std::string data;
+};
+
+// Writes the /etc files into <run dir>/etc/etc: that dir is given to overlayfs as the
+// topmost lower layer, so the container reads them as image files and a write copies
+// them up as usual — without creating three files in the upper dir (and copying up /etc)
+// on the data dir's filesystem at every start. The layer's /etc takes the mode and owner
+// of the image's. Returns the layer, or "" when the image's /etc is not a directory (the
+// files then go through the overlay).
+std::string writeEtcLayer(const InitParams& p, const std::vector<EtcFile>& files) {
+  const LaunchConfig& c = *p.config;
+  struct stat est {};
+  bool found = false;
+  for (size_t i = c.layers.size(); i-- > 0 && !found;) {
+    found = ::lstat((c.layers[i] + "/etc").c_str(), &est) == 0;
+  }
+  if (found && !S_ISDIR(est.st_mode)) return "";
+  std::string layer = p.run_dir + "/etc";
+  std::string etc = layer + "/etc";
+  for (const std::string& d : {layer, etc}) {
+    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
+      fail(p, "mkdir " + d + ": " + errnoText(errno));
+    }
+  }
+  if (found && (::chmod(etc.c_str(), est.st_mode & 07777) != 0 ||
+                ::lchown(etc.c_str(), est.st_uid, est.st_gid) != 0)) {
+    fail(p, "set up " + etc + ": " + errnoText(errno));
+  }
+  std::string upper_etc = p.container_dir + "/upper/etc/";
+  for (const EtcFile& f : files) {
+    std::string path = etc + "/" + f.name;
+    fs::UniqueFd fd(
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd.valid() || !fs::writeAll(fd.get(), f.data).isOk()) {
+      fail(p, "write " + path + ": " + errnoText(errno));
+    }
+    // A restart starts from fresh files, as when they were written through the overlay:
+    // drop the previous run's copy-up (or whiteout) of each.
+    (void)::unlink((upper_etc + f.name).c_str());
+  }
+  return layer;
+}
+
+// Mounts the root filesystem on `merged`; true when `etc` went into a layer of it.
+bool mountRootfs(const InitParams& p, const std::string& merged, const std::vector<EtcFile>& etc) {
   const LaunchConfig& c = *p.config;
   if (c.rootfs_copy) {
     std::string src = p.container_dir + "/rootfs";
     if (::mount(src.c_str(), merged.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
       fail(p, "bind rootfs " + src + ": " + errnoText(errno));
     }
-    return;
+    return false;
   }
   if (c.layers.empty()) fail(p, "mount overlay: the image has no layers");
+  std::vector<std::string> layers = c.layers;
+  std::string etc_layer = writeEtcLayer(p, etc);
+  if (p.trace) p.trace("etclayer");
+  if (!etc_layer.empty()) layers.push_back(etc_layer);
   // "volatile": the upper layer is scratch space; without it every unmount (the end of
   // every container) syncs the whole upper filesystem. A volatile mount leaves a marker in
   // the work dir that refuses the next mount, so a restart starts from a clean work dir.
   std::string work = p.container_dir + "/work";
   struct stat wst {};
   if (::lstat((work + "/work").c_str(), &wst) == 0) (void)fs::removeAll(work + "/work");
-  OverlayMountData d = overlayMountData(c.layers, p.container_dir + "/upper", work);
+  OverlayMountData d = overlayMountData(layers, p.container_dir + "/upper", work);
   if (!d.chdir_to.empty() && ::chdir(d.chdir_to.c_str()) != 0) {
     fail(p, "chdir " + d.chdir_to + ": " + errnoText(errno));
   }
@@ -181,6 +231,7 @@ void mountRootfs(const InitParams& p, const std::string& merged) {
       fail(p, "mount overlay: " + errnoText(errno));
     }
   }
+  return !etc_layer.empty();
 }
 
 void setupDev(const InitParams& p, int root) {
@@ -304,7 +355,8 @@ OverlayMountData overlayMountData(const std::vector<std::string>& layers, const 
   auto build = [&](bool relative, const std::string& base) {
     std::string d = "lowerdir=";
     for (size_t i = layers.size(); i-- > 0;) {
-      d += relative ? layers[i].substr(base.size() + 1) : layers[i];
+      bool under = relative && layers[i].compare(0, base.size() + 1, base + "/") == 0;
+      d += under ? layers[i].substr(base.size() + 1) : layers[i];
       if (i > 0) d += ':';
     }
     d += ",upperdir=" + upper + ",workdir=" + work;
@@ -314,9 +366,7 @@ OverlayMountData overlayMountData(const std::vector<std::string>& layers, const 
   out.data = build(false, "");
   if (out.data.size() <= max_len || layers.empty()) return out;
   std::string base = layers[0].substr(0, layers[0].rfind('/'));
-  for (const std::string& l : layers) {
-    if (l.compare(0, base.size() + 1, base + "/") != 0) return out;  // no common parent
-  }
+  if (base.empty()) return out;
   out.chdir_to = base;
   out.data = build(true, base);
   return out;
@@ -337,21 +387,24 @@ void runContainerInit(const InitParams& p) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     fail(p, "make / rprivate: " + errnoText(errno));
   }
-  std::string merged = p.container_dir + "/merged";
-  mountRootfs(p, merged);
-  if (p.trace) p.trace("rootfs");
-  fs::UniqueFd root(::open(merged.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root.valid()) fail(p, "open rootfs: " + errnoText(errno));
-
   std::string hostname = c.hostname.empty() ? c.info.id.substr(0, 12) : c.hostname;
-  writeInRoot(p, root.get(), "etc/hostname", hostname + "\n");
   std::string hosts =
       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname +
       "\n";
   if (c.info.network == NetworkMode::kHost) hosts += readSmall("/etc/hosts");
-  writeInRoot(p, root.get(), "etc/hosts", hosts);
-  writeInRoot(p, root.get(), "etc/resolv.conf",
-              c.info.network == NetworkMode::kHost ? readSmall("/etc/resolv.conf") : "");
+  std::vector<EtcFile> etc = {
+      {"hostname", hostname + "\n"},
+      {"hosts", hosts},
+      {"resolv.conf", c.info.network == NetworkMode::kHost ? readSmall("/etc/resolv.conf") : ""}};
+
+  std::string merged = p.container_dir + "/merged";
+  bool etc_in_layer = mountRootfs(p, merged, etc);
+  if (p.trace) p.trace("rootfs");
+  fs::UniqueFd root(::open(merged.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) fail(p, "open rootfs: " + errnoText(errno));
+  if (!etc_in_layer) {
+    for (const EtcFile& f : etc) writeInRoot(p, root.get(), std::string("etc/") + f.name, f.data);
+  }
   if (p.trace) p.trace("etcfiles");
 
   for (const BindMount& m : c.info.mounts) {

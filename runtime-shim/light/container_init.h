@@ -16,6 +16,7 @@ namespace edge::runtime::light {
 struct InitParams {
   const LaunchConfig* config = nullptr;
   std::string container_dir;
+  std::string run_dir;      // on a tmpfs: holds the /etc layer (see runContainerInit)
   std::string seccomp_bpf;  // raw sock_filter program; empty = none
   int stdin_fd = -1;
   int stdout_fd = -1;
@@ -32,8 +33,9 @@ struct InitParams {
 [[noreturn]] void runContainerInit(const InitParams& p);
 
 // The overlay mount data for `layers` (lowest first; lowerdir lists them topmost first).
-// When the absolute form would exceed `max_len`, `chdir_to` is the layers' common parent
-// and lowerdir uses names relative to it (mount(2) data is limited to a page).
+// When the absolute form would exceed `max_len`, `chdir_to` is the parent of the lowest
+// layer and lowerdir names the layers under it relative to it (mount(2) data is limited
+// to a page); other layers keep their absolute names.
 struct OverlayMountData {
   std::string chdir_to;  // "" = no chdir needed
   std::string data;

@@ -10,6 +10,7 @@
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -43,6 +44,10 @@ namespace {
 
 constexpr char kVersion[] = "0.1.0";
 constexpr long kOverlayfsMagic = 0x794c7630;
+constexpr long kTmpfsMagic = 0x01021994;
+// Pre-created container dirs kept ready in containers/.pool (see takePoolEntry).
+constexpr size_t kPoolSize = 4;
+constexpr char kPoolTmpPrefix[] = ".tmp-";
 constexpr auto kDefaultStopTimeout = std::chrono::seconds(10);
 // After SIGKILL a container is gone within milliseconds; this only bounds a wedged kernel.
 constexpr auto kKillGrace = std::chrono::seconds(30);
@@ -77,7 +82,8 @@ struct Entry {
   bool removed = false;
   fs::UniqueFd exit_fd;  // readable when the shim is gone (sync pipe or shim pidfd)
   fs::UniqueFd pidfd;    // the container's first process, for signals
-  std::string dir;
+  std::string dir;       // containers/<id> on the data dir
+  std::string run_dir;   // <run_root>/<id>: state.json, exit.json, the /etc layer
 
   ContainerInfo info() const {
     ContainerInfo i = config.info;
@@ -113,6 +119,7 @@ class LightRuntime : public ContainerRuntime {
         clock_(options_.clock ? options_.clock : SystemClock::instance()),
         cgroups_(layout, makeRealCgroupFs()),
         containers_dir_(options_.root + "/containers"),
+        pool_dir_(containers_dir_ + "/.pool"),
         trash_dir_(options_.root + "/trash") {}
 
   ~LightRuntime() override {
@@ -129,6 +136,7 @@ class LightRuntime : public ContainerRuntime {
 
   Status init() {
     RETURN_IF_ERROR(fs::makeDirs(containers_dir_, 0711));
+    RETURN_IF_ERROR(openRunRoot());
     struct statfs sfs {};
     copy_rootfs_ = deps_.force_copy_rootfs ||
                    (::statfs(containers_dir_.c_str(), &sfs) == 0 && sfs.f_type == kOverlayfsMagic);
@@ -154,7 +162,9 @@ class LightRuntime : public ContainerRuntime {
     ev.data.fd = wake_.get();
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
     RETURN_IF_ERROR(fs::makeDirs(trash_dir_, 0700));
+    RETURN_IF_ERROR(fs::makeDirs(pool_dir_, 0700));
     recover();
+    scanPool();
     watcher_ = std::thread([this] { watchLoop(); });
     reaper_ = std::thread([this] { reapLoop(); });
     return Status::ok();
@@ -236,11 +246,16 @@ class LightRuntime : public ContainerRuntime {
     }
     auto entry = std::make_shared<Entry>();
     entry->dir = containers_dir_ + "/" + c.info.id;
+    entry->run_dir = runDir(c.info.id);
     Status s = writeBundle(entry->dir, c);
+    if (s.isOk() && ::mkdir(entry->run_dir.c_str(), 0711) != 0) {
+      s = Status::fromErrno(errno, "mkdir " + entry->run_dir);
+    }
     std::lock_guard lk(mu_);
     reserved_names_.erase(spec.name);
     if (!s.isOk()) {
       (void)fs::removeAll(entry->dir);
+      (void)fs::removeAll(entry->run_dir);
       return s;
     }
     entry->config = std::move(c);
@@ -261,14 +276,22 @@ class LightRuntime : public ContainerRuntime {
       }
       e->starting = true;
       // A restart: the previous run's exit record must not be mistaken for this one's.
-      if (e->state == ContainerState::kExited) ::unlink((e->dir + "/exit.json").c_str());
+      if (e->state == ContainerState::kExited) ::unlink((e->run_dir + "/exit.json").c_str());
+    }
+    // Gone after a host restart (run_root is a tmpfs).
+    if (::mkdir(e->run_dir.c_str(), 0711) != 0 && errno != EEXIST) {
+      Status s = Status::fromErrno(errno, "mkdir " + e->run_dir);
+      std::lock_guard lk(mu_);
+      e->starting = false;
+      cv_.notify_all();
+      return s;
     }
     int pid = 0;
     fs::UniqueFd exit_fd;
     const std::string& id = e->config.info.id;
     // Created here so the shim can move the container in the moment it exists.
     Status s = cgroups_.create(id, e->config.info.resources);
-    if (s.isOk()) s = spawnShim(e->dir, cgroups_.dirs(id), &pid, &exit_fd);
+    if (s.isOk()) s = spawnShim(e->dir, e->run_dir, cgroups_.dirs(id), &pid, &exit_fd);
     if (!s.isOk()) (void)cgroups_.destroy(id);
     fs::UniqueFd pidfd;
     if (s.isOk()) pidfd.reset(pidfdOpen(pid));  // ESRCH: already gone, the exit fd says so
@@ -283,7 +306,7 @@ class LightRuntime : public ContainerRuntime {
           e->state == ContainerState::kExited ? ContainerState::kExited : ContainerState::kCreated;
       st.error = e->error;
       st.exit_code = e->exit_code;
-      (void)replaceFile(e->dir + "/state.json", encodeState(st));
+      (void)replaceFile(e->run_dir + "/state.json", encodeState(st));
       cv_.notify_all();
       return s;
     }
@@ -389,6 +412,7 @@ class LightRuntime : public ContainerRuntime {
     }
     (void)cgroups_.destroy(id);
     Status s = discard(e->dir, id);
+    (void)fs::removeAll(e->run_dir);  // a tmpfs: microseconds
     std::lock_guard lk(mu_);
     queueEventLocked(Event::Type::kDestroy, id, 0);
     return s;
@@ -479,24 +503,157 @@ class LightRuntime : public ContainerRuntime {
   }
 
  private:
+  std::string runDir(const std::string& id) const { return options_.run_root + "/" + id; }
+
+  // run_root holds what a host restart must forget: it should be a tmpfs (creating a
+  // file there costs microseconds, on a journaled disk hundreds of them). When it is
+  // not one, mount a small one on it, as /run is on a normal host.
+  Status openRunRoot() {
+    const std::string& rr = options_.run_root;
+    if (rr.empty() || rr[0] != '/') {
+      return Status::invalidArgument("light runtime run root '" + rr +
+                                     "' must be an absolute path");
+    }
+    RETURN_IF_ERROR(fs::makeDirs(rr, 0711));
+    struct statfs sfs {};
+    if (::statfs(rr.c_str(), &sfs) == 0 && sfs.f_type == kTmpfsMagic) return Status::ok();
+    if (::mount("tmpfs", rr.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "size=16m,mode=0711") == 0) {
+      LOG_INFO("mounted a tmpfs for the light runtime's volatile state").kv("path", rr);
+    } else {
+      LOG_WARN("run root is not a tmpfs and one cannot be mounted; starts will be slower")
+          .kv("path", rr)
+          .kv("error", std::strerror(errno));
+    }
+    return Status::ok();
+  }
+
+  // Writes the container's bundle at `dir`: from a pre-created pool entry when one is
+  // ready (one rename, and config.json written into the file that already exists), or
+  // by creating each directory and file.
   Status writeBundle(const std::string& dir, const LaunchConfig& c) {
-    if (::mkdir(dir.c_str(), 0711) != 0) return Status::fromErrno(errno, "mkdir " + dir);
-    for (const char* sub : {"/upper", "/work", "/merged"}) {
-      std::string p = dir + sub;
-      if (::mkdir(p.c_str(), 0755) != 0) return Status::fromErrno(errno, "mkdir " + p);
+    std::string config = encodeLaunchConfig(c);
+    bool pooled = takePoolEntry(dir);
+    if (!pooled) {
+      if (::mkdir(dir.c_str(), 0711) != 0) return Status::fromErrno(errno, "mkdir " + dir);
+      for (const char* sub : {"/upper", "/work", "/merged"}) {
+        std::string p = dir + sub;
+        if (::mkdir(p.c_str(), 0755) != 0) return Status::fromErrno(errno, "mkdir " + p);
+      }
     }
     if (c.rootfs_copy) {
       if (!deps_.materialize) return Status::failedPrecondition("no rootfs materializer");
       Status s = deps_.materialize(c.layers, dir + "/rootfs");
       if (!s.isOk()) return s.withContext("materialize rootfs");
     }
-    return replaceFile(dir + "/config.json", encodeLaunchConfig(c));
+    if (!pooled) return replaceFile(dir + "/config.json", config);
+    // The file is brand new and empty: no earlier content can be torn. A crash in the
+    // middle leaves a garbled config.json, which recovery reports and skips.
+    std::string path = dir + "/config.json";
+    fs::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    if (!fd.valid()) return Status::fromErrno(errno, "open " + path);
+    return fs::writeAll(fd.get(), config);
+  }
+
+  // --- the pool of pre-created container dirs ---
+  //
+  // Creating an inode on the data dir's filesystem can cost hundreds of microseconds
+  // (journaled ext4 on a slow disk); a container dir needs six. The reaper thread keeps
+  // kPoolSize complete dirs under containers/.pool (built under a ".tmp-" name, then
+  // renamed, so a listed entry is always complete) and create takes one with a rename.
+
+  // Moves a ready pool entry to `dir`; false when there is none.
+  bool takePoolEntry(const std::string& dir) {
+    for (;;) {
+      std::string name;
+      {
+        std::lock_guard lk(trash_mu_);
+        if (pool_.empty()) {
+          pool_pending_ = true;
+          trash_cv_.notify_all();
+          return false;
+        }
+        name = std::move(pool_.back());
+        pool_.pop_back();
+        pool_pending_ = true;
+      }
+      trash_cv_.notify_all();
+      std::string from = pool_dir_ + "/" + name;
+      if (::rename(from.c_str(), dir.c_str()) == 0) return true;
+      // ENOENT: another runtime object on the same root took it.
+    }
+  }
+
+  // Lists the pool (entries of an earlier process are reused) and moves half-built
+  // entries of a crashed one to the trash.
+  void scanPool() {
+    DIR* d = ::opendir(pool_dir_.c_str());
+    if (!d) return;
+    std::vector<std::string> ready, partial;
+    while (dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      if (n == "." || n == "..") continue;
+      (n.starts_with(kPoolTmpPrefix) ? partial : ready).push_back(n);
+    }
+    ::closedir(d);
+    for (const std::string& n : partial) {
+      std::string from = pool_dir_ + "/" + n;
+      std::string to = trash_dir_ + "/pool" + n;
+      if (::rename(from.c_str(), to.c_str()) != 0) (void)fs::removeAll(from);
+    }
+    std::lock_guard lk(trash_mu_);
+    pool_ = std::move(ready);
+    pool_pending_ = true;
+  }
+
+  // Builds one pool entry; false when that fails (the pool then stays short; create
+  // falls back to building its dir itself).
+  bool addPoolEntry() {
+    std::string name = crypto::randomHex(16);
+    std::string tmp = pool_dir_ + "/" + kPoolTmpPrefix + name;
+    auto build = [&]() -> Status {
+      if (::mkdir(tmp.c_str(), 0711) != 0) return Status::fromErrno(errno, "mkdir " + tmp);
+      for (const char* sub : {"/upper", "/work", "/merged"}) {
+        std::string p = tmp + sub;
+        if (::mkdir(p.c_str(), 0755) != 0) return Status::fromErrno(errno, "mkdir " + p);
+      }
+      // Modes as the runtime and the shim would create them.
+      for (auto [file, mode] : {std::pair{"/config.json", 0644}, {"/container.log", 0640}}) {
+        std::string p = tmp + file;
+        fs::UniqueFd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+        if (!fd.valid()) return Status::fromErrno(errno, "create " + p);
+      }
+      std::string ready = pool_dir_ + "/" + name;
+      if (::rename(tmp.c_str(), ready.c_str()) != 0) {
+        return Status::fromErrno(errno, "rename " + tmp);
+      }
+      return Status::ok();
+    };
+    Status s = build();
+    if (!s.isOk()) {
+      (void)fs::removeAll(tmp);
+      LOG_DEBUG("cannot add a container dir to the pool").kv("error", s.message());
+      return false;
+    }
+    std::lock_guard lk(trash_mu_);
+    pool_.push_back(name);
+    return true;
+  }
+
+  void refillPool() {
+    for (;;) {
+      {
+        std::lock_guard lk(trash_mu_);
+        if (trash_stop_ || pool_.size() >= kPoolSize) return;
+      }
+      if (!addPoolEntry()) return;
+    }
   }
 
   // Spawns edge-shim for the container in `dir`; on success `pid` is the container's
   // first process and `exit_fd` becomes readable when the shim is gone.
-  Status spawnShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs, int* pid,
-                   fs::UniqueFd* exit_fd) {
+  Status spawnShim(const std::string& dir, const std::string& run_dir,
+                   const std::vector<std::string>& cgroup_dirs, int* pid, fs::UniqueFd* exit_fd) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return Status::fromErrno(errno, "pipe");
     fs::UniqueFd rd(p[0]), wr(p[1]);
@@ -520,8 +677,9 @@ class LightRuntime : public ContainerRuntime {
     std::string shim = options_.shim_path;
     std::string arg0 = "edge-shim";
     std::string arg1 = dir;
+    std::string arg2 = run_dir;
     std::vector<std::string> args = cgroup_dirs;
-    std::vector<char*> argv = {arg0.data(), arg1.data()};
+    std::vector<char*> argv = {arg0.data(), arg1.data(), arg2.data()};
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     // The shim runs with an empty environment, except a trace file for start timing.
@@ -667,7 +825,7 @@ class LightRuntime : public ContainerRuntime {
     e->pidfd.reset();
     if (e->state != ContainerState::kRunning) return;
     e->state = ContainerState::kExited;
-    auto text = fs::readFile(e->dir + "/exit.json");
+    auto text = fs::readFile(e->run_dir + "/exit.json");
     auto ex = text.isOk() ? decodeExit(*text) : Result<ExitRecord>(text.status());
     if (ex.isOk()) {
       e->exit_code = ex->exit_code;
@@ -752,14 +910,18 @@ class LightRuntime : public ContainerRuntime {
     return Status::ok();
   }
 
+  // The background thread: refills the pool of container dirs and empties the trash.
   void reapLoop() {
     std::unique_lock lk(trash_mu_);
     for (;;) {
-      trash_cv_.wait(lk, [&] { return trash_pending_ || trash_stop_; });
+      trash_cv_.wait(lk, [&] { return trash_pending_ || pool_pending_ || trash_stop_; });
       if (trash_stop_) return;
-      trash_pending_ = false;
+      bool refill = pool_pending_, empty = trash_pending_;
+      pool_pending_ = trash_pending_ = false;
       lk.unlock();
-      emptyTrash();
+      // The pool first: the next create waits for it, nobody waits for the trash.
+      if (refill) refillPool();
+      if (empty) emptyTrash();
       lk.lock();
     }
   }
@@ -802,6 +964,7 @@ class LightRuntime : public ContainerRuntime {
     std::lock_guard lk(mu_);
     for (const std::string& id : ids) {
       std::string dir = containers_dir_ + "/" + id;
+      std::string run_dir = runDir(id);
       auto text = fs::readFile(dir + "/config.json");
       auto cfg = text.isOk() ? decodeLaunchConfig(*text) : Result<LaunchConfig>(text.status());
       if (!cfg.isOk() || cfg->info.id != id) {
@@ -810,13 +973,15 @@ class LightRuntime : public ContainerRuntime {
             .kv("error", cfg.isOk() ? std::string("id mismatch") : cfg.status().message());
         continue;
       }
+      // The run dir is made at create; without it run_root was emptied by a reboot.
+      bool host_restarted = !fs::isDirectory(run_dir);
       std::optional<StateRecord> state;
-      if (auto st = fs::readFile(dir + "/state.json"); st.isOk()) {
+      if (auto st = fs::readFile(run_dir + "/state.json"); st.isOk()) {
         auto dec = decodeState(*st);
         if (dec.isOk()) state = *dec;
       }
       std::optional<ExitRecord> exit;
-      if (auto ex = fs::readFile(dir + "/exit.json"); ex.isOk()) {
+      if (auto ex = fs::readFile(run_dir + "/exit.json"); ex.isOk()) {
         auto dec = decodeExit(*ex);
         if (dec.isOk()) exit = *dec;
       }
@@ -830,9 +995,23 @@ class LightRuntime : public ContainerRuntime {
           pidfd.reset(pidfdOpen(state->pid));
         }
       }
-      Recovered r = recoverContainer(state, exit, alive);
+      Recovered r = recoverContainer(state, exit, alive, host_restarted);
+      if (host_restarted) {
+        // Recorded, so that the next open does not take the container for a new one.
+        StateRecord st;
+        st.state = r.state;
+        st.error = r.error;
+        st.exit_code = r.exit_code;
+        if (::mkdir(run_dir.c_str(), 0711) != 0 ||
+            !replaceFile(run_dir + "/state.json", encodeState(st)).isOk()) {
+          LOG_WARN("cannot record the state of a container after a host restart")
+              .kv("id", id)
+              .kv("error", std::strerror(errno));
+        }
+      }
       auto e = std::make_shared<Entry>();
       e->dir = dir;
+      e->run_dir = run_dir;
       e->config = std::move(cfg).value();
       e->state = r.state;
       e->exit_code = r.exit_code;
@@ -859,6 +1038,7 @@ class LightRuntime : public ContainerRuntime {
   ClockPtr clock_;
   CgroupManager cgroups_;
   std::string containers_dir_;
+  std::string pool_dir_;
   std::string trash_dir_;
   std::string seccomp_path_;
   bool copy_rootfs_ = false;
@@ -867,6 +1047,8 @@ class LightRuntime : public ContainerRuntime {
   std::condition_variable trash_cv_;
   bool trash_pending_ = false;
   bool trash_stop_ = false;
+  std::vector<std::string> pool_;  // ready entries of pool_dir_ (guarded by trash_mu_)
+  bool pool_pending_ = false;
   std::thread reaper_;
 
   std::mutex mu_;

@@ -10,7 +10,10 @@
 namespace edge::runtime {
 
 struct LightRuntimeOptions {
-  std::string root;       // state directory, e.g. /var/lib/edged/runtime/light
+  std::string root;  // state directory, e.g. /var/lib/edged/runtime/light
+  // Volatile per-container state (state.json, exit.json, the /etc layer): a tmpfs, as
+  // /run is on a normal host. When it is not one, the runtime mounts a small tmpfs on it.
+  std::string run_root = "/run/edged/light";
   std::string shim_path;  // the edge-shim binary (absolute)
   ClockPtr clock;
 };

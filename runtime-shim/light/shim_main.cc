@@ -1,12 +1,13 @@
 // edge-shim: the parent process of one light-runtime container.
 //
-//   edge-shim <container dir> <cgroup dir>...     (fd 3: the runtime's sync pipe)
+//   edge-shim <container dir> <run dir> <cgroup dir>...   (fd 3: the runtime's sync pipe)
 //
 // Detaches from the runtime (new session, double fork), creates the container from
-// <dir>/config.json in the given (already created and limited) cgroups, answers on fd 3 with "ok
-// <pid>\n" or "err <message>\n", then holds the container's stdout/stderr (written to
-// <dir>/container.log in the CRI format) and waits for it. On exit: <dir>/exit.json, fd 3 closed
-// (the runtime's exit notification), cgroups removed.
+// <dir>/config.json in the given (already created and limited) cgroups, writes
+// <run dir>/state.json, answers on fd 3 with "ok <pid>\n" or "err <message>\n", then holds
+// the container's stdout/stderr (written to <dir>/container.log in the CRI format) and waits
+// for it. On exit: <run dir>/exit.json, fd 3 closed (the runtime's exit notification),
+// cgroups removed. The run dir is on a tmpfs; it also holds the container's /etc layer.
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -109,9 +110,11 @@ void removeCgroups(const std::vector<std::string>& dirs) {
   }
 }
 
-int runShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs) {
+int runShim(const std::string& dir, const std::string& run_dir,
+            const std::vector<std::string>& cgroup_dirs) {
   InitParams ip;
   ip.container_dir = dir;
+  ip.run_dir = run_dir;
   int out[2], err[2], errp[2], go[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0 ||
       ::pipe2(errp, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0) {
@@ -196,7 +199,7 @@ int runShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs)
   state.shim_pid = ::getpid();
   state.shim_start = procStartTime(state.shim_pid);
   state.started = now();
-  Status ws = replaceFile(dir + "/state.json", encodeState(state));
+  Status ws = replaceFile(run_dir + "/state.json", encodeState(state));
   if (!ws.isOk()) {
     ::kill(static_cast<pid_t>(pid), SIGKILL);
     int st = 0;
@@ -285,7 +288,7 @@ int runShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs)
   }
   ex.oom_killed = cgroups && cgroups->oomKilled(id);
   ex.finished = now();
-  (void)replaceFile(dir + "/exit.json", encodeExit(ex));
+  (void)replaceFile(run_dir + "/exit.json", encodeExit(ex));
   ::close(kSyncFd);  // the runtime's "exited" notification
   g_trace.mark("exit_written");
   removeCgroups(cgroup_dirs);
@@ -299,9 +302,10 @@ int runShim(const std::string& dir, const std::vector<std::string>& cgroup_dirs)
 
 int main(int argc, char** argv) {
   edge::runtime::light::g_trace.mark("main");
-  if (argc < 2) {
+  if (argc < 3) {
     const char usage[] =
-        "usage: edge-shim <container dir> [<cgroup dir>...] (started by the light runtime)\n";
+        "usage: edge-shim <container dir> <run dir> [<cgroup dir>...] (started by the light "
+        "runtime)\n";
     (void)!::write(2, usage, sizeof usage - 1);
     return 2;
   }
@@ -320,5 +324,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (child > 0) _exit(0);
-  return edge::runtime::light::runShim(argv[1], std::vector<std::string>(argv + 2, argv + argc));
+  return edge::runtime::light::runShim(argv[1], argv[2],
+                                       std::vector<std::string>(argv + 3, argv + argc));
 }

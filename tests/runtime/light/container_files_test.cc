@@ -133,12 +133,28 @@ TEST(RecoveryRuleTest, DecidesFromRecordsAndShimLiveness) {
   EXPECT_EQ(r.state, ContainerState::kCreated);
   EXPECT_EQ(r.error, failed.error);
   EXPECT_EQ(r.exit_code, 127);
+  // The run root was emptied by a host restart: whatever ran is gone.
+  for (bool started : {false, true}) {
+    r = recoverContainer(std::nullopt, started ? std::optional(ExitRecord{}) : std::nullopt, false,
+                         /*host_restarted=*/true);
+    EXPECT_EQ(r.state, ContainerState::kExited);
+    EXPECT_EQ(r.exit_code, 255);
+    EXPECT_FALSE(r.adopt);
+    EXPECT_NE(r.error.find("host restarted"), std::string::npos);
+  }
 }
 
 TEST(OverlayMountDataTest, TopmostFirstAndRelativeWhenLong) {
   auto d = overlayMountData({"/s/layers/a", "/s/layers/b"}, "/c/upper", "/c/work");
   EXPECT_EQ(d.chdir_to, "");
   EXPECT_EQ(d.data, "lowerdir=/s/layers/b:/s/layers/a,upperdir=/c/upper,workdir=/c/work");
+  // A layer outside the common parent (the /etc layer on the run root) stays absolute.
+  std::vector<std::string> with_etc;
+  for (int i = 0; i < 100; ++i) with_etc.push_back("/store/layers/" + std::string(64, 'a'));
+  with_etc.push_back("/run/x/etc");
+  auto e = overlayMountData(with_etc, "/c/upper", "/c/work", 4000);
+  EXPECT_EQ(e.chdir_to, "/store/layers");
+  EXPECT_TRUE(e.data.starts_with("lowerdir=/run/x/etc:" + std::string(64, 'a') + ":"));
   std::vector<std::string> many;
   for (int i = 0; i < 100; ++i) many.push_back("/store/layers/" + std::string(64, 'a' + i % 6));
   auto l = overlayMountData(many, "/c/upper", "/c/work", 4000);

@@ -35,9 +35,15 @@ std::string buildDir() {
   return b ? b : "";
 }
 
+// The run root of a test whose state lives in `root`: its own dir on a tmpfs (no mount).
+std::string runRootOf(const std::string& root) {
+  return "/dev/shm/" + root.substr(root.rfind('/') + 1) + "-run";
+}
+
 Result<ContainerRuntimePtr> openFake(const std::string& root, bool copy = false) {
   LightRuntimeOptions o;
   o.root = root + "/state";
+  o.run_root = runRootOf(root);
   o.shim_path = buildDir() + "/bin/edge-shim";
   LightRuntimeDeps deps;
   deps.images = std::make_unique<FakeImageStore>(root + "/layer");
@@ -111,7 +117,10 @@ class LightIntegrationTest : public ::testing::Test {
       }
       rt_.reset();
     }
-    if (!root_.empty()) (void)fs::removeAll(root_);
+    if (!root_.empty()) {
+      (void)fs::removeAll(root_);
+      (void)fs::removeAll(runRootOf(root_));
+    }
   }
 
   ContainerSpec spec(std::vector<std::string> cmd) {
@@ -198,6 +207,31 @@ TEST_F(LightIntegrationTest, Pid1IsTheCommandAndHostnameIsSet) {
   auto s = spec({"hostname"});
   s.hostname = "box";
   EXPECT_EQ(run(s).out, "box\n");
+}
+
+// /etc/hostname, /etc/hosts and /etc/resolv.conf come from a layer on the run root: the
+// container reads them, writes copy them up, and a restart brings fresh ones back.
+TEST_F(LightIntegrationTest, EtcFilesAreReadableWritableAndFreshAtRestart) {
+  auto s = spec({"sh", "-c",
+                 "cat /etc/hostname; head -1 /etc/hosts; test -f /etc/resolv.conf && echo rc; "
+                 "echo changed > /etc/hostname; cat /etc/hostname; ls /etc/passwd"});
+  s.hostname = "etcbox";
+  auto id = rt_->createContainer(s);
+  ASSERT_TRUE(id.isOk());
+  for (int run = 0; run < 2; ++run) {
+    ASSERT_TRUE(rt_->startContainer(*id).isOk());
+    auto w = rt_->waitContainer(*id, 20s);
+    ASSERT_TRUE(w.isOk());
+    EXPECT_EQ(w->exit_code, 0) << logs(*id, false);
+  }
+  std::string once = "etcbox\n127.0.0.1\tlocalhost\nrc\nchanged\n/etc/passwd\n";
+  EXPECT_EQ(logs(*id, true), once + once);
+  // The write went to the container's upper dir, not to the shared layer.
+  std::string dir = root_ + "/state/containers/" + *id;
+  EXPECT_EQ(*fs::readFile(dir + "/upper/etc/hostname"), "changed\n");
+  EXPECT_EQ(*fs::readFile(runRootOf(root_) + "/" + *id + "/etc/etc/hostname"), "etcbox\n");
+  ASSERT_TRUE(rt_->removeContainer(*id, false).isOk());
+  EXPECT_FALSE(fs::exists(runRootOf(root_) + "/" + *id));
 }
 
 TEST_F(LightIntegrationTest, DefaultHostnameIsTheIdPrefix) {
@@ -509,6 +543,7 @@ TEST(LightRealStoreTest, RunsTheBusyboxTestImage) {
   {
     LightRuntimeOptions o;
     o.root = root;
+    o.run_root = runRootOf(root);
     o.shim_path = buildDir() + "/bin/edge-shim";
     auto rt = openLightRuntime(o);
     ASSERT_TRUE(rt.isOk()) << rt.status().toString();
@@ -541,6 +576,7 @@ TEST(LightRealStoreTest, RunsTheBusyboxTestImage) {
     printLatency(**rt, "edgecloud/busybox:test", "real store");
   }
   (void)fs::removeAll(root);
+  (void)fs::removeAll(runRootOf(root));
 }
 
 }  // namespace

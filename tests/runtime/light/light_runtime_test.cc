@@ -1,9 +1,12 @@
 // The light runtime without root: the host checks, spec handling, naming, listing,
 // events, and the rebuild of its view from a state dir holding live, dead and garbled
 // containers (a fake image store; nothing is started).
+#include <dirent.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include <fstream>
 #include <mutex>
@@ -28,6 +31,7 @@ class LightRuntimeUnitTest : public ::testing::Test {
     char t[] = "/tmp/edge-light-unit-XXXXXX";
     ASSERT_NE(::mkdtemp(t), nullptr);
     dir_ = t;
+    run_ = "/dev/shm/" + dir_.substr(dir_.rfind('/') + 1) + "-run";  // a tmpfs: no mount
     // A memory "controller" in a plain dir: starts create their cgroup dirs there.
     ASSERT_TRUE(fs::makeDirs(dir_ + "/cg/memory").isOk());
     std::ofstream(dir_ + "/mountinfo")
@@ -36,6 +40,7 @@ class LightRuntimeUnitTest : public ::testing::Test {
   void TearDown() override {
     rt_.reset();
     (void)fs::removeAll(dir_);
+    (void)fs::removeAll(run_);
   }
 
   LightRuntimeDeps deps(uid_t euid = 0) {
@@ -49,6 +54,7 @@ class LightRuntimeUnitTest : public ::testing::Test {
   Result<ContainerRuntimePtr> open(uid_t euid = 0) {
     LightRuntimeOptions o;
     o.root = dir_ + "/state";
+    o.run_root = run_;
     o.shim_path = "/nonexistent/edge-shim";
     return openLightRuntimeWith(o, deps(euid));
   }
@@ -58,12 +64,17 @@ class LightRuntimeUnitTest : public ::testing::Test {
     rt_ = std::move(rt).value();
   }
 
-  // Writes a container dir as the runtime and shim would have.
+  // Writes a container dir and run dir as the runtime and shim would have; without the
+  // run dir as after a host restart.
   std::string plant(char fill, const std::string& name, std::optional<StateRecord> state,
-                    std::optional<ExitRecord> exit) {
+                    std::optional<ExitRecord> exit, bool run_dir = true) {
     std::string id(64, fill);
     std::string d = dir_ + "/state/containers/" + id;
+    std::string r = run_ + "/" + id;
     EXPECT_TRUE(fs::makeDirs(d).isOk());
+    if (run_dir) {
+      EXPECT_TRUE(fs::makeDirs(r).isOk());
+    }
     LaunchConfig c;
     c.info.id = id;
     c.info.name = name;
@@ -71,11 +82,11 @@ class LightRuntimeUnitTest : public ::testing::Test {
     c.info.image_id = kFakeImageId;
     c.info.cmd = {"sh"};
     EXPECT_TRUE(replaceFile(d + "/config.json", encodeLaunchConfig(c)).isOk());
-    if (state) {
-      EXPECT_TRUE(replaceFile(d + "/state.json", encodeState(*state)).isOk());
+    if (state && run_dir) {
+      EXPECT_TRUE(replaceFile(r + "/state.json", encodeState(*state)).isOk());
     }
-    if (exit) {
-      EXPECT_TRUE(replaceFile(d + "/exit.json", encodeExit(*exit)).isOk());
+    if (exit && run_dir) {
+      EXPECT_TRUE(replaceFile(r + "/exit.json", encodeExit(*exit)).isOk());
     }
     return id;
   }
@@ -86,7 +97,29 @@ class LightRuntimeUnitTest : public ::testing::Test {
     return s;
   }
 
+  // The ready entries of the pool of container dirs.
+  std::vector<std::string> pool() {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir((dir_ + "/state/containers/.pool").c_str())) {
+      while (dirent* de = ::readdir(d)) {
+        std::string n = de->d_name;
+        if (n != "." && n != ".." && !n.starts_with(".tmp-")) out.push_back(n);
+      }
+      ::closedir(d);
+    }
+    return out;
+  }
+  bool waitPool(size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pool().size() == n) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  }
+
   std::string dir_;
+  std::string run_;
   ContainerRuntimePtr rt_;
 };
 
@@ -232,12 +265,19 @@ TEST_F(LightRuntimeUnitTest, RecoversLiveDeadAndGarbledContainers) {
   std::ofstream(garbled + "/config.json") << "{ torn";
   ASSERT_TRUE(fs::makeDirs(dir_ + "/state/containers/not-a-container").isOk());
   std::string bad_state = plant('f', "badstate", std::nullopt, std::nullopt);
-  std::ofstream(dir_ + "/state/containers/" + bad_state + "/state.json") << "garbage";
+  std::ofstream(run_ + "/" + bad_state + "/state.json") << "garbage";
+  // Run dirs gone (the run root is a tmpfs and the host restarted): nothing runs any more.
+  std::string rebooted_id = plant('1', "rebooted", live, std::nullopt, /*run_dir=*/false);
+  std::string rebooted_created = plant('2', "rebooted-created", std::nullopt, std::nullopt, false);
+  // A pooled dir taken by a create that crashed before its config.json was complete.
+  std::string torn = dir_ + "/state/containers/" + std::string(64, '3');
+  ASSERT_TRUE(fs::makeDirs(torn).isOk());
+  std::ofstream(torn + "/config.json") << "";
 
   openOk();
   auto all = rt_->listContainers({});
   ASSERT_TRUE(all.isOk());
-  EXPECT_EQ(all->size(), 5u);
+  EXPECT_EQ(all->size(), 7u);
 
   auto i = rt_->inspectContainer("live");
   ASSERT_TRUE(i.isOk());
@@ -259,10 +299,81 @@ TEST_F(LightRuntimeUnitTest, RecoversLiveDeadAndGarbledContainers) {
   EXPECT_EQ(rt_->inspectContainer("created")->state, ContainerState::kCreated);
   EXPECT_EQ(rt_->inspectContainer("badstate")->state, ContainerState::kCreated);
   EXPECT_EQ(rt_->inspectContainer(std::string(64, 'e')).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(rt_->inspectContainer(std::string(64, '3')).status().code(), StatusCode::kNotFound);
+  for (const char* name : {"rebooted", "rebooted-created"}) {
+    i = rt_->inspectContainer(name);
+    ASSERT_TRUE(i.isOk());
+    EXPECT_EQ(i->state, ContainerState::kExited) << name;
+    EXPECT_EQ(i->exit_code, 255);
+    EXPECT_NE(i->error.find("host restarted"), std::string::npos) << i->error;
+  }
+  // Recorded: the next open says the same.
+  rt_.reset();
+  openOk();
+  i = rt_->inspectContainer("rebooted-created");
+  ASSERT_TRUE(i.isOk());
+  EXPECT_EQ(i->state, ContainerState::kExited);
+  EXPECT_NE(i->error.find("host restarted"), std::string::npos) << i->error;
+  EXPECT_EQ(rt_->inspectContainer("created")->state, ContainerState::kCreated);
+  (void)rebooted_id;
+  (void)rebooted_created;
   (void)exited_id;
   (void)lost_id;
   (void)created_id;
   (void)live_id;
+}
+
+}  // namespace
+}  // namespace edge::runtime::light
+
+namespace edge::runtime::light {
+namespace {
+
+TEST_F(LightRuntimeUnitTest, CreateTakesPreparedDirsFromThePool) {
+  // Left by a crashed process: a half-built entry (dropped) and a ready one (reused).
+  std::string pool_dir = dir_ + "/state/containers/.pool";
+  ASSERT_TRUE(fs::makeDirs(pool_dir + "/.tmp-halfbuilt/upper").isOk());
+  std::string kept = std::string(32, 'c');
+  for (const char* sub : {"/upper", "/work", "/merged"}) {
+    ASSERT_TRUE(fs::makeDirs(pool_dir + "/" + kept + sub).isOk());
+  }
+  std::ofstream(pool_dir + "/" + kept + "/config.json") << "";
+  std::ofstream(pool_dir + "/" + kept + "/container.log") << "";
+
+  openOk();
+  ASSERT_TRUE(waitPool(4));
+  EXPECT_FALSE(fs::exists(pool_dir + "/.tmp-halfbuilt"));
+  std::vector<std::string> before = pool();
+  EXPECT_NE(std::find(before.begin(), before.end(), kept), before.end());
+
+  auto s = spec();
+  s.name = "pooled";
+  auto id = rt_->createContainer(s);
+  ASSERT_TRUE(id.isOk()) << id.status().toString();
+  std::string d = dir_ + "/state/containers/" + *id;
+  for (const char* sub : {"/upper", "/work", "/merged"}) EXPECT_TRUE(fs::isDirectory(d + sub));
+  auto text = fs::readFile(d + "/config.json");
+  ASSERT_TRUE(text.isOk());
+  auto cfg = decodeLaunchConfig(*text);
+  ASSERT_TRUE(cfg.isOk()) << cfg.status().toString();
+  EXPECT_EQ(cfg->info.id, *id);
+  EXPECT_EQ(cfg->info.name, "pooled");
+  EXPECT_TRUE(fs::isDirectory(run_ + "/" + *id));
+  // One entry was used and the pool is refilled.
+  ASSERT_TRUE(waitPool(4));
+  std::vector<std::string> after = pool();
+  size_t gone = 0;
+  for (const std::string& n : before)
+    gone += std::find(after.begin(), after.end(), n) == after.end();
+  EXPECT_EQ(gone, 1u);
+
+  // A reopened runtime sees it, and removing it removes its run dir too.
+  rt_.reset();
+  openOk();
+  EXPECT_EQ(rt_->inspectContainer("pooled")->state, ContainerState::kCreated);
+  ASSERT_TRUE(rt_->removeContainer("pooled", false).isOk());
+  EXPECT_FALSE(fs::exists(d));
+  EXPECT_FALSE(fs::exists(run_ + "/" + *id));
 }
 
 }  // namespace
