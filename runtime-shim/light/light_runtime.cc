@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
@@ -23,6 +25,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -289,9 +292,11 @@ class LightRuntime : public ContainerRuntime {
     int pid = 0;
     fs::UniqueFd exit_fd;
     const std::string& id = e->config.info.id;
-    // Created here so the shim can move the container in the moment it exists.
-    Status s = cgroups_.create(id, e->config.info.resources);
-    if (s.isOk()) s = spawnShim(e->dir, e->run_dir, cgroups_.dirs(id), &pid, &exit_fd);
+    // The cgroups are created while the shim starts up and clones the container (the two
+    // take about as long); the shim moves the container in once told they are ready.
+    Status s = spawnShim(
+        e->dir, e->run_dir, cgroups_.dirs(id),
+        [&] { return cgroups_.create(id, e->config.info.resources); }, &pid, &exit_fd);
     if (!s.isOk()) (void)cgroups_.destroy(id);
     fs::UniqueFd pidfd;
     if (s.isOk()) pidfd.reset(pidfdOpen(pid));  // ESRCH: already gone, the exit fd says so
@@ -650,19 +655,25 @@ class LightRuntime : public ContainerRuntime {
     }
   }
 
-  // Spawns edge-shim for the container in `dir`; on success `pid` is the container's
-  // first process and `exit_fd` becomes readable when the shim is gone.
+  // Spawns edge-shim for the container in `dir`, runs `make_cgroups` meanwhile and lets
+  // the shim attach the container to them when that succeeded (one byte on the shim's fd
+  // 4; EOF makes it give up). On success `pid` is the container's first process and
+  // `exit_fd` becomes readable when the shim is gone.
   Status spawnShim(const std::string& dir, const std::string& run_dir,
-                   const std::vector<std::string>& cgroup_dirs, int* pid, fs::UniqueFd* exit_fd) {
-    int p[2];
+                   const std::vector<std::string>& cgroup_dirs,
+                   const std::function<Status()>& make_cgroups, int* pid, fs::UniqueFd* exit_fd) {
+    int p[2], g[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return Status::fromErrno(errno, "pipe");
     fs::UniqueFd rd(p[0]), wr(p[1]);
+    if (::pipe2(g, O_CLOEXEC) != 0) return Status::fromErrno(errno, "pipe");
+    fs::UniqueFd ready_rd(g[0]), ready_wr(g[1]);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, wr.get(), 3);
+    posix_spawn_file_actions_adddup2(&fa, ready_rd.get(), 4);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none, all;
@@ -693,6 +704,13 @@ class LightRuntime : public ContainerRuntime {
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return Status::fromErrno(rc, "spawn " + shim);
     wr.reset();
+    ready_rd.reset();
+    Status cgroups = make_cgroups();
+    if (cgroups.isOk()) {
+      const char one = 1;
+      if (::write(ready_wr.get(), &one, 1) != 1) cgroups = Status::fromErrno(errno, "tell shim");
+    }
+    ready_wr.reset();  // without the byte: the shim kills the container and reports
     std::string line;
     char buf[4096];
     SteadyTime deadline = std::chrono::steady_clock::now() + kShimReplyTimeout;
@@ -721,6 +739,7 @@ class LightRuntime : public ContainerRuntime {
     int st = 0;
     while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
     }
+    if (!cgroups.isOk()) return cgroups;
     if (line.empty()) {
       return Status::internal("edge-shim exited without reporting (status " + std::to_string(st) +
                               "); is " + shim + " the right binary?");
@@ -912,6 +931,9 @@ class LightRuntime : public ContainerRuntime {
 
   // The background thread: refills the pool of container dirs and empties the trash.
   void reapLoop() {
+    // Background work only: it must not take CPU from the starts it prepares for.
+    sched_param idle{};
+    (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
     std::unique_lock lk(trash_mu_);
     for (;;) {
       trash_cv_.wait(lk, [&] { return trash_pending_ || pool_pending_ || trash_stop_; });

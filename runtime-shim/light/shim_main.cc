@@ -3,7 +3,8 @@
 //   edge-shim <container dir> <run dir> <cgroup dir>...   (fd 3: the runtime's sync pipe)
 //
 // Detaches from the runtime (new session, double fork), creates the container from
-// <dir>/config.json in the given (already created and limited) cgroups, writes
+// <dir>/config.json in the given cgroups (created and limited by the runtime meanwhile: it
+// writes one byte on fd 4 when they are ready, and closes fd 4 without it on failure), writes
 // <run dir>/state.json, answers on fd 3 with "ok <pid>\n" or "err <message>\n", then holds
 // the container's stdout/stderr (written to <dir>/container.log in the CRI format) and waits
 // for it. On exit: <run dir>/exit.json, fd 3 closed (the runtime's exit notification),
@@ -33,6 +34,7 @@ namespace edge::runtime::light {
 namespace {
 
 constexpr int kSyncFd = 3;
+constexpr int kCgroupsReadyFd = 4;  // one byte when the cgroups exist; EOF: give up
 
 // Start-time tracing for development (EDGE_LIGHT_TRACE=<file>): phase timestamps.
 struct Trace {
@@ -159,7 +161,13 @@ int runShim(const std::string& dir, const std::string& run_dir,
   devnull.reset();
   std::string pid_text = std::to_string(pid);
   std::string attach_error;
+  char ready = 0;
+  while (::read(kCgroupsReadyFd, &ready, 1) < 0 && errno == EINTR) {
+  }
+  ::close(kCgroupsReadyFd);
+  if (ready != 1) attach_error = "the runtime did not create the container's cgroups";
   for (const std::string& d : cgroup_dirs) {
+    if (!attach_error.empty()) break;
     std::string procs = d + "/cgroup.procs";
     fs::UniqueFd fd(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd.valid() || ::write(fd.get(), pid_text.data(), pid_text.size()) < 0) {
@@ -173,6 +181,13 @@ int runShim(const std::string& dir, const std::string& run_dir,
     (void)!::write(go[1], &one, 1);
   }
   ::close(go[1]);
+  // Prepared while the child finishes its setup.
+  StateRecord state;
+  state.state = ContainerState::kRunning;
+  state.pid = static_cast<int>(pid);
+  state.pid_start = procStartTime(state.pid);
+  state.shim_pid = ::getpid();
+  state.shim_start = procStartTime(state.shim_pid);
   std::string init_error;
   char buf[4096];
   for (;;) {
@@ -192,12 +207,6 @@ int runShim(const std::string& dir, const std::string& run_dir,
     failStart(init_error);
   }
 
-  StateRecord state;
-  state.state = ContainerState::kRunning;
-  state.pid = static_cast<int>(pid);
-  state.pid_start = procStartTime(state.pid);
-  state.shim_pid = ::getpid();
-  state.shim_start = procStartTime(state.shim_pid);
   state.started = now();
   Status ws = replaceFile(run_dir + "/state.json", encodeState(state));
   if (!ws.isOk()) {
@@ -314,6 +323,7 @@ int main(int argc, char** argv) {
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_IGN);
   ::fcntl(3, F_SETFD, FD_CLOEXEC);
+  ::fcntl(4, F_SETFD, FD_CLOEXEC);
   if (::getsid(0) != ::getpid()) ::setsid();
   // Double fork: the runtime reaps this process at once and the shim is reparented away,
   // so it outlives the runtime and never becomes its zombie.
