@@ -6,8 +6,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
@@ -931,9 +929,8 @@ class LightRuntime : public ContainerRuntime {
 
   // The background thread: refills the pool of container dirs and empties the trash.
   void reapLoop() {
-    // Background work only: it must not take CPU from the starts it prepares for.
-    sched_param idle{};
-    (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+    // Not at a lower CPU priority: a starved thread holding an ext4 journal handle stalls
+    // every other inode operation on the disk, the overlay mount of a start among them.
     std::unique_lock lk(trash_mu_);
     for (;;) {
       trash_cv_.wait(lk, [&] { return trash_pending_ || pool_pending_ || trash_stop_; });
