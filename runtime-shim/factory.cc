@@ -4,6 +4,7 @@
 
 #include <climits>
 
+#include "common/crypto.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "runtime-shim/docker/docker_runtime.h"
@@ -43,12 +44,20 @@ std::string findShim(const std::string& configured) {
 Result<ContainerRuntimePtr> openLight(const RuntimeOptions& o, ClockPtr clock) {
   LightRuntimeOptions lo;
   lo.root = o.data_dir + "/runtime/light";
+  lo.run_root = lightRunRoot(o);
   lo.shim_path = findShim(o.shim_path);
   lo.clock = std::move(clock);
   return openLightRuntime(lo);
 }
 
 }  // namespace
+
+std::string lightRunRoot(const RuntimeOptions& options) {
+  std::string data_dir = options.data_dir;
+  while (data_dir.size() > 1 && data_dir.back() == '/') data_dir.pop_back();
+  if (data_dir == RuntimeOptions().data_dir) return options.run_dir + "/light";
+  return options.run_dir + "/light-" + crypto::sha256Hex(data_dir).substr(0, 12);
+}
 
 Result<ContainerRuntimePtr> createRuntime(const RuntimeOptions& options) {
   ClockPtr clock = options.clock ? options.clock : SystemClock::instance();

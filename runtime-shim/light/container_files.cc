@@ -23,18 +23,6 @@ WallTime parseTime(const std::string& s) {
   return t;
 }
 
-const char* stateText(ContainerState s) {
-  switch (s) {
-    case ContainerState::kCreated:
-      return "created";
-    case ContainerState::kRunning:
-      return "running";
-    case ContainerState::kExited:
-      return "exited";
-  }
-  return "created";
-}
-
 // Wraps nlohmann's exceptions for typed reads of records we wrote ourselves.
 template <typename F>
 auto guarded(std::string_view what, F&& f) -> decltype(f()) {
@@ -133,7 +121,7 @@ Result<LaunchConfig> decodeLaunchConfig(std::string_view text) {
 }
 
 std::string encodeState(const StateRecord& s) {
-  Json j = {{"state", stateText(s.state)},
+  Json j = {{"state", containerStateName(s.state)},
             {"pid", s.pid},
             {"pid_start", s.pid_start},
             {"shim_pid", s.shim_pid},

@@ -967,6 +967,28 @@ class LightRuntime : public ContainerRuntime {
 
   // --- recovery ---
 
+  // Run dirs whose container dir is gone (removed while this runtime was not running, or
+  // a crash between the two removals). Young ones are left alone: another process on
+  // the same data dir may be creating that container right now.
+  void removeOrphanRunDirs(const std::vector<std::string>& ids) {
+    std::set<std::string> known(ids.begin(), ids.end());
+    DIR* d = ::opendir(options_.run_root.c_str());
+    if (!d) return;
+    std::vector<std::string> orphans;
+    while (dirent* de = ::readdir(d)) {
+      std::string name = de->d_name;
+      if (isHexId(name) && !known.count(name)) orphans.push_back(name);
+    }
+    ::closedir(d);
+    time_t now = ::time(nullptr);
+    for (const std::string& id : orphans) {
+      struct stat st {};
+      std::string path = runDir(id);
+      if (::stat(path.c_str(), &st) != 0 || now - st.st_mtime < 60) continue;
+      if (fs::removeAll(path).isOk()) LOG_INFO("removed an orphaned run dir").kv("id", id);
+    }
+  }
+
   void recover() {
     {
       std::lock_guard lk(trash_mu_);
@@ -1048,6 +1070,7 @@ class LightRuntime : public ContainerRuntime {
       }
       containers_[id] = std::move(e);
     }
+    removeOrphanRunDirs(ids);
   }
 
   friend class SubscriptionImpl;

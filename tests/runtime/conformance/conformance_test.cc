@@ -5,6 +5,7 @@
 // Needs: root, `${EDGE_BUILD_DIR}/images/busybox.tar` (made by the build), the edge-ctr
 // and edge-shim binaries in `${EDGE_BUILD_DIR}/bin`, and for the docker case a dockerd on
 // /var/run/docker.sock (EDGE_REQUIRE_DOCKER=1 turns its absence into a failure).
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,10 +51,36 @@ struct Env {
   bool failed = false;
 };
 
+std::mutex g_envs_mu;
+std::map<std::string, Env> g_envs;
+
+RuntimeOptions optionsFor(const std::string& kind) {
+  RuntimeOptions o;
+  o.kind = kind;
+  o.data_dir = dataDir();
+  o.shim_path = buildDir() + "/bin/edge-shim";
+  return o;
+}
+
+// Closes the runtimes, then removes the light runtime's data dir and its run root.
+class CleanupEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    {
+      std::lock_guard<std::mutex> lock(g_envs_mu);
+      g_envs.clear();
+    }
+    std::string run_root = lightRunRoot(optionsFor("light"));
+    ::umount2(run_root.c_str(), MNT_DETACH);
+    (void)fs::removeAll(run_root);
+    (void)fs::removeAll(dataDir());
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new CleanupEnvironment);
+
 Env& envFor(const std::string& kind) {
-  static std::mutex mu;
-  static std::map<std::string, Env> envs;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(g_envs_mu);
+  auto& envs = g_envs;
   auto it = envs.find(kind);
   if (it != envs.end()) return it->second;
   Env& e = envs[kind];
@@ -67,10 +94,7 @@ Env& envFor(const std::string& kind) {
     e.failed = true;
     return e;
   }
-  RuntimeOptions o;
-  o.kind = kind;
-  o.data_dir = dataDir();
-  o.shim_path = buildDir() + "/bin/edge-shim";
+  RuntimeOptions o = optionsFor(kind);
   if (kind == "docker" && !dockerAnswers(o.docker_endpoint, 2000ms)) {
     e.skip_reason = "no Docker Engine answers on " + o.docker_endpoint;
     e.failed = std::getenv("EDGE_REQUIRE_DOCKER") != nullptr;
@@ -400,11 +424,7 @@ TEST_P(ConformanceTest, ContainerSurvivesTheProcessThatStartedIt) {
                     " --label edge-conformance=" + runLabel() + " " + kImage +
                     " sleep 300 >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  RuntimeOptions o;
-  o.kind = GetParam();
-  o.data_dir = dataDir();
-  o.shim_path = buildDir() + "/bin/edge-shim";
-  auto fresh = createRuntime(o);
+  auto fresh = createRuntime(optionsFor(GetParam()));
   ASSERT_TRUE(fresh.isOk()) << fresh.status().toString();
   auto info = (*fresh)->inspectContainer(name);
   ASSERT_TRUE(info.isOk()) << info.status().toString();

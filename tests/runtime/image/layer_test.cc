@@ -220,7 +220,7 @@ std::vector<Hostile> hostileCases() {
   return {
       {"dotdot", {file("../outside/evil", "x")}, "../outside/evil"},
       {"nested dotdot", {dir("a"), file("a/../../outside/evil", "x")}, "a/../../outside/evil"},
-      {"absolute", {file("/tmp/evil", "x")}, "/tmp/evil"},
+      {"absolute", {file("/tmp/evil-edge-test", "x")}, "/tmp/evil-edge-test"},
       {"through symlink", {symlink("link", "../outside"), file("link/evil", "x")}, "link/evil"},
       {"through absolute symlink",
        {symlink("etc", "/etc"), file("etc/evil-edge-test", "x")},
@@ -255,7 +255,7 @@ TEST_F(LayerTest, RefusesHostileEntriesInBothModes) {
     }
   }
   EXPECT_FALSE(stdfs::exists("/etc/evil-edge-test"));
-  EXPECT_FALSE(stdfs::exists("/tmp/evil"));
+  EXPECT_FALSE(stdfs::exists("/tmp/evil-edge-test"));
 }
 
 TEST_F(LayerTest, ApplyModeRefusesWritingThroughALowerSymlink) {
