@@ -225,13 +225,13 @@ Result<Response> Client::send(const Request& request) const {
   return out;
 }
 
-std::string urlEncode(std::string_view s) {
+std::string urlEncode(std::string_view s, std::string_view keep) {
   static const char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
+        c == '_' || c == '.' || c == '~' || keep.find(static_cast<char>(c)) != keep.npos) {
       out += static_cast<char>(c);
     } else {
       out += '%';

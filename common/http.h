@@ -93,7 +93,8 @@ class Client {
   ClientOptions options_;
 };
 
-// Percent-encodes a query value or path segment.
-std::string urlEncode(std::string_view s);
+// Percent-encodes a query value or path segment: everything but unreserved characters
+// (A-Z a-z 0-9 - _ . ~) and those listed in `keep`.
+std::string urlEncode(std::string_view s, std::string_view keep = {});
 
 }  // namespace edge::http

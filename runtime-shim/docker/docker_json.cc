@@ -4,6 +4,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "common/http.h"
+
 namespace edge::runtime::docker {
 namespace {
 
@@ -183,19 +185,8 @@ std::string formatUnixNano(WallTime t) {
 }
 
 std::string escapePath(std::string_view ref) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : ref) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/' || c == ':' ||
-        c == '@') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  // Image references keep their '/', ':' and '@' (the CLI sends them unescaped).
+  return http::urlEncode(ref, "/:@");
 }
 
 Result<std::string> logsQuery(const LogOptions& o, ApiVersion version) {

@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/platform.h"
 #include "runtime-shim/image/layer.h"
 #include "runtime-shim/image/manifest.h"
 #include "runtime-shim/image/tree_util.h"
@@ -259,20 +260,6 @@ Result<std::string> Staging::file(const std::string& archive_path) const {
 }
 
 // ---- the store ----
-
-std::string hostArch() {
-#if defined(__x86_64__)
-  return "amd64";
-#elif defined(__aarch64__)
-  return "arm64";
-#elif defined(__arm__)
-  return "arm";
-#elif defined(__riscv)
-  return "riscv64";
-#else
-  return "unknown";
-#endif
-}
 
 class ImageStoreImpl : public ImageStore {
  public:
@@ -587,7 +574,7 @@ Result<std::vector<ImageInfo>> ImageStoreImpl::load(const std::string& tarball_p
         ASSIGN_OR_RETURN(std::string f, staging.file(p));
         return fs::readFile(f, kMaxJsonBytes);
       },
-      [&](const std::string& p) { return staging.has(p); }, hostArch());
+      [&](const std::string& p) { return staging.has(p); }, hostArchitecture());
   if (!candidates) return cleanup(candidates.status().withContext(tarball_path));
 
   std::vector<StoredImage> images;

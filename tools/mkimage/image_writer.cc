@@ -19,6 +19,7 @@
 
 #include "common/crypto.h"
 #include "common/fs.h"
+#include "common/platform.h"
 
 namespace edge::tools {
 namespace {
@@ -253,18 +254,6 @@ Result<BlobInfo> packLayer(const ImageSpec& spec, const LayerSpec& layer,
   return info;
 }
 
-std::string hostArch() {
-#if defined(__x86_64__)
-  return "amd64";
-#elif defined(__aarch64__)
-  return "arm64";
-#elif defined(__arm__)
-  return "arm";
-#else
-  return "unknown";
-#endif
-}
-
 Result<std::string> completeTag(const std::string& tag) {
   if (tag.empty() ||
       std::any_of(tag.begin(), tag.end(), [](char c) { return c <= ' ' || c == 0x7f; })) {
@@ -401,12 +390,13 @@ Result<std::string> writeImage(const ImageSpec& spec, const std::string& output)
     history.push_back(
         {{"created", spec.created}, {"created_by", "edge-mkimage layer " + std::to_string(i)}});
   }
-  Json config = {{"architecture", spec.architecture.empty() ? hostArch() : spec.architecture},
-                 {"os", "linux"},
-                 {"created", spec.created},
-                 {"config", cfg},
-                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
-                 {"history", history}};
+  Json config = {
+      {"architecture", spec.architecture.empty() ? hostArchitecture() : spec.architecture},
+      {"os", "linux"},
+      {"created", spec.created},
+      {"config", cfg},
+      {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
+      {"history", history}};
   std::string config_text = config.dump();
   std::string config_digest = "sha256:" + crypto::sha256Hex(config_text);
 
