@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format
   # libraries: HTTP (also the Docker socket), JSON, CLI, TLS/hashing, tests
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libssl-dev libgtest-dev libgmock-dev
+  # manifests are YAML
+  libyaml-cpp-dev
   # light runtime: seccomp filters; tar/gzip/zstd image layers (libarchive streams all three)
   libseccomp-dev libarchive-dev libzstd-dev zlib1g-dev
   # example and test images are built from Debian's static busybox (no registry here)
