@@ -1,0 +1,426 @@
+#include "orchestrator/manifest.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace edge::orchestrator {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kFull[] = R"(
+apiVersion: edge/v1
+kind: Service
+metadata:
+  name: thumbnailer
+  labels:
+    team: media
+    io.edgecloud/tier: edge
+spec:
+  image: registry.local/thumbnailer:1.4
+  entrypoint: ["/bin/thumb"]
+  command: ["--workers", "4"]
+  env:
+    LOG_LEVEL: debug
+    ALPHA: "1"
+  ports:
+    - containerPort: 8080
+      name: http
+    - containerPort: 5353
+      protocol: udp
+  resources:
+    cpu: 500m
+    memory: 128Mi
+    pids: 64
+  replicas: 3
+  restartPolicy: on-failure
+  healthCheck:
+    http: {path: /healthz, port: 8080}
+    interval: 5s
+    timeout: 500ms
+    startPeriod: 10s
+    retries: 5
+  lifecycle:
+    mode: on-demand
+    idleTimeout: 2m
+  route:
+    basePath: /thumbs
+    scope: global
+    retry: {attempts: 2, perTryTimeout: 1500ms}
+    scopes: [media.read, media.write]
+  placement:
+    nodes: [edge-1, edge-2]
+    labels: {gpu: "true"}
+)";
+
+std::vector<ServiceManifest> parseOk(std::string_view text) {
+  auto r = parseManifests(text, "test.yaml");
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
+  if (!r.isOk()) return {};
+  return std::move(r).value();
+}
+
+std::string parseError(std::string_view text) {
+  auto r = parseManifests(text, "test.yaml");
+  EXPECT_FALSE(r.isOk());
+  if (r.isOk()) return "";
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  return r.status().message();
+}
+
+TEST(ManifestTest, FullManifestSetsEveryField) {
+  auto v = parseOk(kFull);
+  ASSERT_EQ(v.size(), 1u);
+  const ServiceManifest& m = v[0];
+  EXPECT_EQ(m.name, "thumbnailer");
+  EXPECT_EQ(m.labels.at("team"), "media");
+  EXPECT_EQ(m.labels.at("io.edgecloud/tier"), "edge");
+  EXPECT_EQ(m.image, "registry.local/thumbnailer:1.4");
+  EXPECT_FALSE(m.image_is_tarball);
+  EXPECT_EQ(m.entrypoint, std::vector<std::string>{"/bin/thumb"});
+  EXPECT_EQ(m.command, (std::vector<std::string>{"--workers", "4"}));
+  EXPECT_EQ(m.env, (std::vector<EnvVar>{{"LOG_LEVEL", "debug"}, {"ALPHA", "1"}}));
+  ASSERT_EQ(m.ports.size(), 2u);
+  EXPECT_EQ(m.ports[0].container_port, 8080);
+  EXPECT_EQ(m.ports[0].protocol, "tcp");
+  EXPECT_EQ(m.ports[0].name, "http");
+  EXPECT_EQ(m.ports[1].container_port, 5353);
+  EXPECT_EQ(m.ports[1].protocol, "udp");
+  EXPECT_EQ(m.resources.nano_cpus, 500'000'000);
+  EXPECT_EQ(m.resources.memory_bytes, 128 << 20);
+  EXPECT_EQ(m.resources.pids, 64);
+  EXPECT_EQ(m.replicas, 3);
+  EXPECT_EQ(m.restart_policy, RestartPolicy::kOnFailure);
+  ASSERT_TRUE(m.health_check.has_value());
+  EXPECT_EQ(m.health_check->kind, HealthCheck::Kind::kHttp);
+  EXPECT_EQ(m.health_check->http_path, "/healthz");
+  EXPECT_EQ(m.health_check->port, 8080);
+  EXPECT_EQ(m.health_check->interval, Millis(5000));
+  EXPECT_EQ(m.health_check->timeout, Millis(500));
+  EXPECT_EQ(m.health_check->start_period, Millis(10000));
+  EXPECT_EQ(m.health_check->retries, 5);
+  EXPECT_EQ(m.lifecycle.mode, Lifecycle::Mode::kOnDemand);
+  EXPECT_EQ(m.lifecycle.idle_timeout, Millis(120000));
+  EXPECT_EQ(m.route.base_path, "/thumbs");
+  EXPECT_EQ(m.route.scope, Route::Scope::kGlobal);
+  EXPECT_EQ(m.route.retry.attempts, 2);
+  EXPECT_EQ(m.route.retry.per_try_timeout, Millis(1500));
+  EXPECT_EQ(m.route.scopes, (std::vector<std::string>{"media.read", "media.write"}));
+  EXPECT_EQ(m.placement.nodes, (std::vector<std::string>{"edge-1", "edge-2"}));
+  EXPECT_EQ(m.placement.labels.at("gpu"), "true");
+}
+
+TEST(ManifestTest, MinimalManifestGetsDefaults) {
+  auto v = parseOk(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: web}\n"
+      "spec: {image: ./web.tar}\n");
+  ASSERT_EQ(v.size(), 1u);
+  const ServiceManifest& m = v[0];
+  EXPECT_TRUE(m.image_is_tarball);
+  EXPECT_FALSE(m.entrypoint.has_value());
+  EXPECT_FALSE(m.command.has_value());
+  EXPECT_TRUE(m.env.empty());
+  EXPECT_TRUE(m.ports.empty());
+  EXPECT_EQ(m.resources.nano_cpus, 0);
+  EXPECT_EQ(m.resources.memory_bytes, 0);
+  EXPECT_EQ(m.resources.pids, 0);
+  EXPECT_EQ(m.replicas, 1);
+  EXPECT_EQ(m.restart_policy, RestartPolicy::kAlways);
+  EXPECT_FALSE(m.health_check.has_value());
+  EXPECT_EQ(m.lifecycle.mode, Lifecycle::Mode::kAlways);
+  EXPECT_EQ(m.route.base_path, "/web");
+  EXPECT_EQ(m.route.scope, Route::Scope::kLocal);
+  EXPECT_EQ(m.route.retry.attempts, 0);
+  EXPECT_EQ(m.route.retry.per_try_timeout, Millis(30000));
+  EXPECT_TRUE(m.route.scopes.empty());
+  EXPECT_TRUE(m.placement.nodes.empty());
+}
+
+TEST(ManifestTest, HealthCheckDefaultsAndOtherProbes) {
+  auto v = parseOk(R"(
+apiVersion: edge/v1
+kind: Service
+metadata: {name: a}
+spec:
+  image: a:1
+  healthCheck: {tcp: {port: 80}}
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: b}
+spec:
+  image: b:1
+  healthCheck: {exec: {command: [/bin/check, -q]}}
+  resources: {cpu: "1.5", memory: "67108864"}
+)");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].health_check->kind, HealthCheck::Kind::kTcp);
+  EXPECT_EQ(v[0].health_check->port, 80);
+  EXPECT_EQ(v[0].health_check->interval, Millis(10000));
+  EXPECT_EQ(v[0].health_check->timeout, Millis(2000));
+  EXPECT_EQ(v[0].health_check->retries, 3);
+  EXPECT_EQ(v[1].health_check->kind, HealthCheck::Kind::kExec);
+  EXPECT_EQ(v[1].health_check->exec_command, (std::vector<std::string>{"/bin/check", "-q"}));
+  EXPECT_EQ(v[1].resources.nano_cpus, 1'500'000'000);
+  EXPECT_EQ(v[1].resources.memory_bytes, 64 << 20);
+}
+
+TEST(ManifestTest, JsonIsAccepted) {
+  auto v = parseOk(R"({"apiVersion": "edge/v1", "kind": "Service",
+    "metadata": {"name": "api", "labels": {"a": "b"}},
+    "spec": {"image": "api:2", "replicas": 2,
+             "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
+             "ports": [{"containerPort": 9000}]}})");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].name, "api");
+  EXPECT_EQ(v[0].replicas, 2);
+  EXPECT_EQ(v[0].env, (std::vector<EnvVar>{{"B", "2"}, {"A", "1"}}));
+  EXPECT_EQ(v[0].ports[0].container_port, 9000);
+}
+
+TEST(ManifestTest, MultipleDocumentsSkipEmptyOnes) {
+  auto v = parseOk(R"(---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: one}
+spec: {image: one:1}
+---
+---
+# only a comment
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: two}
+spec: {image: two:1}
+)");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].name, "one");
+  EXPECT_EQ(v[1].name, "two");
+}
+
+struct BadCase {
+  std::string spec;      // YAML lines under "spec:", indented by two
+  std::string expected;  // substring of the error message
+};
+
+class BadManifestTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadManifestTest, NamesTheField) {
+  std::string text =
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: svc}\nspec:\n" + GetParam().spec + "\n";
+  std::string msg = parseError(text);
+  EXPECT_THAT(msg, HasSubstr(GetParam().expected)) << text;
+  EXPECT_THAT(msg, HasSubstr("test.yaml: doc 1: "));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, BadManifestTest,
+    ::testing::Values(
+        BadCase{"  image: a\n  resources: {memory: 64MB}",
+                "doc 1: spec.resources.memory: \"64MB\" is not a quantity; use 64Mi, 1Gi, ..."},
+        BadCase{"  image: a\n  resources: {memory: 1Mi}",
+                "spec.resources.memory: \"1Mi\" is below the minimum of 6Mi"},
+        BadCase{"  image: a\n  resources: {cpu: lots}",
+                "spec.resources.cpu: \"lots\" is not a CPU"},
+        BadCase{"  image: a\n  resources: {pids: 0}", "spec.resources.pids: \"0\" is out of range"},
+        BadCase{"  image: a\n  replicas: three",
+                "spec.replicas: expected an integer, got \"three\""},
+        BadCase{"  image: a\n  replicas: 1001",
+                "spec.replicas: \"1001\" is out of range; allowed 0..1000"},
+        BadCase{"  image: a\n  replicas: [1]", "spec.replicas: expected an integer, got a list"},
+        BadCase{"  image: a\n  restartPolicy: sometimes",
+                "spec.restartPolicy: \"sometimes\" is not allowed; use one of: always, "
+                "on-failure, never"},
+        BadCase{"  replicas: 1", "spec.image: missing required field"},
+        BadCase{"  image: \"bad image\"", "spec.image: \"bad image\" is not an image"},
+        BadCase{"  image: a\n  command: echo hi", "spec.command: expected a list of strings"},
+        BadCase{"  image: a\n  entrypoint: [[x]]", "spec.entrypoint[0]: expected a string"},
+        BadCase{"  image: a\n  env: {1BAD: x}", "spec.env.1BAD: \"1BAD\" is not a variable name"},
+        BadCase{"  image: a\n  env: [{name: A, value: x}, {name: A, value: y}]",
+                "spec.env[1].name: \"A\" is set twice"},
+        BadCase{"  image: a\n  env: [{value: x}]", "spec.env[0].name: missing required field"},
+        BadCase{"  image: a\n  ports: [{containerPort: 70000}]",
+                "spec.ports[0].containerPort: \"70000\" is out of range; allowed 1..65535"},
+        BadCase{"  image: a\n  ports: [{containerPort: 80, protocol: sctp}]",
+                "spec.ports[0].protocol: \"sctp\" is not allowed; use one of: tcp, udp"},
+        BadCase{"  image: a\n  ports: [{containerPort: 80}, {containerPort: 80}]",
+                "spec.ports[1]: port 80/tcp is listed twice"},
+        BadCase{"  image: a\n  healthCheck: {tcp: {port: 1}, exec: {command: [x]}}",
+                "spec.healthCheck: give exactly one of http, tcp, exec (got 2)"},
+        BadCase{"  image: a\n  healthCheck: {interval: 1s}",
+                "spec.healthCheck: give exactly one of http, tcp, exec (got 0)"},
+        BadCase{"  image: a\n  healthCheck: {http: {path: healthz, port: 80}}",
+                "spec.healthCheck.http.path: \"healthz\" must start with '/'"},
+        BadCase{"  image: a\n  healthCheck: {tcp: {port: 80}, timeout: soon}",
+                "spec.healthCheck.timeout: \"soon\" is not a duration"},
+        BadCase{"  image: a\n  healthCheck: {tcp: {port: 80}, retries: 0}",
+                "spec.healthCheck.retries: \"0\" is out of range"},
+        BadCase{"  image: a\n  healthCheck: {exec: {command: []}}",
+                "spec.healthCheck.exec.command: must not be empty"},
+        BadCase{"  image: a\n  lifecycle: {mode: lazy}",
+                "spec.lifecycle.mode: \"lazy\" is not allowed"},
+        BadCase{"  image: a\n  lifecycle: {idleTimeout: 5m}",
+                "spec.lifecycle.idleTimeout: only allowed with mode: on-demand"},
+        BadCase{"  image: a\n  route: {basePath: api}",
+                "spec.route.basePath: \"api\" must start with '/'"},
+        BadCase{"  image: a\n  route: {scope: planet}",
+                "spec.route.scope: \"planet\" is not allowed"},
+        BadCase{"  image: a\n  route: {retry: {attempts: 11}}",
+                "spec.route.retry.attempts: \"11\" is out of range; allowed 0..10"},
+        BadCase{"  image: a\n  route: {retry: {perTryTimeout: 0s}}",
+                "spec.route.retry.perTryTimeout: \"0s\" must be longer than 0"},
+        BadCase{"  image: a\n  route: {scopes: [\"a b\"]}",
+                "spec.route.scopes[0]: \"a b\" is not a token scope"},
+        BadCase{"  image: a\n  placement: {nodes: edge-1}",
+                "spec.placement.nodes: expected a list"},
+        BadCase{"  image: a\n  placement: {labels: {\"bad key\": x}}",
+                "spec.placement.labels.bad key: bad label key"},
+        BadCase{"  image: a\n  replica: 2", "spec.replica: unknown field; did you mean replicas?"},
+        BadCase{"  image: a\n  image: b", "spec.image: field given twice"},
+        BadCase{"  image: a\n  resources: {memroy: 1Gi}",
+                "spec.resources.memroy: unknown field; did you mean memory?"}));
+
+TEST(ManifestTest, TopLevelProblems) {
+  EXPECT_THAT(parseError("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {image: a}"),
+              HasSubstr("doc 1: apiVersion: \"v1\" is not allowed; use one of: edge/v1"));
+  EXPECT_THAT(parseError("apiVersion: edge/v1\nkind: Pod\nmetadata: {name: a}\nspec: {image: a}"),
+              HasSubstr("doc 1: kind: \"Pod\" is not allowed; use one of: Service"));
+  EXPECT_THAT(parseError("apiVersion: edge/v1\nkind: Service\nmetadata: {name: My_App}\n"
+                         "spec: {image: a}"),
+              HasSubstr("doc 1: metadata.name: \"My_App\" is not a valid name"));
+  EXPECT_THAT(parseError("apiVersion: edge/v1\nkind: Service\nspec: {image: a}"),
+              HasSubstr("doc 1: metadata: missing required field"));
+  EXPECT_THAT(parseError("just a string"),
+              HasSubstr("doc 1: expected a mapping with apiVersion, kind, metadata and spec"));
+  EXPECT_THAT(parseError(""), HasSubstr("no Service documents"));
+  EXPECT_THAT(parseError("apiVersion: edge/v1\nkind: Service\nmetadata: {name: a}\n"
+                         "spec: {image: a}\nstatus: {}"),
+              HasSubstr("doc 1: status: unknown field"));
+}
+
+TEST(ManifestTest, ReportsEveryErrorAtOnce) {
+  auto p = parseManifestsDetailed(R"(
+apiVersion: edge/v1
+kind: Service
+metadata: {name: svc}
+spec:
+  image: a
+  replicas: three
+  restartPolicy: sometimes
+  resources: {memory: 64MB, cpu: x}
+  ports: [{containerPort: 0}]
+)",
+                                  "m.yaml");
+  EXPECT_TRUE(p.services.empty());
+  std::vector<std::string> paths;
+  for (const auto& e : p.errors) {
+    EXPECT_EQ(e.doc, 1);
+    paths.push_back(e.path);
+  }
+  EXPECT_THAT(paths, ::testing::UnorderedElementsAre("spec.replicas", "spec.restartPolicy",
+                                                     "spec.resources.memory", "spec.resources.cpu",
+                                                     "spec.ports[0].containerPort"));
+  auto r = parseManifests(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: svc}\n"
+      "spec: {replicas: three, restartPolicy: x}\n",
+      "m.yaml");
+  ASSERT_FALSE(r.isOk());
+  // One error per line, each prefixed with the file.
+  EXPECT_EQ(r.status().message(),
+            "m.yaml: doc 1: spec.image: missing required field\n"
+            "m.yaml: doc 1: spec.replicas: expected an integer, got \"three\"\n"
+            "m.yaml: doc 1: spec.restartPolicy: \"x\" is not allowed; use one of: always, "
+            "on-failure, never");
+}
+
+TEST(ManifestTest, ErrorsInSeveralDocumentsNameTheDocument) {
+  std::string msg = parseError(R"(apiVersion: edge/v1
+kind: Service
+metadata: {name: a}
+spec: {image: a, replicas: -1}
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: b}
+spec: {image: b, restartPolicy: no}
+)");
+  EXPECT_THAT(msg, HasSubstr("doc 1: spec.replicas"));
+  EXPECT_THAT(msg, HasSubstr("doc 2: spec.restartPolicy"));
+}
+
+TEST(ManifestTest, DuplicateNamesAcrossDocuments) {
+  std::string msg = parseError(R"(apiVersion: edge/v1
+kind: Service
+metadata: {name: web}
+spec: {image: a}
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: web}
+spec: {image: b}
+)");
+  EXPECT_THAT(msg, HasSubstr("doc 2: metadata.name: \"web\" is already used by doc 1"));
+}
+
+TEST(ManifestTest, SyntaxErrorGivesLineAndColumn) {
+  std::string msg = parseError(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: a\n"
+      "spec: {image: a}\n");
+  EXPECT_THAT(msg, HasSubstr("test.yaml: line "));
+  EXPECT_THAT(msg, HasSubstr("YAML syntax error"));
+  msg = parseError("apiVersion: edge/v1\nkind: Service\n  bad: indent\n");
+  EXPECT_THAT(msg, HasSubstr("line 3"));
+}
+
+TEST(ManifestTest, HostileInputDoesNotCrash) {
+  std::string binary;
+  for (int i = 0; i < 4096; ++i) binary += static_cast<char>((i * 131 + 7) % 256);
+  EXPECT_FALSE(parseManifests(binary, "bin").isOk());
+  EXPECT_FALSE(parseManifests(std::string("\0\0\0", 3), "nul").isOk());
+  EXPECT_FALSE(parseManifests("{{{{}}}}]]][[[:::---\n- - - &a *a", "junk").isOk());
+
+  std::string deep_flow = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_THAT(parseError(deep_flow), HasSubstr("nested too deeply"));
+  std::string deep_block;
+  for (int i = 0; i < 5000; ++i) deep_block += "- ";
+  deep_block += "x\n";
+  EXPECT_THAT(parseError(deep_block), HasSubstr("nested too deeply"));
+  std::string deep_map;
+  for (int i = 0; i < 400; ++i) deep_map += std::string(static_cast<size_t>(i), ' ') + "a:\n";
+  EXPECT_THAT(parseError(deep_map), HasSubstr("nested too deeply"));
+
+  std::string huge(kMaxManifestBytes + 1, '#');
+  EXPECT_THAT(parseError(huge), HasSubstr("the limit is"));
+
+  // Aliases, tags and odd keys where fields are expected.
+  EXPECT_FALSE(parseManifests("apiVersion: &v edge/v1\nkind: Service\nmetadata: {name: *v}\n"
+                              "spec: {? [a] : b, image: !!binary aGVsbG8=}\n",
+                              "odd")
+                   .isOk());
+  // Every prefix of a valid manifest: parses or fails cleanly.
+  std::string full = kFull;
+  for (size_t n = 0; n < full.size(); n += 7) (void)parseManifests(full.substr(0, n), "prefix");
+}
+
+TEST(ManifestTest, ToContainerSpec) {
+  auto v = parseOk(kFull);
+  ASSERT_EQ(v.size(), 1u);
+  runtime::ContainerSpec spec = toContainerSpec(v[0], 2);
+  EXPECT_EQ(spec.name, "thumbnailer-2");
+  EXPECT_EQ(spec.image, "registry.local/thumbnailer:1.4");
+  EXPECT_EQ(spec.entrypoint, std::vector<std::string>{"/bin/thumb"});
+  EXPECT_EQ(spec.cmd, (std::vector<std::string>{"--workers", "4"}));
+  EXPECT_EQ(spec.env, (std::vector<std::string>{"LOG_LEVEL=debug", "ALPHA=1"}));
+  EXPECT_EQ(spec.labels.at(runtime::kManagedLabel), "true");
+  EXPECT_EQ(spec.labels.at("io.edgecloud.service"), "thumbnailer");
+  EXPECT_EQ(spec.labels.at("io.edgecloud.replica"), "2");
+  EXPECT_EQ(spec.labels.at("team"), "media");
+  EXPECT_EQ(spec.resources.memory_bytes, 128 << 20);
+  EXPECT_EQ(spec.resources.nano_cpus, 500'000'000);
+  EXPECT_EQ(spec.resources.pids_limit, 64);
+}
+
+}  // namespace
+}  // namespace edge::orchestrator
