@@ -53,7 +53,7 @@ std::string quote(std::string_view s) {
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
-    } else if (u < 0x20 || u == 0x7f) {
+    } else if (u < 0x20 || u >= 0x7f) {
       static const char kHex[] = "0123456789abcdef";
       out += "\\x";
       out += kHex[u >> 4];
@@ -122,6 +122,27 @@ bool hasControlOrSpace(std::string_view s) {
     auto u = static_cast<unsigned char>(c);
     return u <= 0x20 || u == 0x7f;
   });
+}
+
+// YAML text is Unicode; refusing other bytes up front keeps every stored string valid
+// UTF-8, which the node API's JSON needs.
+std::optional<std::string> firstInvalidUtf8(std::string_view s) {
+  size_t line = 1;
+  for (size_t i = 0; i < s.size();) {
+    auto u = static_cast<unsigned char>(s[i]);
+    size_t len = u < 0x80 ? 1 : (u >> 5) == 6 ? 2 : (u >> 4) == 14 ? 3 : (u >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size() && (len != 2 || u >= 0xc2);
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    }
+    if (!ok || u == 0) {
+      return "line " + std::to_string(line) + ": the file is not UTF-8 text (byte " +
+             std::to_string(u) + ")";
+    }
+    if (u == '\n') ++line;
+    i += len;
+  }
+  return std::nullopt;
 }
 
 // yaml-cpp's parser recurses once per nesting level; refuse absurd nesting before it
@@ -756,6 +777,10 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
               std::to_string(kMaxManifestBytes));
     return out;
   }
+  if (auto bad = firstInvalidUtf8(text)) {
+    fileError(*bad);
+    return out;
+  }
   if (auto nesting = checkNesting(text)) {
     fileError(*nesting);
     return out;
@@ -783,14 +808,15 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
     try {
       size_t before = out.errors.size();
       auto m = parseDocument(c, doc);
-      if (!m || out.errors.size() != before) continue;
-      auto [it, fresh] = names.emplace(m->name, index);
-      if (!fresh) {
-        c.error("metadata.name",
-                quote(m->name) + " is already used by doc " + std::to_string(it->second));
-        continue;
+      if (!m) continue;
+      if (!m->name.empty()) {
+        auto [it, fresh] = names.emplace(m->name, index);
+        if (!fresh) {
+          c.error("metadata.name",
+                  quote(m->name) + " is already used by doc " + std::to_string(it->second));
+        }
       }
-      out.services.push_back(std::move(*m));
+      if (out.errors.size() == before) out.services.push_back(std::move(*m));
     } catch (const std::exception& e) {
       c.error("", std::string("cannot read document: ") + e.what());
     } catch (...) {

@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace edge::orchestrator {
@@ -402,6 +405,55 @@ TEST(ManifestTest, HostileInputDoesNotCrash) {
   // Every prefix of a valid manifest: parses or fails cleanly.
   std::string full = kFull;
   for (size_t n = 0; n < full.size(); n += 7) (void)parseManifests(full.substr(0, n), "prefix");
+}
+
+TEST(ManifestTest, NonUtf8IsRefusedWithItsLine) {
+  EXPECT_THAT(parseError("apiVersion: edge/v1\nkind: Service\nmetadata: {name: \xff}\n"),
+              HasSubstr("test.yaml: line 3: the file is not UTF-8 text"));
+  EXPECT_THAT(parseError(std::string("a: b\0", 5)), HasSubstr("line 1: the file is not UTF-8"));
+  auto v = parseOk(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: a}\n"
+      "spec: {image: a, env: {GREETING: \"h\xc3\xa9llo\"}}\n");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].env[0].value, "h\xc3\xa9llo");
+}
+
+TEST(ManifestTest, DuplicateNameReportedAlongsideOtherErrors) {
+  std::string msg = parseError(R"(apiVersion: edge/v1
+kind: Service
+metadata: {name: web}
+spec: {image: a}
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: web}
+spec: {image: b, replicas: x}
+)");
+  EXPECT_THAT(msg, HasSubstr("doc 2: metadata.name: \"web\" is already used by doc 1"));
+  EXPECT_THAT(msg, HasSubstr("doc 2: spec.replicas"));
+}
+
+// The published schema's example must stay valid.
+TEST(ManifestTest, DocumentedExampleParses) {
+  const char* root = std::getenv("EDGE_SOURCE_DIR");
+  if (root == nullptr) root = EDGE_TEST_SOURCE_DIR;
+  std::ifstream in(std::string(root) + "/docs/manifest.md");
+  ASSERT_TRUE(in) << "docs/manifest.md not found";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string doc = ss.str();
+  size_t section = doc.find("## Complete example");
+  ASSERT_NE(section, std::string::npos);
+  size_t begin = doc.find("```yaml\n", section);
+  ASSERT_NE(begin, std::string::npos);
+  begin += 8;
+  size_t end = doc.find("```", begin);
+  ASSERT_NE(end, std::string::npos);
+  auto v = parseOk(doc.substr(begin, end - begin));
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].name, "thumbnailer");
+  EXPECT_EQ(v[1].name, "echo");
+  EXPECT_TRUE(v[1].image_is_tarball);
 }
 
 TEST(ManifestTest, ToContainerSpec) {
