@@ -202,13 +202,14 @@ std::optional<std::string> checkNesting(std::string_view text) {
 // A validated mapping: its fields by name, in the order written.
 class Fields {
  public:
+  // A field set to null ("replicas:", "~") counts as not given, as in Kubernetes, so
+  // commenting out every entry under `env:` does not make the file invalid.
   std::optional<YAML::Node> get(std::string_view key) const {
     for (const auto& [k, v] : items_) {
-      if (k == key) return v;
+      if (k == key) return v.IsNull() ? std::nullopt : std::optional<YAML::Node>(v);
     }
     return std::nullopt;
   }
-  bool has(std::string_view key) const { return get(key).has_value(); }
   std::vector<std::pair<std::string, YAML::Node>> items_;
 };
 
@@ -594,6 +595,11 @@ std::optional<HealthCheck> parseHealthCheck(Checker& c, const YAML::Node& n,
   }
   if (auto v = f->get("retries")) {
     if (auto i = c.integer(*v, path + ".retries", 1, 100)) h.retries = static_cast<int>(*i);
+  }
+  if (h.timeout > h.interval) {
+    c.error(path + ".timeout", std::to_string(h.timeout.count()) +
+                                   "ms is longer than the interval (" +
+                                   std::to_string(h.interval.count()) + "ms); make it shorter");
   }
   return h;
 }

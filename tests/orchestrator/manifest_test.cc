@@ -170,6 +170,19 @@ spec:
   EXPECT_EQ(v[1].resources.memory_bytes, 64 << 20);
 }
 
+TEST(ManifestTest, NullFieldsCountAsNotGiven) {
+  auto v = parseOk(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: a, labels: ~}\n"
+      "spec:\n  image: a\n  env:\n  replicas:\n  route: {basePath: null}\n");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_TRUE(v[0].env.empty());
+  EXPECT_EQ(v[0].replicas, 1);
+  EXPECT_EQ(v[0].route.base_path, "/a");
+  EXPECT_THAT(parseError("apiVersion: edge/v1\nkind: Service\nmetadata: {name: a}\n"
+                         "spec: {image: ~}\n"),
+              HasSubstr("doc 1: spec.image: missing required field"));
+}
+
 TEST(ManifestTest, JsonIsAccepted) {
   auto v = parseOk(R"({"apiVersion": "edge/v1", "kind": "Service",
     "metadata": {"name": "api", "labels": {"a": "b"}},
@@ -258,6 +271,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.healthCheck.http.path: \"healthz\" must start with '/'"},
         BadCase{"  image: a\n  healthCheck: {tcp: {port: 80}, timeout: soon}",
                 "spec.healthCheck.timeout: \"soon\" is not a duration"},
+        BadCase{"  image: a\n  healthCheck: {tcp: {port: 80}, interval: 1s, timeout: 2s}",
+                "spec.healthCheck.timeout: 2000ms is longer than the interval (1000ms)"},
         BadCase{"  image: a\n  healthCheck: {tcp: {port: 80}, retries: 0}",
                 "spec.healthCheck.retries: \"0\" is out of range"},
         BadCase{"  image: a\n  healthCheck: {exec: {command: []}}",
