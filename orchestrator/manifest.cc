@@ -39,6 +39,8 @@ namespace {
 constexpr int64_t kMinMemory = 6 << 20;
 constexpr size_t kMaxFlowDepth = 64;
 constexpr size_t kMaxIndent = 256;
+// A generated file can be wrong in thousands of places; the first ones are enough.
+constexpr size_t kMaxErrors = 100;
 
 // Quoted, control characters escaped and long values cut, so an error line stays one line.
 std::string quote(std::string_view s) {
@@ -830,6 +832,11 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
     }
   }
   if (out.errors.empty() && out.services.empty()) fileError("no Service documents in the file");
+  if (out.errors.size() > kMaxErrors) {
+    size_t more = out.errors.size() - kMaxErrors;
+    out.errors.resize(kMaxErrors);
+    fileError(std::to_string(more) + " more errors not shown");
+  }
   if (!out.errors.empty()) out.services.clear();
   return out;
 }

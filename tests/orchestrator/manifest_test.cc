@@ -409,6 +409,13 @@ TEST(ManifestTest, HostileInputDoesNotCrash) {
   for (int i = 0; i < 400; ++i) deep_map += std::string(static_cast<size_t>(i), ' ') + "a:\n";
   EXPECT_THAT(parseError(deep_map), HasSubstr("nested too deeply"));
 
+  // Many errors: the list is capped, and the last entry says how many were left out.
+  std::string many = "apiVersion: edge/v1\nkind: Service\nmetadata: {name: a}\nspec:\n  image: a\n";
+  for (int i = 0; i < 3000; ++i) many += "  k" + std::to_string(i) + ": v\n";
+  auto p = parseManifestsDetailed(many, "many");
+  ASSERT_EQ(p.errors.size(), 101u);
+  EXPECT_EQ(p.errors.back().message, "2900 more errors not shown");
+
   std::string huge(kMaxManifestBytes + 1, '#');
   EXPECT_THAT(parseError(huge), HasSubstr("the limit is"));
 
@@ -417,6 +424,18 @@ TEST(ManifestTest, HostileInputDoesNotCrash) {
                               "spec: {? [a] : b, image: !!binary aGVsbG8=}\n",
                               "odd")
                    .isOk());
+  // Nesting just under the limit reaches yaml-cpp and fails cleanly on our schema.
+  EXPECT_THAT(parseError(std::string(64, '[') + std::string(64, ']')),
+              HasSubstr("expected a mapping"));
+  // Deterministic byte mutations of a valid manifest: each parses or fails cleanly.
+  uint32_t seed = 12345;
+  auto next = [&seed] { return seed = seed * 1664525u + 1013904223u; };
+  for (int round = 0; round < 2000; ++round) {
+    std::string m = kFull;
+    for (int k = 0; k < 3; ++k)
+      m[next() % m.size()] = static_cast<char>(" -:[]{}\"'#&*!|>x0\n"[next() % 20]);
+    (void)parseManifests(m, "mutated");
+  }
   // Every prefix of a valid manifest: parses or fails cleanly.
   std::string full = kFull;
   for (size_t n = 0; n < full.size(); n += 7) (void)parseManifests(full.substr(0, n), "prefix");
