@@ -530,6 +530,14 @@ std::optional<HealthCheck> parseHealthCheck(Checker& c, const YAML::Node& n,
   if (!f) return std::nullopt;
   HealthCheck h;
   int probes = 0;
+  // http and tcp probes both need a port.
+  auto readPort = [&](const auto& g, const std::string& p) {
+    if (auto po = g->get("port")) {
+      if (auto i = c.integer(*po, p + ".port", 1, 65535)) h.port = static_cast<int>(*i);
+    } else {
+      c.error(p + ".port", "missing required field");
+    }
+  };
   if (auto v = f->get("http")) {
     ++probes;
     h.kind = HealthCheck::Kind::kHttp;
@@ -546,11 +554,7 @@ std::optional<HealthCheck> parseHealthCheck(Checker& c, const YAML::Node& n,
       } else {
         h.http_path = "/";
       }
-      if (auto po = g->get("port")) {
-        if (auto i = c.integer(*po, p + ".port", 1, 65535)) h.port = static_cast<int>(*i);
-      } else {
-        c.error(p + ".port", "missing required field");
-      }
+      readPort(g, p);
     }
   }
   if (auto v = f->get("tcp")) {
@@ -558,11 +562,7 @@ std::optional<HealthCheck> parseHealthCheck(Checker& c, const YAML::Node& n,
     h.kind = HealthCheck::Kind::kTcp;
     std::string p = path + ".tcp";
     if (auto g = c.object(*v, p, {"port"})) {
-      if (auto po = g->get("port")) {
-        if (auto i = c.integer(*po, p + ".port", 1, 65535)) h.port = static_cast<int>(*i);
-      } else {
-        c.error(p + ".port", "missing required field");
-      }
+      readPort(g, p);
     }
   }
   if (auto v = f->get("exec")) {
