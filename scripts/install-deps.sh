@@ -10,6 +10,8 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libssl-dev libgtest-dev libgmock-dev
   # manifests are YAML
   libyaml-cpp-dev
+  # the node's desired-state store is an embedded SQLite database
+  libsqlite3-dev
   # light runtime: seccomp filters; tar/gzip/zstd image layers (libarchive streams all three)
   libseccomp-dev libarchive-dev libzstd-dev zlib1g-dev
   # example and test images are built from Debian's static busybox (no registry here)
