@@ -1,0 +1,66 @@
+// The edgectl commands, one function each, apart from argument parsing (main.cc) so the
+// output they produce is what tests drive.
+//
+// Each returns the process exit code (cli/errors.h) and writes results to `out`, errors
+// and progress to `err`, both flushed as they go (logs and events stream). Nothing
+// throws. Thread-safety: a Context and the commands using it belong to one thread.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/node_client.h"
+#include "cli/output.h"
+#include "common/clock.h"
+
+namespace edge::cli {
+
+struct Context {
+  const NodeClient* node = nullptr;
+  OutputFormat format = OutputFormat::kTable;
+  bool quiet = false;       // -q: no progress, no confirmations; listings print names only
+  bool stderr_tty = false;  // draw the upload progress line
+  std::ostream* out = nullptr;
+  std::ostream* err = nullptr;
+  std::istream* in = nullptr;  // for `-f -`
+  ClockPtr clock;
+
+  // Prints the error the edgectl way and returns its exit code.
+  int fail(const Status& s) const;
+  // A usage problem found after parsing (unreadable file, unknown resource type): exit 2.
+  int usage(const std::string& message) const;
+};
+
+struct ApplyArgs {
+  std::vector<std::string> files;  // "-" is stdin
+  bool dry_run = false;
+};
+
+struct LogsArgs {
+  std::string name;
+  bool follow = false;
+  int64_t tail = -1;  // -1: all
+  bool timestamps = false;
+};
+
+int cmdStatus(const Context& ctx);
+int cmdVersion(const Context& ctx, bool client_only);
+int cmdApply(const Context& ctx, const ApplyArgs& args);
+// `type`: services|service|svc, instances|instance|inst, images|image|img.
+int cmdGet(const Context& ctx, const std::string& type, const std::string& name);
+int cmdDescribe(const Context& ctx, const std::string& name);
+int cmdLogs(const Context& ctx, const LogsArgs& args);
+int cmdDelete(const Context& ctx, const std::string& name, bool dry_run);
+int cmdRestart(const Context& ctx, const std::string& name);
+int cmdRollback(const Context& ctx, const std::string& name, std::optional<int64_t> to);
+int cmdImagesLoad(const Context& ctx, const std::string& file);
+int cmdImagesRm(const Context& ctx, const std::string& ref, bool force);
+int cmdEvents(const Context& ctx, bool follow, const std::string& service);
+
+// The client's version ("0.1.0").
+const char* clientVersion();
+
+}  // namespace edge::cli
