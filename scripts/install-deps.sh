@@ -16,6 +16,8 @@ packages=(
   libseccomp-dev libarchive-dev libzstd-dev zlib1g-dev
   # example and test images are built from Debian's static busybox (no registry here)
   busybox-static
+  # packaging: cpack's DEB generator computes Depends with dpkg-shlibdeps
+  dpkg-dev
   # peers and real components the tests and benchmarks drive
   docker.io runc iproute2 curl procps
 )
