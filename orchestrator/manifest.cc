@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/config.h"
+#include "common/json.h"
 
 namespace edge::orchestrator {
 
@@ -24,6 +25,14 @@ std::string_view restartPolicyName(RestartPolicy p) {
       return "never";
   }
   return "always";
+}
+
+std::string portEnvName(std::string_view port_name) {
+  std::string out = "PORT_";
+  for (char c : port_name) {
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
 }
 
 std::string FieldError::toString() const {
@@ -126,6 +135,118 @@ bool hasControlOrSpace(std::string_view s) {
   });
 }
 
+bool isLowerAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool isDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Docker's path-component: lower-case alphanumeric runs joined by '.', '_', '__' or
+// any number of '-'.
+bool isPathComponent(std::string_view s) {
+  size_t i = 0;
+  while (true) {
+    size_t run = i;
+    while (i < s.size() && isLowerAlnum(s[i])) ++i;
+    if (i == run) return false;
+    if (i == s.size()) return true;
+    if (s[i] == '.') {
+      ++i;
+    } else if (s[i] == '_') {
+      ++i;
+      if (i < s.size() && s[i] == '_') ++i;
+    } else if (s[i] == '-') {
+      while (i < s.size() && s[i] == '-') ++i;
+    } else {
+      return false;
+    }
+  }
+}
+
+// host[:port], host being dot-separated labels of letters, digits and '-'.
+bool isRegistry(std::string_view s) {
+  if (auto colon = s.find(':'); colon != std::string_view::npos) {
+    std::string_view port = s.substr(colon + 1);
+    if (!isDigits(port) || port.size() > 5 || std::stoi(std::string(port)) > 65535 ||
+        std::stoi(std::string(port)) == 0)
+      return false;
+    s = s.substr(0, colon);
+  }
+  if (s.empty()) return false;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t dot = s.find('.', start);
+    std::string_view label = s.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    if (label.empty() || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    }
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return true;
+}
+
+// What is wrong with image reference `ref` ([registry[:port]/]path[:tag][@sha256:<hex>]),
+// or nullopt when it is valid.
+std::optional<std::string> imageReferenceProblem(std::string_view ref) {
+  std::string_view name = ref;
+  if (auto at = ref.find('@'); at != std::string_view::npos) {
+    std::string_view digest = ref.substr(at + 1);
+    name = ref.substr(0, at);
+    constexpr std::string_view kAlgo = "sha256:";
+    bool hex = digest.size() == kAlgo.size() + 64 && digest.starts_with(kAlgo) &&
+               std::all_of(digest.begin() + kAlgo.size(), digest.end(),
+                           [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (!hex) return "the digest after '@' must be sha256: and 64 lower-case hex digits";
+  }
+  size_t slash = name.rfind('/');
+  size_t colon = name.rfind(':');
+  if (colon != std::string_view::npos && (slash == std::string_view::npos || colon > slash)) {
+    std::string_view tag = name.substr(colon + 1);
+    name = name.substr(0, colon);
+    bool ok =
+        !tag.empty() && tag.size() <= 128 && tag.front() != '.' && tag.front() != '-' &&
+        std::all_of(tag.begin(), tag.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+        });
+    if (!ok) {
+      return "the tag " + quote(tag) +
+             " must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'";
+    }
+  }
+  if (name.empty()) return "the repository name is missing";
+  if (name.size() > 255) return "the repository name is longer than 255 characters";
+  std::vector<std::string_view> parts;
+  for (size_t start = 0;;) {
+    size_t next = name.find('/', start);
+    parts.push_back(name.substr(start, next == std::string_view::npos ? next : next - start));
+    if (next == std::string_view::npos) break;
+    start = next + 1;
+  }
+  size_t first = 0;
+  // As in Docker, the first part names a registry only if it looks like a host.
+  if (parts.size() > 1 &&
+      (parts[0].find_first_of(".:") != std::string_view::npos || parts[0] == "localhost")) {
+    if (!isRegistry(parts[0])) {
+      return "the registry " + quote(parts[0]) + " is not a host name with an optional :port";
+    }
+    first = 1;
+  }
+  for (size_t i = first; i < parts.size(); ++i) {
+    if (isPathComponent(parts[i])) continue;
+    if (parts[i].empty()) return std::string("the name has an empty path component");
+    bool upper =
+        std::any_of(parts[i].begin(), parts[i].end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+    return "the path component " + quote(parts[i]) +
+           (upper ? " must be lower-case"
+                  : " must be lower-case letters and digits separated by '.', '_', '__' or '-'");
+  }
+  return std::nullopt;
+}
+
 // YAML text is Unicode; refusing other bytes up front keeps every stored string valid
 // UTF-8, which the node API's JSON needs.
 std::optional<std::string> firstInvalidUtf8(std::string_view s) {
@@ -224,6 +345,7 @@ class Checker {
   void error(const std::string& path, std::string message) {
     errors_->push_back({doc_, path, std::move(message)});
   }
+  size_t errorCount() const { return errors_->size(); }
 
   // A mapping whose keys are all in `allowed`; unknown and repeated keys are errors.
   std::optional<Fields> object(const YAML::Node& n, const std::string& path,
@@ -492,9 +614,6 @@ void parsePorts(Checker& c, const YAML::Node& n, const std::string& path,
       auto cp = c.integer(*v, p + ".containerPort", 1, 65535);
       ok = ok && cp.has_value();
       if (cp) port.container_port = static_cast<int>(*cp);
-    } else {
-      c.error(p + ".containerPort", "missing required field");
-      ok = false;
     }
     if (auto v = f->get("protocol")) {
       auto proto = c.oneOf(*v, p + ".protocol", {"tcp", "udp"});
@@ -514,7 +633,14 @@ void parsePorts(Checker& c, const YAML::Node& n, const std::string& path,
       if (name) port.name = *name;
     }
     if (!ok) continue;
-    if (!seen.emplace(port.container_port, port.protocol).second) {
+    if (port.isDynamic() && port.name.empty()) {
+      c.error(p,
+              "a port without containerPort is dynamic (the node gives each instance a free "
+              "host port, in $PORT_<NAME>) and needs a name; add one, or set containerPort "
+              "for a fixed port");
+      continue;
+    }
+    if (!port.isDynamic() && !seen.emplace(port.container_port, port.protocol).second) {
       c.error(p, "port " + std::to_string(port.container_port) + "/" + port.protocol +
                      " is listed twice");
       continue;
@@ -530,12 +656,21 @@ std::optional<HealthCheck> parseHealthCheck(Checker& c, const YAML::Node& n,
   if (!f) return std::nullopt;
   HealthCheck h;
   int probes = 0;
-  // http and tcp probes both need a port.
+  // http and tcp probes both need a port: a number, or the name of a declared port
+  // (checked against spec.ports in checkPortReferences).
   auto readPort = [&](const auto& g, const std::string& p) {
-    if (auto po = g->get("port")) {
-      if (auto i = c.integer(*po, p + ".port", 1, 65535)) h.port = static_cast<int>(*i);
-    } else {
+    auto po = g->get("port");
+    if (!po) {
       c.error(p + ".port", "missing required field");
+    } else if (!po->IsScalar()) {
+      c.error(p + ".port", "expected a port number or a port name, got " + describe(*po));
+    } else if (isDigits(po->Scalar())) {
+      if (auto i = c.integer(*po, p + ".port", 1, 65535)) h.port = static_cast<int>(*i);
+    } else if (isDnsLabel(po->Scalar())) {
+      h.port_name = po->Scalar();
+    } else {
+      c.error(p + ".port", quote(po->Scalar()) +
+                               " is neither a port number (1..65535) nor a port name ([a-z0-9-])");
     }
   };
   if (auto v = f->get("http")) {
@@ -684,6 +819,80 @@ void parsePlacement(Checker& c, const YAML::Node& n, const std::string& path, Pl
   if (auto v = f->get("labels")) pl->labels = c.labels(*v, path + ".labels");
 }
 
+// Rules that tie the ports to the rest of the spec. Instances run on the host's
+// network, so a static port is a host port: two replicas cannot both bind it.
+void checkPortReferences(Checker& c, ServiceManifest* m) {
+  if (m->replicas > 1) {
+    for (const auto& p : m->ports) {
+      if (p.isDynamic()) continue;
+      c.error("spec.replicas",
+              std::to_string(m->replicas) + " replicas cannot share the static port " +
+                  std::to_string(p.container_port) + "/" + p.protocol +
+                  ": instances use the host's network, so each would bind that same host "
+                  "port; declare the port without containerPort (a dynamic port: each instance "
+                  "gets its own, in $PORT_<NAME>), or use replicas: 1");
+      break;
+    }
+  }
+  // The node sets these for every instance; a second value would be ambiguous.
+  for (const auto& e : m->env) {
+    if (!m->ports.empty() && e.name == kPortEnv) {
+      c.error("spec.env", quote(e.name) +
+                              " is set by the node (the host port of the first port); remove it "
+                              "from env");
+    }
+    for (const auto& p : m->ports) {
+      if (!p.name.empty() && e.name == portEnvName(p.name)) {
+        c.error("spec.env", quote(e.name) + " is set by the node (the host port of port " +
+                                quote(p.name) + "); remove it from env or rename the port");
+      }
+    }
+  }
+  if (!m->health_check || m->health_check->kind == HealthCheck::Kind::kExec) return;
+  HealthCheck& h = *m->health_check;
+  if (h.port == 0 && h.port_name.empty()) return;  // already reported
+  std::string path = std::string("spec.healthCheck.") +
+                     (h.kind == HealthCheck::Kind::kHttp ? "http" : "tcp") + ".port";
+  if (m->ports.empty()) {
+    if (!h.port_name.empty()) {
+      c.error(path, quote(h.port_name) +
+                        " names no port: spec.ports declares none; declare it there or give "
+                        "the port number");
+    }
+    return;
+  }
+  // Probes are TCP connections, so only tcp ports qualify.
+  std::string allowed;
+  for (const auto& p : m->ports) {
+    if (p.protocol != "tcp") continue;
+    if (!p.isDynamic()) allowed += (allowed.empty() ? "" : ", ") + std::to_string(p.container_port);
+    if (!p.name.empty()) allowed += (allowed.empty() ? "" : ", ") + p.name;
+  }
+  std::string hint = allowed.empty() ? " (no tcp port is declared)" : "; allowed: " + allowed;
+  if (!h.port_name.empty()) {
+    auto it = std::find_if(m->ports.begin(), m->ports.end(),
+                           [&](const PortSpec& p) { return p.name == h.port_name; });
+    if (it == m->ports.end()) {
+      c.error(path, quote(h.port_name) + " is not a declared port" + hint);
+    } else if (it->protocol != "tcp") {
+      c.error(path, quote(h.port_name) + " is a " + it->protocol +
+                        " port; http and tcp checks need a tcp port" + hint);
+    } else {
+      h.port = it->container_port;
+    }
+    return;
+  }
+  bool found = std::any_of(m->ports.begin(), m->ports.end(), [&](const PortSpec& p) {
+    return !p.isDynamic() && p.protocol == "tcp" && p.container_port == h.port;
+  });
+  if (!found) {
+    c.error(path, "port " + std::to_string(h.port) +
+                      " is not a declared static tcp port (a dynamic port is checked by its "
+                      "name)" +
+                      hint);
+  }
+}
+
 void parseSpec(Checker& c, const YAML::Node& n, ServiceManifest* m) {
   const std::string path = "spec";
   auto f = c.object(n, path,
@@ -699,6 +908,13 @@ void parseSpec(Checker& c, const YAML::Node& n, ServiceManifest* m) {
       } else {
         m->image = *s;
         m->image_is_tarball = s->size() > 4 && s->ends_with(".tar");
+        if (!m->image_is_tarball) {
+          if (auto problem = imageReferenceProblem(*s)) {
+            c.error("spec.image", quote(*s) + " is not a valid image reference: " + *problem +
+                                      "; use e.g. busybox:1.36, registry.local:5000/team/app:1.4 "
+                                      "or app@sha256:<64 hex digits>, or a path ending in .tar");
+          }
+        }
       }
     }
   } else {
@@ -707,7 +923,9 @@ void parseSpec(Checker& c, const YAML::Node& n, ServiceManifest* m) {
   if (auto v = f->get("entrypoint")) m->entrypoint = c.stringList(*v, "spec.entrypoint");
   if (auto v = f->get("command")) m->command = c.stringList(*v, "spec.command");
   if (auto v = f->get("env")) parseEnv(c, *v, "spec.env", &m->env);
+  size_t before_ports = c.errorCount();
   if (auto v = f->get("ports")) parsePorts(c, *v, "spec.ports", &m->ports);
+  bool ports_ok = c.errorCount() == before_ports;
   if (auto v = f->get("resources")) parseResources(c, *v, "spec.resources", &m->resources);
   if (auto v = f->get("replicas")) {
     if (auto i = c.integer(*v, "spec.replicas", 0, 1000)) m->replicas = static_cast<int>(*i);
@@ -723,6 +941,8 @@ void parseSpec(Checker& c, const YAML::Node& n, ServiceManifest* m) {
   if (auto v = f->get("lifecycle")) parseLifecycle(c, *v, "spec.lifecycle", &m->lifecycle);
   if (auto v = f->get("route")) parseRoute(c, *v, "spec.route", &m->route);
   if (auto v = f->get("placement")) parsePlacement(c, *v, "spec.placement", &m->placement);
+  // With a broken port list, reference errors would only repeat the same mistake.
+  if (ports_ok) checkPortReferences(c, m);
 }
 
 std::optional<ServiceManifest> parseDocument(Checker& c, const YAML::Node& doc) {
@@ -851,6 +1071,111 @@ Result<std::vector<ServiceManifest>> parseManifests(std::string_view text,
     msg += std::string(source_name) + ": " + e.toString();
   }
   return Status::invalidArgument(std::move(msg));
+}
+
+namespace {
+
+// The largest unit that writes `d` exactly, so "5s" stays "5s" and 1500 ms "1500ms".
+std::string durationText(Millis d) {
+  int64_t ms = d.count();
+  if (ms == 0) return "0s";
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1'000 == 0) return std::to_string(ms / 1'000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// Binary units only: the parser reads quantities through a double, and a power-of-two
+// multiplier keeps every value it produced exact.
+std::string bytesText(int64_t bytes) {
+  static const std::pair<const char*, int> kUnits[] = {
+      {"Ti", 40}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}};
+  for (const auto& [unit, shift] : kUnits) {
+    if (bytes % (int64_t{1} << shift) == 0) return std::to_string(bytes >> shift) + unit;
+  }
+  return std::to_string(bytes);
+}
+
+std::string cpuText(int64_t nano) {
+  if (nano % 1'000'000 == 0) return std::to_string(nano / 1'000'000) + "m";
+  std::string frac = std::to_string(nano % 1'000'000'000);
+  frac.insert(0, 9 - frac.size(), '0');
+  while (frac.back() == '0') frac.pop_back();
+  return std::to_string(nano / 1'000'000'000) + "." + frac;
+}
+
+json::Json optionalList(const std::optional<std::vector<std::string>>& l) {
+  return l ? json::Json(*l) : json::Json(nullptr);
+}
+
+json::Json healthCheckJson(const HealthCheck& h) {
+  json::Json port = h.port_name.empty() ? json::Json(h.port) : json::Json(h.port_name);
+  json::Json out = {{"interval", durationText(h.interval)},
+                    {"timeout", durationText(h.timeout)},
+                    {"startPeriod", durationText(h.start_period)},
+                    {"retries", h.retries}};
+  switch (h.kind) {
+    case HealthCheck::Kind::kHttp:
+      out["http"] = {{"path", h.http_path}, {"port", port}};
+      break;
+    case HealthCheck::Kind::kTcp:
+      out["tcp"] = {{"port", port}};
+      break;
+    case HealthCheck::Kind::kExec:
+      out["exec"] = {{"command", h.exec_command}};
+      break;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string manifestToJson(const ServiceManifest& m) {
+  // nlohmann's default object is a std::map, so keys come out sorted.
+  json::Json env = json::Json::array();
+  for (const auto& e : m.env) env.push_back({{"name", e.name}, {"value", e.value}});
+  json::Json ports = json::Json::array();
+  for (const auto& p : m.ports) {
+    ports.push_back(
+        {{"containerPort", p.isDynamic() ? json::Json(nullptr) : json::Json(p.container_port)},
+         {"name", p.name.empty() ? json::Json(nullptr) : json::Json(p.name)},
+         {"protocol", p.protocol}});
+  }
+  auto orNull = [](int64_t v, std::string text) {
+    return v == 0 ? json::Json(nullptr) : json::Json(std::move(text));
+  };
+  bool on_demand = m.lifecycle.mode == Lifecycle::Mode::kOnDemand;
+  json::Json spec = {
+      {"image", m.image},
+      {"entrypoint", optionalList(m.entrypoint)},
+      {"command", optionalList(m.command)},
+      {"env", env},
+      {"ports", ports},
+      {"resources",
+       {{"cpu", orNull(m.resources.nano_cpus, cpuText(m.resources.nano_cpus))},
+        {"memory", orNull(m.resources.memory_bytes, bytesText(m.resources.memory_bytes))},
+        {"pids", m.resources.pids == 0 ? json::Json(nullptr) : json::Json(m.resources.pids)}}},
+      {"replicas", m.replicas},
+      {"restartPolicy", std::string(restartPolicyName(m.restart_policy))},
+      {"healthCheck", m.health_check ? healthCheckJson(*m.health_check) : json::Json(nullptr)},
+      {"lifecycle",
+       {{"mode", on_demand ? "on-demand" : "always"},
+        {"idleTimeout",
+         on_demand ? json::Json(durationText(m.lifecycle.idle_timeout)) : json::Json(nullptr)}}},
+      {"route",
+       {{"basePath", m.route.base_path},
+        {"scope", m.route.scope == Route::Scope::kGlobal ? "global" : "local"},
+        {"retry",
+         {{"attempts", m.route.retry.attempts},
+          {"perTryTimeout", durationText(m.route.retry.per_try_timeout)}}},
+        {"scopes", m.route.scopes}}},
+      {"placement", {{"nodes", m.placement.nodes}, {"labels", m.placement.labels}}},
+  };
+  json::Json doc = {{"apiVersion", "edge/v1"},
+                    {"kind", "Service"},
+                    {"metadata", {{"name", m.name}, {"labels", m.labels}}},
+                    {"spec", spec}};
+  return json::dump(doc);
 }
 
 runtime::ContainerSpec toContainerSpec(const ServiceManifest& m, int replica) {

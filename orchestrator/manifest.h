@@ -29,16 +29,29 @@ struct EnvVar {
   bool operator==(const EnvVar&) const = default;
 };
 
+// Instances share the host's network, so a port is either *static* (container_port
+// set: every instance binds that host port, hence at most one replica) or *dynamic*
+// (container_port 0: the node picks a free host port per instance and passes it in
+// the environment, see portEnvName; a dynamic port always has a name).
 struct PortSpec {
-  int container_port = 0;        // 1..65535
+  int container_port = 0;        // 1..65535; 0 = dynamic
   std::string protocol = "tcp";  // "tcp" | "udp"
-  std::string name;              // optional
+  std::string name;              // DNS label; optional for static ports, required for dynamic
+  bool isDynamic() const { return container_port == 0; }
+  bool operator==(const PortSpec&) const = default;
 };
+
+// The variable that tells an instance the host port of the named port `port_name`
+// (static or dynamic): "PORT_" + the name upper-cased with '-' as '_' ("metrics-v2" ->
+// "PORT_METRICS_V2"). kPortEnv holds the host port of the service's first port.
+std::string portEnvName(std::string_view port_name);
+inline constexpr char kPortEnv[] = "PORT";
 
 struct ResourceLimits {
   int64_t nano_cpus = 0;     // 0 = unlimited
   int64_t memory_bytes = 0;  // 0 = unlimited, else >= 6Mi
   int64_t pids = 0;          // 0 = unlimited
+  bool operator==(const ResourceLimits&) const = default;
 };
 
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
@@ -47,24 +60,31 @@ std::string_view restartPolicyName(RestartPolicy p);  // "always" | "on-failure"
 struct HealthCheck {
   enum class Kind { kHttp, kTcp, kExec };
   Kind kind = Kind::kTcp;
-  std::string http_path;                  // kHttp only; starts with '/'
-  int port = 0;                           // kHttp and kTcp
+  std::string http_path;  // kHttp only; starts with '/'
+  // kHttp and kTcp: the container port probed. When the check names a port
+  // (`port: http`), port_name is that name and `port` its number if it is static, or
+  // 0 if it is dynamic (probe the instance's assigned host port).
+  int port = 0;
+  std::string port_name;
   std::vector<std::string> exec_command;  // kExec only; non-empty
   Millis interval{10'000};
   Millis timeout{2'000};
   Millis start_period{0};
   int retries = 3;  // consecutive failures before the replica counts as unhealthy
+  bool operator==(const HealthCheck&) const = default;
 };
 
 struct Lifecycle {
   enum class Mode { kAlways, kOnDemand };
   Mode mode = Mode::kAlways;
   Millis idle_timeout{300'000};  // on-demand only: stop after this long without calls
+  bool operator==(const Lifecycle&) const = default;
 };
 
 struct RetryPolicy {
   int attempts = 0;                // retries after the first try, 0..10
   Millis per_try_timeout{30'000};  // > 0
+  bool operator==(const RetryPolicy&) const = default;
 };
 
 struct Route {
@@ -73,17 +93,21 @@ struct Route {
   Scope scope = Scope::kLocal;
   RetryPolicy retry;
   std::vector<std::string> scopes;  // token scopes a caller must hold; empty = any caller
+  bool operator==(const Route&) const = default;
 };
 
 struct Placement {
   std::vector<std::string> nodes;             // empty = any node
   std::map<std::string, std::string> labels;  // every label must match the node's
+  bool operator==(const Placement&) const = default;
 };
 
 struct ServiceManifest {
   std::string name;  // DNS label: [a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?
   std::map<std::string, std::string> labels;
-  std::string image;              // a reference ("busybox:1") or a path to a tarball
+  // A reference ([registry[:port]/]path[:tag][@sha256:<hex>], e.g. "busybox:1") or a
+  // path to a tarball.
+  std::string image;
   bool image_is_tarball = false;  // image ends in ".tar": load it, then run it
   // Unset = the image's own; set (even empty) = override.
   std::optional<std::vector<std::string>> entrypoint;
@@ -97,6 +121,7 @@ struct ServiceManifest {
   Lifecycle lifecycle;
   Route route;
   Placement placement;
+  bool operator==(const ServiceManifest&) const = default;
 };
 
 // One validation problem. `path` is the field ("spec.resources.memory", "spec.ports[1]");
@@ -124,6 +149,14 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
 // prefixed with `source_name`.
 Result<std::vector<ServiceManifest>> parseManifests(std::string_view text,
                                                     std::string_view source_name);
+
+// The canonical document of `m` as compact JSON: apiVersion, kind, metadata, spec with
+// every field written out (null for "not set": entrypoint/command = the image's,
+// a dynamic port's containerPort, no health check, idleTimeout outside on-demand),
+// object keys sorted, env as a list in its order, durations and quantities in forms
+// the parser reads ("1500ms", "2m", "128Mi", "500m"). Equal manifests give equal
+// text, and parseManifests(manifestToJson(m)) gives back `m` for any parsed `m`.
+std::string manifestToJson(const ServiceManifest& m);
 
 // The runtime spec for replica `replica` (0-based) of a service: name "<name>-<replica>",
 // the service's labels plus Edgecloud's own (managed, service, replica).

@@ -29,9 +29,8 @@ spec:
     LOG_LEVEL: debug
     ALPHA: "1"
   ports:
-    - containerPort: 8080
-      name: http
-    - containerPort: 5353
+    - name: http
+    - name: dns
       protocol: udp
   resources:
     cpu: 500m
@@ -40,7 +39,7 @@ spec:
   replicas: 3
   restartPolicy: on-failure
   healthCheck:
-    http: {path: /healthz, port: 8080}
+    http: {path: /healthz, port: http}
     interval: 5s
     timeout: 500ms
     startPeriod: 10s
@@ -86,11 +85,12 @@ TEST(ManifestTest, FullManifestSetsEveryField) {
   EXPECT_EQ(m.command, (std::vector<std::string>{"--workers", "4"}));
   EXPECT_EQ(m.env, (std::vector<EnvVar>{{"LOG_LEVEL", "debug"}, {"ALPHA", "1"}}));
   ASSERT_EQ(m.ports.size(), 2u);
-  EXPECT_EQ(m.ports[0].container_port, 8080);
+  EXPECT_TRUE(m.ports[0].isDynamic());
   EXPECT_EQ(m.ports[0].protocol, "tcp");
   EXPECT_EQ(m.ports[0].name, "http");
-  EXPECT_EQ(m.ports[1].container_port, 5353);
+  EXPECT_TRUE(m.ports[1].isDynamic());
   EXPECT_EQ(m.ports[1].protocol, "udp");
+  EXPECT_EQ(m.ports[1].name, "dns");
   EXPECT_EQ(m.resources.nano_cpus, 500'000'000);
   EXPECT_EQ(m.resources.memory_bytes, 128 << 20);
   EXPECT_EQ(m.resources.pids, 64);
@@ -99,7 +99,8 @@ TEST(ManifestTest, FullManifestSetsEveryField) {
   ASSERT_TRUE(m.health_check.has_value());
   EXPECT_EQ(m.health_check->kind, HealthCheck::Kind::kHttp);
   EXPECT_EQ(m.health_check->http_path, "/healthz");
-  EXPECT_EQ(m.health_check->port, 8080);
+  EXPECT_EQ(m.health_check->port, 0);
+  EXPECT_EQ(m.health_check->port_name, "http");
   EXPECT_EQ(m.health_check->interval, Millis(5000));
   EXPECT_EQ(m.health_check->timeout, Millis(500));
   EXPECT_EQ(m.health_check->start_period, Millis(10000));
@@ -188,12 +189,13 @@ TEST(ManifestTest, JsonIsAccepted) {
     "metadata": {"name": "api", "labels": {"a": "b"}},
     "spec": {"image": "api:2", "replicas": 2,
              "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}],
-             "ports": [{"containerPort": 9000}]}})");
+             "ports": [{"name": "api"}]}})");
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].name, "api");
   EXPECT_EQ(v[0].replicas, 2);
   EXPECT_EQ(v[0].env, (std::vector<EnvVar>{{"B", "2"}, {"A", "1"}}));
-  EXPECT_EQ(v[0].ports[0].container_port, 9000);
+  EXPECT_EQ(v[0].ports[0].container_port, 0);
+  EXPECT_EQ(v[0].ports[0].name, "api");
 }
 
 TEST(ManifestTest, MultipleDocumentsSkipEmptyOnes) {
@@ -467,23 +469,29 @@ spec: {image: b, replicas: x}
   EXPECT_THAT(msg, HasSubstr("doc 2: spec.replicas"));
 }
 
-// The published schema's example must stay valid.
-TEST(ManifestTest, DocumentedExampleParses) {
+// The YAML block under "## Complete example" in docs/manifest.md; empty if missing.
+std::string documentedExample() {
   const char* root = std::getenv("EDGE_SOURCE_DIR");
   if (root == nullptr) root = EDGE_TEST_SOURCE_DIR;
   std::ifstream in(std::string(root) + "/docs/manifest.md");
-  ASSERT_TRUE(in) << "docs/manifest.md not found";
   std::stringstream ss;
   ss << in.rdbuf();
   std::string doc = ss.str();
   size_t section = doc.find("## Complete example");
-  ASSERT_NE(section, std::string::npos);
+  if (section == std::string::npos) return "";
   size_t begin = doc.find("```yaml\n", section);
-  ASSERT_NE(begin, std::string::npos);
+  if (begin == std::string::npos) return "";
   begin += 8;
   size_t end = doc.find("```", begin);
-  ASSERT_NE(end, std::string::npos);
-  auto v = parseOk(doc.substr(begin, end - begin));
+  if (end == std::string::npos) return "";
+  return doc.substr(begin, end - begin);
+}
+
+// The published schema's example must stay valid.
+TEST(ManifestTest, DocumentedExampleParses) {
+  std::string example = documentedExample();
+  ASSERT_FALSE(example.empty()) << "no example in docs/manifest.md";
+  auto v = parseOk(example);
   ASSERT_EQ(v.size(), 2u);
   EXPECT_EQ(v[0].name, "thumbnailer");
   EXPECT_EQ(v[1].name, "echo");
@@ -507,6 +515,257 @@ TEST(ManifestTest, ToContainerSpec) {
   EXPECT_EQ(spec.resources.nano_cpus, 500'000'000);
   EXPECT_EQ(spec.resources.pids_limit, 64);
 }
+
+std::string svc(std::string_view spec) {
+  return "apiVersion: edge/v1\nkind: Service\nmetadata: {name: svc}\nspec:\n" + std::string(spec) +
+         "\n";
+}
+
+// --- canonical JSON ---
+
+TEST(ManifestJsonTest, DefaultsAreWrittenOutInFull) {
+  auto v = parseOk(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: web}\nspec: {image: ./web.tar}\n");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(manifestToJson(v[0]),
+            R"({"apiVersion":"edge/v1","kind":"Service","metadata":{"labels":{},"name":"web"},)"
+            R"("spec":{"command":null,"entrypoint":null,"env":[],"healthCheck":null,)"
+            R"("image":"./web.tar","lifecycle":{"idleTimeout":null,"mode":"always"},)"
+            R"("placement":{"labels":{},"nodes":[]},"ports":[],"replicas":1,)"
+            R"("resources":{"cpu":null,"memory":null,"pids":null},"restartPolicy":"always",)"
+            R"("route":{"basePath":"/web","retry":{"attempts":0,"perTryTimeout":"30s"},)"
+            R"("scope":"local","scopes":[]}}})");
+  auto back = parseOk(manifestToJson(v[0]));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], v[0]);
+}
+
+TEST(ManifestJsonTest, DocumentedExampleRoundTrips) {
+  auto v = parseOk(documentedExample());
+  ASSERT_EQ(v.size(), 2u);
+  for (const auto& m : v) {
+    std::string json = manifestToJson(m);
+    auto back = parseOk(json);
+    ASSERT_EQ(back.size(), 1u) << json;
+    EXPECT_EQ(back[0], m) << json;
+    EXPECT_EQ(manifestToJson(back[0]), json);
+  }
+  std::string json = manifestToJson(v[0]);
+  EXPECT_THAT(json, HasSubstr(R"("interval":"5s")"));
+  EXPECT_THAT(json, HasSubstr(R"("timeout":"500ms")"));
+  EXPECT_THAT(json, HasSubstr(R"("idleTimeout":"2m")"));
+  EXPECT_THAT(json, HasSubstr(R"("perTryTimeout":"1500ms")"));
+  EXPECT_THAT(json, HasSubstr(R"("memory":"128Mi")"));
+  EXPECT_THAT(json, HasSubstr(R"("cpu":"500m")"));
+  EXPECT_THAT(json, HasSubstr(R"("port":"http")"));
+}
+
+TEST(ManifestJsonTest, AwkwardValuesRoundTrip) {
+  auto v = parseOk(svc(R"(  image: registry.local:5000/team/app:1.4@sha256:)"
+                       R"(0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+  entrypoint: []
+  command: ["sh", "-c", "echo \"hi\"\tthere\\n", ""]
+  env:
+    - {name: Z, value: "quote \" backslash \\ tab \t newline \n bell \x07"}
+    - {name: A, value: "h\u00e9llo \u2603"}
+    - {name: EMPTY}
+  ports:
+    - {containerPort: 8080, name: web}
+    - {containerPort: 5353, protocol: udp}
+  resources: {cpu: "0.3", memory: 100M, pids: 7}
+  healthCheck:
+    tcp: {port: web}
+    interval: 90s
+    timeout: 1.5s
+    startPeriod: 0s
+  route: {basePath: "/a/b", retry: {perTryTimeout: 1h}}
+  placement: {labels: {"x/y": "", gpu: "true"}})"));
+  ASSERT_EQ(v.size(), 1u);
+  const ServiceManifest& m = v[0];
+  EXPECT_EQ(m.health_check->port, 8080);
+  EXPECT_EQ(m.health_check->port_name, "web");
+  EXPECT_EQ(m.resources.nano_cpus, 300'000'000);
+  std::string json = manifestToJson(m);
+  auto back = parseOk(json);
+  ASSERT_EQ(back.size(), 1u) << json;
+  EXPECT_EQ(back[0], m) << json;
+  EXPECT_THAT(json, HasSubstr(R"("entrypoint":[])"));
+  EXPECT_THAT(json, HasSubstr(R"("interval":"90s")"));
+  EXPECT_THAT(json, HasSubstr(R"("perTryTimeout":"1h")"));
+
+  // Values no YAML text above produces: exact sub-millicore CPUs, odd byte counts.
+  ServiceManifest odd = m;
+  odd.resources.nano_cpus = 1'000'000'001;
+  odd.resources.memory_bytes = (int64_t{1} << 40) * 3 + 7;
+  auto odd_back = parseOk(manifestToJson(odd));
+  ASSERT_EQ(odd_back.size(), 1u);
+  EXPECT_EQ(odd_back[0].resources, odd.resources);
+}
+
+// --- ports on the host network ---
+
+TEST(ManifestPortsTest, PortWithoutContainerPortIsDynamic) {
+  auto v = parseOk(svc(R"(  image: a:1
+  replicas: 3
+  ports:
+    - name: http
+    - {name: metrics-v2, protocol: udp}
+  healthCheck: {http: {path: /ready, port: http}})"));
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_EQ(v[0].ports.size(), 2u);
+  EXPECT_TRUE(v[0].ports[0].isDynamic());
+  EXPECT_EQ(v[0].ports[0].name, "http");
+  EXPECT_EQ(v[0].ports[1].protocol, "udp");
+  EXPECT_EQ(v[0].health_check->port, 0);
+  EXPECT_EQ(v[0].health_check->port_name, "http");
+  EXPECT_EQ(portEnvName("http"), "PORT_HTTP");
+  EXPECT_EQ(portEnvName("metrics-v2"), "PORT_METRICS_V2");
+  EXPECT_STREQ(kPortEnv, "PORT");
+}
+
+TEST(ManifestPortsTest, StaticPortsAllowOneReplica) {
+  for (const char* replicas : {"0", "1"}) {
+    auto v = parseOk(svc(std::string("  image: a\n  replicas: ") + replicas +
+                         "\n  ports: [{containerPort: 8080}, {containerPort: 53, protocol: udp}]"));
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].ports[0].container_port, 8080);
+  }
+}
+
+TEST(ManifestPortsTest, ReplicasWithStaticPortExplainsTheFix) {
+  std::string msg = parseError(
+      svc("  image: a\n  replicas: 2\n  ports: [{name: ok}, {containerPort: 8080, name: web}]"));
+  EXPECT_THAT(msg, HasSubstr("doc 1: spec.replicas: 2 replicas cannot share the static port "
+                             "8080/tcp: instances use the host's network, so each would bind "
+                             "that same host port; declare the port without containerPort"));
+  EXPECT_THAT(msg, HasSubstr("or use replicas: 1"));
+  // One error for the rule, not one per port.
+  msg =
+      parseError(svc("  image: a\n  replicas: 5\n  ports: [{containerPort: 1}, "
+                     "{containerPort: 2, protocol: udp}]"));
+  EXPECT_EQ(msg.find("spec.replicas"), msg.rfind("spec.replicas")) << msg;
+  EXPECT_THAT(msg, HasSubstr("static port 1/tcp"));
+}
+
+TEST(ManifestPortsTest, HealthCheckPortByNumberOrName) {
+  const std::string ports =
+      "  ports: [{containerPort: 8080, name: web}, {containerPort: 9000}, {name: admin}, "
+      "{name: dns, protocol: udp}]\n";
+  auto v = parseOk(svc("  image: a\n" + ports + "  healthCheck: {tcp: {port: 9000}}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].health_check->port, 9000);
+  EXPECT_EQ(v[0].health_check->port_name, "");
+  v = parseOk(svc("  image: a\n" + ports + "  healthCheck: {http: {port: web}}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].health_check->port, 8080);
+  EXPECT_EQ(v[0].health_check->port_name, "web");
+  v = parseOk(svc("  image: a\n" + ports + "  healthCheck: {http: {port: admin}}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].health_check->port, 0);
+  EXPECT_EQ(v[0].health_check->port_name, "admin");
+
+  EXPECT_THAT(parseError(svc("  image: a\n" + ports + "  healthCheck: {http: {port: 9090}}")),
+              HasSubstr("doc 1: spec.healthCheck.http.port: port 9090 is not a declared static "
+                        "tcp port (a dynamic port is checked by its name); allowed: 8080, web, "
+                        "9000, admin"));
+  EXPECT_THAT(parseError(svc("  image: a\n" + ports + "  healthCheck: {tcp: {port: api}}")),
+              HasSubstr("spec.healthCheck.tcp.port: \"api\" is not a declared port; allowed: "
+                        "8080, web, 9000, admin"));
+  EXPECT_THAT(parseError(svc("  image: a\n" + ports + "  healthCheck: {tcp: {port: dns}}")),
+              HasSubstr("spec.healthCheck.tcp.port: \"dns\" is a udp port; http and tcp checks "
+                        "need a tcp port"));
+  EXPECT_THAT(parseError(svc("  image: a\n  healthCheck: {tcp: {port: web}}")),
+              HasSubstr("spec.healthCheck.tcp.port: \"web\" names no port: spec.ports declares "
+                        "none"));
+  EXPECT_THAT(parseError(svc("  image: a\n  healthCheck: {tcp: {port: \"80 x\"}}")),
+              HasSubstr("spec.healthCheck.tcp.port: \"80 x\" is neither a port number"));
+  EXPECT_THAT(parseError(svc("  image: a\n  healthCheck: {tcp: {port: 0}}")),
+              HasSubstr("spec.healthCheck.tcp.port: \"0\" is out of range; allowed 1..65535"));
+  // Without declared ports a number is taken as is (the image's own port).
+  v = parseOk(svc("  image: a\n  healthCheck: {tcp: {port: 80}}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].health_check->port, 80);
+}
+
+TEST(ManifestPortsTest, PortProblems) {
+  EXPECT_THAT(parseError(svc("  image: a\n  ports: [{protocol: tcp}]")),
+              HasSubstr("doc 1: spec.ports[0]: a port without containerPort is dynamic (the "
+                        "node gives each instance a free host port, in $PORT_<NAME>) and needs "
+                        "a name"));
+  EXPECT_THAT(parseError(svc("  image: a\n  ports: [{name: http}, {name: http}]")),
+              HasSubstr("spec.ports[1].name: \"http\" is used by another port"));
+  EXPECT_THAT(parseError(svc("  image: a\n  ports: [{name: http}]\n  env: {PORT_HTTP: \"1\"}")),
+              HasSubstr("spec.env: \"PORT_HTTP\" is set by the node (the host port of port "
+                        "\"http\")"));
+  EXPECT_THAT(parseError(svc("  image: a\n  ports: [{containerPort: 80}]\n  env: {PORT: \"1\"}")),
+              HasSubstr("spec.env: \"PORT\" is set by the node"));
+  // A broken port list is reported once, not again through the health check.
+  auto p = parseManifestsDetailed(svc("  image: a\n  ports: [{containerPort: x, name: web}]\n"
+                                      "  healthCheck: {tcp: {port: web}}"),
+                                  "m.yaml");
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].path, "spec.ports[0].containerPort");
+}
+
+// --- image references ---
+
+struct ImageCase {
+  std::string image;
+  std::string problem;  // empty = valid
+};
+
+class ImageReferenceTest : public ::testing::TestWithParam<ImageCase> {};
+
+TEST_P(ImageReferenceTest, Grammar) {
+  const ImageCase& c = GetParam();
+  std::string text = svc("  image: \"" + c.image + "\"");
+  if (c.problem.empty()) {
+    auto v = parseOk(text);
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].image, c.image);
+    return;
+  }
+  std::string msg = parseError(text);
+  EXPECT_THAT(msg, HasSubstr("doc 1: spec.image: \"" + c.image.substr(0, 60)));
+  EXPECT_THAT(msg, HasSubstr(c.problem));
+  if (c.problem == "is not an image") return;  // spaces: refused before the grammar
+  EXPECT_THAT(msg, HasSubstr("use e.g. busybox:1.36, registry.local:5000/team/app:1.4 or "
+                             "app@sha256:<64 hex digits>, or a path ending in .tar"));
+}
+
+const std::string kDigest = "sha256:" + std::string(64, 'a');
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ImageReferenceTest,
+    ::testing::Values(
+        ImageCase{"busybox", ""}, ImageCase{"busybox:1.36", ""},
+        ImageCase{"library/busybox:latest", ""}, ImageCase{"registry.local/thumbnailer:1.4", ""},
+        ImageCase{"localhost:5000/a/b:c", ""}, ImageCase{"localhost/app", ""},
+        ImageCase{"127.0.0.1:5000/x", ""}, ImageCase{"Registry.Example.com/team/app", ""},
+        ImageCase{"app@" + kDigest, ""}, ImageCase{"reg.io:443/team/app:1.0@" + kDigest, ""},
+        ImageCase{"team/a__b.c-d---e_f", ""}, ImageCase{"app:_V1.0-rc.1", ""},
+        ImageCase{"app:" + std::string(128, 't'), ""},
+        // Tarballs are paths, not references.
+        ImageCase{"./Images/My App.v2.tar", "is not an image"}, ImageCase{"./Images/MyApp.tar", ""},
+        ImageCase{"/srv/x.tar", ""},
+        ImageCase{"Busybox", "the path component \"Busybox\" must be lower-case"},
+        ImageCase{"team/App:1", "\"App\" must be lower-case"},
+        ImageCase{"a_-b",
+                  "the path component \"a_-b\" must be lower-case letters and digits "
+                  "separated by '.', '_', '__' or '-'"},
+        ImageCase{"a___b", "path component"}, ImageCase{"-a", "path component"},
+        ImageCase{"a.", "path component"}, ImageCase{"a//b", "empty path component"},
+        ImageCase{"/abs/app", "empty path component"},
+        ImageCase{"busybox:", "the tag \"\" must be 1-128 letters"},
+        ImageCase{"busybox:-x", "the tag \"-x\""}, ImageCase{"busybox:a+b", "the tag \"a+b\""},
+        ImageCase{"app:" + std::string(129, 't'), "the tag"},
+        ImageCase{"app@sha256:abc", "the digest after '@' must be sha256: and 64 lower-case hex"},
+        ImageCase{"app@md5:" + std::string(64, 'a'), "the digest"},
+        ImageCase{"app@sha256:" + std::string(64, 'A'), "the digest"},
+        ImageCase{"reg.io:99999/app", "the registry \"reg.io:99999\" is not a host name"},
+        ImageCase{"reg_io.local/app", "the registry"},
+        ImageCase{":1", "the repository name is missing"},
+        ImageCase{std::string(256, 'a'), "longer than 255"}));
 
 }  // namespace
 }  // namespace edge::orchestrator
