@@ -87,8 +87,9 @@ struct Reconciler::Observed {
 
 struct Reconciler::Memory {
   WallTime started_wall{};  // the start the fields below refer to
-  int restarts = 0;         // since edged started
-  int backoff_count = 0;    // restarts without a long enough run in between
+  SteadyTime started_steady{};
+  int restarts = 0;       // since edged started
+  int backoff_count = 0;  // restarts without a long enough run in between
   std::optional<SteadyTime> retry_at;
   bool crashloop_reported = false;
   bool force_restart = false;  // unhealthy, or a restart was asked: restart whatever the policy
@@ -512,12 +513,15 @@ bool Reconciler::manageInstance(const DesiredService& d, Observed& o, InstanceSt
     case ContainerState::kRunning: {
       if (mem.started_wall != o.info.started) {
         mem.started_wall = o.info.started;
+        // Converted once: now() and wallNow() are read at different instants, and a
+        // start time that moved by nanoseconds would look like a restart to the monitor.
+        mem.started_steady = toSteady(o.info.started);
         if (prev && *prev != ContainerState::kRunning)
           events_.append("instance.started", o.service, o.info.name, "");
       }
       mem.retry_at.reset();
       mem.message.clear();
-      SteadyTime started = toSteady(o.info.started);
+      SteadyTime started = mem.started_steady;
       if (now - started >= options_.backoff_reset_after) {
         mem.backoff_count = 0;
         mem.crashloop_reported = false;

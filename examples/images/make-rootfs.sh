@@ -34,4 +34,7 @@ echo new > "$out/wh/wh/dir/new.txt"
 
 cp "$index" "$out/www/www/index.html"
 chmod 0644 "$out/www/www/index.html"
+# The health-check target of examples/hello.yaml.
+echo ok > "$out/www/www/healthz"
+chmod 0644 "$out/www/www/healthz"
 touch "$out/stamp"

@@ -1,0 +1,235 @@
+#include "orchestrator/node.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/log.h"
+#include "orchestrator/api/docker_api.h"
+#include "orchestrator/api/http_server.h"
+#include "orchestrator/api/rest_api.h"
+#include "runtime-shim/factory.h"
+
+namespace edge::orchestrator {
+namespace {
+
+constexpr char kRestartMetaPrefix[] = "restart/";
+
+std::string hostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "edge-node";
+  return buf;
+}
+
+}  // namespace
+
+Node::Node(const NodeConfig& config)
+    : config_(config),
+      name_(config.node_name.empty() ? hostName() : config.node_name),
+      clock_(SystemClock::instance()),
+      events_(*clock_) {}
+
+Node::~Node() {
+  stop();
+}
+
+Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
+  std::unique_ptr<Node> node(new Node(config));
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec)
+    return Status::failedPrecondition("cannot create the data dir " + config.data_dir + ": " +
+                                      ec.message());
+  auto store = StateStore::open(config.data_dir + "/state.db", *node->clock_);
+  if (!store.isOk()) return store.status().withContext("desired-state store");
+  node->store_ = std::move(*store);
+
+  runtime::RuntimeOptions ro;
+  ro.kind = config.runtime;
+  ro.docker_endpoint = config.docker_endpoint;
+  ro.data_dir = config.data_dir;
+  ro.run_dir = config.run_dir;
+  ro.clock = node->clock_;
+  auto rt = runtime::createRuntime(ro);
+  if (!rt.isOk()) return rt.status().withContext("container runtime");
+  node->runtime_ = std::move(*rt);
+
+  node->health_ = std::make_unique<HealthMonitor>(*node->clock_, node->prober_);
+  ReconcilerOptions opts;
+  opts.port_range_first = config.port_range_first;
+  opts.port_range_last = config.port_range_last;
+  node->reconciler_ = std::make_unique<Reconciler>(*node->runtime_, *node->clock_, *node->health_,
+                                                   node->events_, opts);
+  node->health_->setOnChange(
+      [r = node->reconciler_.get()](const std::string&, Health) { r->wake(); });
+  return node;
+}
+
+Status Node::refreshDesired() {
+  auto records = store_->list();
+  if (!records.isOk()) return records.status();
+  std::vector<DesiredService> desired;
+  for (auto& r : *records) {
+    DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
+    auto meta = store_->getMeta(kRestartMetaPrefix + r.name);
+    if (meta.isOk() && meta->has_value()) {
+      WallTime t;
+      if (parseTimestamp(**meta, &t)) d.restart_requested = t;
+    }
+    desired.push_back(std::move(d));
+  }
+  reconciler_->setDesired(std::move(desired));
+  return Status::ok();
+}
+
+Status Node::start() {
+  started_at_ = clock_->wallNow();
+  RETURN_IF_ERROR(refreshDesired());
+  api::ApiServer::Options ao;
+  ao.unix_socket = config_.api_socket;
+  ao.socket_group = config_.api_socket_group;
+  api_ = std::make_unique<api::ApiServer>(ao);
+  registerRestApi(*api_, *this);
+  DockerApiOptions dopts;
+  dopts.node_name = name_;
+  dopts.version = EDGE_VERSION;
+  dopts.data_dir = config_.data_dir;
+  dopts.temp_dir = config_.data_dir + "/tmp";
+  dopts.on_change = [this] { reconciler_->wake(); };
+  registerDockerApi(*api_, *runtime_, dopts);
+  health_->start();
+  reconciler_->start();
+  Status listening = api_->start();
+  if (!listening.isOk()) {
+    reconciler_->stop();
+    health_->stop();
+    return listening.withContext("node API on " + config_.api_socket);
+  }
+  events_.append("node.started", "", "",
+                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket);
+  return Status::ok();
+}
+
+void Node::stop() {
+  if (api_) api_->stop();
+  if (reconciler_) reconciler_->stop();
+  if (health_) health_->stop();
+  events_.close();
+}
+
+Result<ApplyResult> Node::apply(std::string_view text, const std::string& manifest_dir,
+                                bool dry_run) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  ApplyResult result;
+  result.dry_run = dry_run;
+  ManifestParse parsed = parseManifestsDetailed(text, "request");
+  if (!parsed.errors.empty()) {
+    result.errors = std::move(parsed.errors);
+    return result;
+  }
+  if (parsed.services.empty()) {
+    result.errors.push_back(FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
+    return result;
+  }
+  std::vector<ServiceManifest> services = std::move(parsed.services);
+  for (size_t i = 0; i < services.size(); ++i) {
+    ServiceManifest& m = services[i];
+    int doc = static_cast<int>(i) + 1;
+    if (!m.image_is_tarball) {
+      auto img = runtime_->inspectImage(m.image);
+      if (!img.isOk() && img.status().code() == StatusCode::kNotFound)
+        result.warnings.push_back(m.name + ": image " + m.image +
+                                  " is not on this node yet; instances start once it is "
+                                  "loaded (edgectl images load FILE)");
+      continue;
+    }
+    std::filesystem::path path(m.image);
+    if (path.is_relative()) {
+      if (manifest_dir.empty() || std::filesystem::path(manifest_dir).is_relative()) {
+        result.errors.push_back(FieldError{
+            .doc = doc,
+            .path = "spec.image",
+            .message = "\"" + m.image +
+                       "\" is a relative tarball path and the request did not say where the "
+                       "manifest lives; use an absolute path, or apply the file with edgectl"});
+        continue;
+      }
+      path = std::filesystem::path(manifest_dir) / path;
+    }
+    path = path.lexically_normal();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      result.errors.push_back(FieldError{
+          .doc = doc,
+          .path = "spec.image",
+          .message = "\"" + m.image + "\": no such file " + path.string() + " on node " + name_});
+      continue;
+    }
+    if (dry_run) continue;
+    auto loaded = runtime_->loadImage(path.string());
+    if (!loaded.isOk() || loaded->empty()) {
+      result.errors.push_back(FieldError{
+          .doc = doc,
+          .path = "spec.image",
+          .message = "cannot load " + path.string() + ": " +
+                     (loaded.isOk() ? "the archive holds no image" : loaded.status().message())});
+      continue;
+    }
+    const auto& img = loaded->front();
+    m.image = img.tags.empty() ? img.id : img.tags.front();
+    m.image_is_tarball = false;
+    events_.append("image.loaded", m.name, "", m.image + " from " + path.string());
+  }
+  if (!result.errors.empty()) return result;
+
+  auto outcomes = store_->apply(services, dry_run);
+  if (!outcomes.isOk()) return outcomes.status();
+  result.outcomes = std::move(*outcomes);
+  if (dry_run) return result;
+  RETURN_IF_ERROR(refreshDesired());
+  for (const auto& o : result.outcomes)
+    if (o.action != ApplyOutcome::Action::kUnchanged)
+      events_.append(
+          "service.applied", o.name, "",
+          std::string(applyActionName(o.action)) + ", generation " + std::to_string(o.generation));
+  return result;
+}
+
+Result<int64_t> Node::remove(const std::string& name, bool dry_run) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  auto gen = store_->remove(name, dry_run);
+  if (!gen.isOk() || dry_run) return gen;
+  RETURN_IF_ERROR(refreshDesired());
+  events_.append("service.deleted", name, "", "generation " + std::to_string(*gen));
+  return gen;
+}
+
+Result<ServiceRecord> Node::rollback(const std::string& name, std::optional<int64_t> to) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  auto rec = store_->rollback(name, to);
+  if (!rec.isOk()) return rec;
+  RETURN_IF_ERROR(refreshDesired());
+  events_.append("service.rolledback", name, "",
+                 "now generation " + std::to_string(rec->generation));
+  return rec;
+}
+
+Result<int> Node::restart(const std::string& name) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  auto rec = store_->get(name);
+  if (!rec.isOk()) return rec.status();
+  RETURN_IF_ERROR(store_->putMeta(kRestartMetaPrefix + name, formatRfc3339Nano(clock_->wallNow())));
+  RETURN_IF_ERROR(refreshDesired());
+  int n = 0;
+  for (const auto& i : reconciler_->instances())
+    if (i.service == name && i.state == runtime::ContainerState::kRunning) n++;
+  events_.append("service.restarting", name, "", std::to_string(n) + " instances, one by one");
+  return n;
+}
+
+void Node::countRequest(bool error) {
+  requests_.fetch_add(1);
+  if (error) request_errors_.fetch_add(1);
+}
+
+}  // namespace edge::orchestrator

@@ -1,0 +1,104 @@
+// Node: one edged — the desired-state store, the runtime, the reconciler, health checks,
+// the event log and the node API, wired together.
+//
+// Lifecycle: create() opens the store and the runtime (failing with the reason when
+// either cannot work), start() loads the desired state, starts the reconciler and
+// serves the API; stop() ends all of that but leaves every workload running, so a
+// restarted edged adopts them. Operations (apply, delete, ...) are the ones the REST
+// API exposes; they persist first, then wake the reconciler.
+//
+// Thread-safety: every public method may be called from any thread after create().
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "orchestrator/events.h"
+#include "orchestrator/health.h"
+#include "orchestrator/manifest.h"
+#include "orchestrator/reconciler.h"
+#include "orchestrator/store.h"
+#include "runtime-shim/runtime.h"
+
+namespace edge::orchestrator {
+
+namespace api {
+class ApiServer;
+}
+
+struct NodeConfig {
+  std::string node_name;  // "" = the host name
+  std::string data_dir = "/var/lib/edged";
+  std::string run_dir = "/run/edged";
+  std::string api_socket = "/run/edged/edged.sock";
+  std::string api_socket_group = "edge";  // owns the socket (mode 0660); missing = root only
+  std::string runtime = "auto";           // auto | docker | light
+  std::string docker_endpoint = "unix:///var/run/docker.sock";
+  int port_range_first = 20000;  // dynamic service ports
+  int port_range_last = 29999;
+};
+
+struct ApplyResult {
+  bool dry_run = false;
+  std::vector<ApplyOutcome> outcomes;
+  std::vector<std::string> warnings;
+  std::vector<FieldError> errors;  // non-empty = nothing was applied
+};
+
+class Node {
+ public:
+  static Result<std::unique_ptr<Node>> create(const NodeConfig& config);
+  ~Node();
+
+  Status start();
+  void stop();
+
+  // Parses, validates, loads tarball images and persists, all or nothing. Relative
+  // tarball paths are resolved against `manifest_dir` (the client's directory).
+  Result<ApplyResult> apply(std::string_view text, const std::string& manifest_dir, bool dry_run);
+  Result<int64_t> remove(const std::string& name, bool dry_run);
+  Result<ServiceRecord> rollback(const std::string& name, std::optional<int64_t> to);
+  // Restarts every instance of a service, one at a time. Returns how many.
+  Result<int> restart(const std::string& name);
+
+  const NodeConfig& config() const { return config_; }
+  const std::string& name() const { return name_; }
+  WallTime startedAt() const { return started_at_; }
+  StateStore& store() { return *store_; }
+  runtime::ContainerRuntime& runtime() { return *runtime_; }
+  Reconciler& reconciler() { return *reconciler_; }
+  EventLog& events() { return events_; }
+  Clock& clock() { return *clock_; }
+  // Pushes the store's content to the reconciler (after any change to it).
+  Status refreshDesired();
+  // Counts API requests for /metrics.
+  void countRequest(bool error);
+  int64_t requests() const { return requests_.load(); }
+  int64_t requestErrors() const { return request_errors_.load(); }
+
+ private:
+  explicit Node(const NodeConfig& config);
+
+  NodeConfig config_;
+  std::string name_;
+  ClockPtr clock_;
+  WallTime started_at_{};
+  EventLog events_;
+  StateStorePtr store_;
+  runtime::ContainerRuntimePtr runtime_;
+  SystemProber prober_;
+  std::unique_ptr<HealthMonitor> health_;
+  std::unique_ptr<Reconciler> reconciler_;
+  std::unique_ptr<api::ApiServer> api_;
+  std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time
+  std::atomic<int64_t> requests_{0};
+  std::atomic<int64_t> request_errors_{0};
+};
+
+}  // namespace edge::orchestrator
