@@ -388,9 +388,15 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
       ss.updated++;
       out_inst.push_back(std::move(st));
     }
+    bool counted = s.ready;
     for (Observed* o : s.olds) {
       InstanceStatus st;
-      manageInstance(d, *o, st);
+      // An old instance still serves until its replacement is ready: it counts as ready.
+      st.ready = manageInstance(d, *o, st);
+      if (st.ready && !counted) {
+        ss.ready++;
+        counted = true;
+      }
       if (st.state == ContainerState::kRunning) ss.running++;
       st.message = "old generation " + std::to_string(o->generation) +
                    (st.message.empty() ? "" : "; " + st.message);
@@ -467,7 +473,7 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
     ss.state = "stopped";
   } else if (all_completed) {
     ss.state = "completed";
-  } else if (any_crashloop && ss.ready < n) {
+  } else if (any_crashloop) {
     ss.state = "crashloop";
   } else if (ss.ready == n && !olds_left && !any_restart_in_progress) {
     ss.state = "running";
