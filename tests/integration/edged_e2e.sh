@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# edged end to end, as a user drives it: edgectl and the stock docker CLI against a real
+# edged on a real runtime (light or docker). Covers apply/validate, health-gated
+# rollouts, rollback, logs, unmanaged containers made with `docker run`, crash restart,
+# kill -9 of edged in the middle of a rollout (adopt, no duplicates), SIGTERM that leaves
+# workloads running, and a reboot without network (all processes and volatile state gone,
+# edged restarted in a network namespace that has only loopback).
+#
+#   tests/integration/edged_e2e.sh light|docker     (root; EDGE_BUILD_DIR=build)
+set -euo pipefail
+
+RUNTIME=${1:-light}
+BUILD=${EDGE_BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
+BIN=$BUILD/bin
+IMAGES=$BUILD/images
+T=$(mktemp -d /tmp/edged-e2e-$RUNTIME.XXXXXX)
+SOCK=$T/edged.sock
+DATA=$T/data
+RUN=$T/run
+NETNS=edge-e2e-off-$$
+EDGED_PID=
+export EDGE_HOST=unix://$SOCK
+case $RUNTIME in
+  light) PORTS=21000-21999 ;;
+  docker) PORTS=22000-22999 ;;
+  *) echo "usage: $0 light|docker" >&2; exit 2 ;;
+esac
+
+step() { echo; echo "=== $*"; }
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- edged log (last 60 lines):" >&2
+  tail -n 60 "$T/edged.log" >&2 || true
+  exit 1
+}
+ctl() { "$BIN/edgectl" --timeout 30s "$@"; }
+dockercli() { docker -H "unix://$SOCK" "$@"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: polls every 200 ms.
+wait_until() {
+  local limit=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "--- last state:" >&2
+      ctl get instances >&2 || true
+      fail "timed out after ${limit}s waiting for: $what"
+    fi
+    sleep 0.2
+  done
+}
+
+start_edged() {  # [netns]
+  local prefix=()
+  # nsenter joins only the network namespace; `ip netns exec` would also remount /sys
+  # and hide the cgroup hierarchies, which no real boot does.
+  [ -n "${1:-}" ] && prefix=(nsenter --net=/var/run/netns/"$1")
+  "${prefix[@]}" "$BIN/edged" --config "$T/config.yaml" --runtime "$RUNTIME" \
+    >>"$T/edged.log" 2>&1 &
+  EDGED_PID=$!
+  wait_until 20 "edged to answer on $SOCK" ctl status
+}
+
+stop_edged() {  # SIGTERM: workloads keep running
+  [ -n "$EDGED_PID" ] || return 0
+  kill -TERM "$EDGED_PID" 2>/dev/null || true
+  wait "$EDGED_PID" 2>/dev/null || true
+  EDGED_PID=
+}
+
+service_state() {  # NAME -> prints state
+  ctl get services "$1" -o json | json "print(d['state'] if 'state' in d else d['services'][0]['state'])"
+}
+service_is() { [ "$(service_state "$1")" = "$2" ]; }
+
+# Every instance of SERVICE is of generation GEN, ready, and there are exactly N.
+converged() {  # SERVICE GEN N
+  ctl get instances -o json | json "
+inst=[i for i in d['instances'] if i['service']=='$1']
+assert len(inst)==$3, inst
+assert all(i['generation']==$2 and i['ready'] and i['state']=='running' for i in inst), inst
+"
+}
+
+instance_ports() {  # SERVICE -> one port per line
+  ctl get instances -o json | json "
+for i in d['instances']:
+    if i['service']=='$1': print(i['ports']['http'])"
+}
+
+instance_ids() {  # SERVICE -> sorted ids
+  ctl get instances -o json | json "
+print(' '.join(sorted(i['id'] for i in d['instances'] if i['service']=='$1')))"
+}
+
+answers() {  # PORT [NETNS]
+  if [ -n "${2:-}" ]; then
+    nsenter --net=/var/run/netns/"$2" curl -fsS -m 2 "http://127.0.0.1:$1/" | grep -q "Hello from Edgecloud"
+  else
+    curl -fsS -m 2 "http://127.0.0.1:$1/" | grep -q "Hello from Edgecloud"
+  fi
+}
+
+kill_workloads() {  # what a power cut does: every container process and shim dies
+  if [ "$RUNTIME" = light ]; then
+    pkill -9 -f "^edge-shim $DATA/" || true
+    for d in "$DATA"/runtime/light/containers/*/; do
+      id=$(basename "$d")
+      for procs in /sys/fs/cgroup/pids/edgecloud/"$id"/cgroup.procs \
+                   /sys/fs/cgroup/edgecloud/"$id"/cgroup.procs; do
+        [ -f "$procs" ] && xargs -r kill -9 <"$procs" 2>/dev/null || true
+      done
+    done
+    sleep 0.5
+    # /run is a tmpfs: a reboot empties it.
+    for m in $(awk -v r="$RUN" '$2 ~ "^"r {print $2}' /proc/mounts | sort -r); do
+      umount -l "$m" || true
+    done
+    rm -rf "$RUN"
+  else
+    for s in hello worker; do
+      docker ps -q --filter "label=io.edgecloud.service=$s" --filter "label=io.edgecloud.e2e=$$" |
+        xargs -r docker kill >/dev/null || true
+    done
+  fi
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -z "$EDGED_PID" ] || ! kill -0 "$EDGED_PID" 2>/dev/null; then
+    "$BIN/edged" --config "$T/config.yaml" --runtime "$RUNTIME" >>"$T/edged.log" 2>&1 &
+    EDGED_PID=$!
+    for _ in $(seq 50); do ctl status >/dev/null 2>&1 && break; sleep 0.2; done
+  fi
+  for s in $(ctl get services -q 2>/dev/null); do ctl delete "$s" -q; done
+  dockercli rm -f byhand >/dev/null 2>&1
+  for _ in $(seq 100); do
+    [ "$(ctl get instances -o json 2>/dev/null | json 'print(len(d["instances"]))' 2>/dev/null)" = 0 ] && break
+    sleep 0.2
+  done
+  stop_edged
+  ip netns del "$NETNS" 2>/dev/null
+  for m in $(awk -v r="$T" '$2 ~ "^"r {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
+  [ $rc -eq 0 ] && rm -rf "$T" || echo "kept $T for inspection" >&2
+  exit $rc
+}
+trap cleanup EXIT
+
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+[ -x "$BIN/edged" ] && [ -x "$BIN/edgectl" ] || fail "build edged and edgectl first"
+[ -f "$IMAGES/hello.tar" ] || fail "no $IMAGES/hello.tar (target edge_test_images)"
+
+mkdir -p "$T/app"
+cp "$IMAGES/hello.tar" "$T/app/hello.tar"
+cat >"$T/config.yaml" <<CFG
+data_dir: $DATA
+run_dir: $RUN
+api_socket: $SOCK
+api_socket_group: ""
+log_level: info
+port_range: $PORTS
+CFG
+
+hello_manifest() {  # GREETING
+  cat >"$T/app/hello.yaml" <<YAML
+apiVersion: edge/v1
+kind: Service
+metadata: {name: hello, labels: {io.edgecloud.e2e: "$$"}}
+spec:
+  image: ./hello.tar
+  replicas: 2
+  ports: [{name: http}]
+  env: [{name: GREETING, value: "$1"}]
+  resources: {memory: 32Mi, pids: 64}
+  healthCheck:
+    http: {path: /healthz, port: http}
+    interval: 1s
+    timeout: 500ms
+    retries: 2
+YAML
+}
+
+step "edged starts on the $RUNTIME runtime"
+start_edged
+ctl status
+ctl status -o json | json "assert d['runtime']['kind']=='$RUNTIME', d"
+
+step "a bad manifest is refused with every error, and changes nothing"
+cat >"$T/app/bad.yaml" <<'YAML'
+apiVersion: edge/v1
+kind: Service
+metadata: {name: Bad_Name}
+spec:
+  image: busybox
+  replicas: three
+  resources: {memory: 64MB}
+  colour: red
+YAML
+set +e
+ctl apply -f "$T/app/bad.yaml" 2>"$T/err"
+rc=$?
+set -e
+cat "$T/err"
+[ $rc -eq 4 ] || fail "bad manifest: exit code $rc, want 4"
+for p in metadata.name spec.replicas spec.resources.memory spec.colour; do
+  grep -q "$p" "$T/err" || fail "the error list does not name $p"
+done
+[ "$(ctl get services -q | wc -l)" = 0 ] || fail "a refused apply left a service behind"
+
+step "apply: the tarball is loaded, two replicas start, health-checked"
+hello_manifest v1
+ctl apply -f "$T/app/hello.yaml" | tee "$T/out"
+grep -q "service/hello created (generation 1)" "$T/out" || fail "apply output"
+wait_until 60 "hello generation 1 converged" converged hello 1 2
+ctl get services
+ctl get instances
+for p in $(instance_ports hello); do answers "$p" || fail "instance on port $p does not answer"; done
+ctl apply -f "$T/app/hello.yaml" | grep -q "unchanged (generation 1)" || fail "re-apply is not idempotent"
+
+step "the stock docker CLI sees the node and runs an unmanaged container"
+dockercli version >/dev/null
+dockercli info >/dev/null
+dockercli load -i "$IMAGES/busybox.tar"
+dockercli ps | grep -q hello-0-1 || fail "docker ps does not list hello-0-1"
+dockercli run -d --name byhand edgecloud/busybox:test sh -c 'echo from-docker; sleep 300'
+wait_until 10 "byhand logs" sh -c "docker -H unix://$SOCK logs byhand | grep -q from-docker"
+ctl get instances -o json | json "
+b=[i for i in d['instances'] if i['name']=='byhand']
+assert b and not b[0]['managed'], d"
+dockercli inspect byhand | grep -q '"Running": true' || fail "docker inspect"
+dockercli stop -t 1 byhand >/dev/null
+dockercli rm byhand >/dev/null
+
+step "update: a rolling update, one replica at a time"
+hello_manifest v2
+ctl apply -f "$T/app/hello.yaml" | grep -q "updated (generation 2)" || fail "update"
+wait_until 90 "hello generation 2 converged" converged hello 2 2
+ctl get instances -o json | json "
+assert all('GREETING' in i['name'] or True for i in d['instances'])"
+ctl events --service hello | grep -q rollout.finished || fail "no rollout.finished event"
+
+step "rollback: generation 1's manifest comes back as generation 3"
+ctl rollback hello
+wait_until 90 "hello generation 3 converged" converged hello 3 2
+ctl describe hello >"$T/describe"; cat "$T/describe"
+ctl get services hello -o json | json "
+m=d.get('manifest') or d['services'][0]['manifest']
+assert m['spec']['env'][0]['value']=='v1', m"
+
+step "logs"
+p=$(instance_ports hello | awk "NR==1")
+curl -fsS "http://127.0.0.1:$p/" >/dev/null
+wait_until 10 "a log line" sh -c "'$BIN/edgectl' logs hello --tail 20 | grep -q response"
+
+step "a crashed instance is restarted"
+cat >"$T/app/worker.yaml" <<YAML
+apiVersion: edge/v1
+kind: Service
+metadata: {name: worker, labels: {io.edgecloud.e2e: "$$"}}
+spec:
+  image: edgecloud/busybox:test
+  command: [sh, -c, "echo worker up; exec sleep 100000"]
+  replicas: 2
+YAML
+ctl apply -f "$T/app/worker.yaml"
+wait_until 30 "worker running" service_is worker running
+id=$(ctl get instances -o json | json "
+print([i['id'] for i in d['instances'] if i['name']=='worker-0-1'][0])")
+dockercli kill "$id" >/dev/null
+wait_until 30 "worker-0-1 restarted" sh -c "'$BIN/edgectl' get instances -o json | python3 -c \"
+import json,sys; d=json.load(sys.stdin)
+w=[i for i in d['instances'] if i['name']=='worker-0-1'][0]
+assert w['restarts']>=1 and w['state']=='running', w\""
+
+step "kill -9 of edged in the middle of a rollout: adopted, no duplicates, rollout finishes"
+worker_ids=$(instance_ids worker)
+hello_manifest v4
+ctl apply -f "$T/app/hello.yaml" | grep -q "updated (generation 4)" || fail "update to 4"
+sleep 0.3
+kill -9 "$EDGED_PID"
+wait "$EDGED_PID" 2>/dev/null || true
+EDGED_PID=
+start_edged
+wait_until 90 "hello generation 4 converged after kill -9" converged hello 4 2
+wait_until 30 "worker converged" converged worker 1 2
+[ "$(instance_ids worker)" = "$worker_ids" ] || fail "worker instances were replaced, not adopted"
+ctl events | grep -q instance.adopted || fail "no instance.adopted event"
+
+step "SIGTERM stops edged and leaves the workloads running"
+ports=$(instance_ports hello)
+stop_edged
+for p in $ports; do answers "$p" || fail "instance on $p died with edged"; done
+
+step "reboot without network: every process gone, edged restarts everything from its store"
+kill_workloads
+for p in $ports; do ! answers "$p" || fail "instance on $p survived the simulated power cut"; done
+if [ "$RUNTIME" = light ]; then
+  ip netns add "$NETNS"
+  ip netns exec "$NETNS" ip link set lo up
+  [ "$(ip netns exec "$NETNS" ip -o link | wc -l)" = 1 ] || fail "the offline namespace has links"
+  start_edged "$NETNS"
+  wait_until 90 "hello back after the reboot" converged hello 4 2
+  wait_until 30 "worker back after the reboot" converged worker 1 2
+  for p in $(instance_ports hello); do answers "$p" "$NETNS" || fail "hello on $p (offline)"; done
+else
+  # Docker's containers live in dockerd's network; edged itself runs with no network.
+  ip netns add "$NETNS"
+  ip netns exec "$NETNS" ip link set lo up
+  start_edged "$NETNS"
+  wait_until 90 "hello back after the reboot" converged hello 4 2
+  wait_until 30 "worker back after the reboot" converged worker 1 2
+  for p in $(instance_ports hello); do answers "$p" || fail "hello on $p"; done
+fi
+ctl get instances
+
+step "delete removes every instance"
+ctl delete hello
+ctl delete worker
+wait_until 60 "instances removed" sh -c "[ \"\$('$BIN/edgectl' get instances -q | wc -l)\" = 0 ]"
+ctl get services -q | grep -q . && fail "services left"
+
+echo
+echo "PASS: edged end to end on the $RUNTIME runtime"
