@@ -1,0 +1,84 @@
+// The Docker Engine API subset a node serves, so the stock `docker` CLI and the Docker
+// SDKs work against any Edgecloud node whatever its runtime: /_ping, /version, /info,
+// containers (list, create, start, stop, kill, restart, wait, logs, inspect, remove)
+// and images (list, load, inspect, remove), each with and without a /v1.NN prefix. The
+// server advertises API 1.43 and accepts clients from 1.24 up. What the CLI sends is in
+// ../shared/DOCKER-API-TRACE.md; what is refused or dropped is in parseCreateRequest().
+//
+// Containers created here carry no io.edgecloud.managed label: they are the user's, not
+// a manifest's. Lists show every container of the runtime, managed ones included.
+//
+// Thread-safety: handlers run concurrently on the server's connection threads; the
+// runtime must be thread-safe (every ContainerRuntime is) and outlive the server.
+//
+// Errors (HTTP): {"message": "..."} with 404 for an unknown container or image ("No
+// such container: x"), 409 for conflicts, 400 for bad bodies or parameters (naming the
+// field), 503 when the runtime is unreachable, 500 otherwise; 404 for endpoints outside
+// the subset, saying so.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "common/status.h"
+#include "orchestrator/api/http_server.h"
+#include "runtime-shim/runtime.h"
+
+namespace edge::orchestrator {
+
+struct DockerApiOptions {
+  std::string node_name;  // /info Name
+  std::string version;    // edged's: /version Version, /info ServerVersion
+  std::string data_dir;   // /info DockerRootDir
+  // Where `POST /images/load` stores the uploaded tarball while the runtime loads it
+  // (created 0700 when missing). Not a small tmpfs: images can be large.
+  std::string temp_dir;
+  // Called after a container or image changed through this API (create, start, stop,
+  // kill, restart, remove, load, image removal); the node wakes its reconciler and
+  // event log with it. Called on a connection thread; must not block for long.
+  std::function<void()> on_change;
+};
+
+void registerDockerApi(api::ApiServer& server, runtime::ContainerRuntime& runtime,
+                       DockerApiOptions options);
+
+}  // namespace edge::orchestrator
+
+namespace edge::orchestrator::api {
+
+// --- the request mapping, exposed for tests ---------------------------------------------
+
+struct CreateRequest {
+  runtime::ContainerSpec spec;
+  std::vector<std::string> warnings;  // the 201 reply's Warnings
+};
+
+// Maps a `POST /containers/create` body and its `name` query parameter to a spec.
+// kInvalidArgument names the field for malformed input and for set features the
+// runtime cannot honour (Privileged, CapAdd, Devices, Tty, ...); features that can be
+// dropped without surprising the user become warnings.
+Result<CreateRequest> parseCreateRequest(std::string_view body, const std::string& name);
+
+// The `GET /containers/{id}/json` document for a container.
+json::Json containerInspectJson(const runtime::ContainerInfo& c, WallTime now);
+// One entry of `GET /containers/json`.
+json::Json containerSummaryJson(const runtime::ContainerInfo& c, WallTime now);
+
+// A parsed `filters` query value of `GET /containers/json`: label, name, id, status,
+// ancestor. kInvalidArgument for malformed JSON or an unsupported filter.
+struct ContainerFilters {
+  std::vector<std::string> labels;  // "k" or "k=v"
+  std::vector<std::string> names;   // regular expressions, as Docker does
+  std::vector<std::string> ids;     // prefixes
+  std::vector<std::string> statuses;
+  std::vector<std::string> ancestors;
+};
+Result<ContainerFilters> parseContainerFilters(std::string_view text);
+// True when `c` passes every filter kind given (values of one kind are alternatives).
+// `image_tags` are the tags of c's image, for `ancestor`.
+bool matchesFilters(const runtime::ContainerInfo& c, const ContainerFilters& f,
+                    const std::vector<std::string>& image_tags);
+
+}  // namespace edge::orchestrator::api

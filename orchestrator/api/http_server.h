@@ -1,0 +1,145 @@
+// ApiServer: the node API's HTTP/1.1 server, on a unix socket and optionally a TCP
+// address, with cpp-httplib doing request parsing and routing.
+//
+// Internal to the orchestrator: httplib appears in this header so the route modules in
+// orchestrator/api/ (the REST API, the Docker API subset) can register handlers on
+// raw(); it stays out of every other header.
+//
+// Connections: one thread per connection, at most Options::max_connections at once; a
+// connection beyond the cap gets a 503 and is closed, so a flood of idle connections
+// cannot exhaust the process. Long requests (a Docker `wait`, `logs?follow=1`, event
+// streams) keep their thread; they must end when the server stops or their client goes
+// away, which waitFor() and clientGone() tell them.
+//
+// Bodies: a request body (sized or chunked) is limited to Options::max_body_bytes (413
+// beyond), except on routes declared with allowStreamedBody(), whose handlers read it
+// with httplib's ContentReader and must store it somewhere other than memory. A POST
+// without Content-Length or Transfer-Encoding has no body (httplib would otherwise read
+// until the client closes).
+//
+// Errors: every 4xx/5xx reply a handler leaves without a body gets a JSON body
+// {"message": "..."}; unknown routes get 404 with such a message, exceptions 500.
+//
+// Thread-safety: register routes and streamed-body rules before start(); call start()
+// and stop() from one thread. stopping(), waitFor(), clientGone() and boundTcpPort()
+// may be called from any thread (the last two mean "the current request's client" and
+// must be called on a handler's thread).
+//
+// start() errors: kAlreadyExists when another process answers on the socket path,
+// kFailedPrecondition when the path exists and is not a socket, kInvalidArgument for a
+// bad path or address, kPermissionDenied / kInternal from the operating system.
+#pragma once
+
+#include <sys/types.h>
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+
+namespace edge::orchestrator::api {
+
+class ApiServer {
+ public:
+  struct Options {
+    std::string unix_socket;   // e.g. /run/edged/edged.sock; "" = none
+    std::string socket_group;  // chgrp the socket to it ("edge"); missing = warning
+    std::string tcp_address;   // "host:port" ("127.0.0.1:0" picks a port); "" = none
+    size_t max_connections = 256;
+    std::chrono::seconds keep_alive_timeout{30};  // idle time before closing
+    size_t keep_alive_max_requests = 1000;
+    std::chrono::seconds read_timeout{60};   // per read while receiving a request
+    std::chrono::seconds write_timeout{60};  // per write while sending a reply
+    size_t max_body_bytes = 4 << 20;         // non-streamed bodies
+    size_t max_header_bytes = 64 << 10;      // request line + headers
+    // How long stop() lets requests finish before it shuts their sockets down.
+    std::chrono::milliseconds stop_grace{3000};
+  };
+
+  explicit ApiServer(Options options);
+  ~ApiServer();  // stop()s
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Routes go here (Get/Post/Delete/...). Patterns are matched against the decoded
+  // path; see versionedPattern() for Docker's /v1.NN prefix.
+  httplib::Server& raw();
+
+  // Requests for which `match(method, path)` is true may send bodies of any size; the
+  // handler must stream them (ContentReader) instead of relying on req.body.
+  void allowStreamedBody(std::function<bool(const std::string& method, const std::string& path)>);
+
+  // Binds the socket(s) and starts accepting. The unix socket's parent directory is
+  // created; a stale socket file is replaced, a live one is refused. Mode 0660.
+  Status start();
+  // Stops accepting, tells handlers to finish (stopping() turns true, waitFor()
+  // returns), waits Options::stop_grace for them, then shuts their connections down and
+  // returns once no handler runs. The socket file is removed. Idempotent.
+  void stop();
+
+  bool stopping() const { return stopping_.load(); }
+  // The TCP port actually bound (useful with port 0); 0 when there is no TCP listener.
+  int boundTcpPort() const { return tcp_port_; }
+  const Options& options() const { return options_; }
+  // Connections being served right now.
+  size_t activeConnections() const;
+
+  // On a handler's thread: blocks up to `d`; returns false at once when the server
+  // stops or the client of the current request closes its connection, true when `d`
+  // passed. Off a handler's thread it only watches for stop.
+  bool waitFor(std::chrono::milliseconds d) const;
+  // On a handler's thread: true when the current request's client has closed its
+  // connection (or it failed). False off a handler's thread.
+  static bool clientGone();
+
+  // "/v1.41/containers/json" -> "/containers/json"; other paths unchanged.
+  static std::string versionlessPath(std::string_view path);
+  // The regex for a route with an optional "/v<major>.<minor>" prefix; the prefix does
+  // not capture, so the route's own groups start at 1.
+  static std::string versionedPattern(std::string_view route_regex);
+  // The "1.41" of a "/v1.41/..." path, "" when there is no prefix.
+  static std::string pathApiVersion(std::string_view path);
+
+  struct Connection;  // per-connection state, defined in the .cc
+
+ private:
+  class Engine;
+
+  Status listenUnix();
+  Status listenTcp();
+  void acceptLoop();
+  void serve(int fd);
+  void rejectBusy(int fd);
+  bool bodyIsStreamed(const std::string& method, const std::string& path) const;
+
+  Options options_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<std::function<bool(const std::string&, const std::string&)>> streamed_;
+
+  int unix_fd_ = -1;
+  int tcp_fd_ = -1;
+  int tcp_port_ = 0;
+  int stop_fd_ = -1;  // eventfd, readable once stop() began: wakes every poll()
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;  // so stop() removes the socket file only while it is ours
+  std::thread acceptor_;
+  bool started_ = false;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable idle_cv_;
+  std::set<int> connections_;  // fds being served; under mu_
+};
+
+}  // namespace edge::orchestrator::api
