@@ -272,9 +272,14 @@ Status Reconciler::reconcileOnce() {
     ServiceStatus ss;
     auto& mine = by_service[d.manifest.name];
     std::vector<Observed> active;
-    for (auto& o : mine)
-      if (busy.count(o.info.id) == 0) active.push_back(o);
-    reconcileService(d, active, used_ports, inst_status, ss);
+    std::set<int> busy_replicas;  // a replica whose instance is being stopped waits for it
+    for (auto& o : mine) {
+      if (busy.count(o.info.id) == 0)
+        active.push_back(o);
+      else
+        busy_replicas.insert(o.replica);
+    }
+    reconcileService(d, active, busy_replicas, used_ports, inst_status, ss);
     // Instances being stopped still show, so nobody wonders where they went.
     for (auto& o : mine) {
       if (busy.count(o.info.id) == 0) continue;
@@ -329,8 +334,8 @@ Status Reconciler::reconcileOnce() {
 }
 
 void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>& mine,
-                                  std::set<int>& used_ports, std::vector<InstanceStatus>& out_inst,
-                                  ServiceStatus& ss) {
+                                  const std::set<int>& busy_replicas, std::set<int>& used_ports,
+                                  std::vector<InstanceStatus>& out_inst, ServiceStatus& ss) {
   const ServiceManifest& m = d.manifest;
   const int n = m.replicas;
   const bool recreate = hasStaticPort(m);
@@ -421,6 +426,9 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
       }
       continue;
     }
+    // Its instance is being stopped (a restart, or the old generation of a static-port
+    // service): a new one now would collide on the name or the port.
+    if (busy_replicas.count(r) != 0) continue;
     if (!s.olds.empty()) {
       if (in_flight > 0) continue;
       if (recreate) {

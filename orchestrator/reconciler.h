@@ -132,8 +132,8 @@ class Reconciler {
   struct Observed;
   struct Memory;
   void reconcileService(const DesiredService& d, std::vector<Observed>& mine,
-                        std::set<int>& used_ports, std::vector<InstanceStatus>& out_inst,
-                        ServiceStatus& out_svc);
+                        const std::set<int>& busy_replicas, std::set<int>& used_ports,
+                        std::vector<InstanceStatus>& out_inst, ServiceStatus& out_svc);
   bool manageInstance(const DesiredService& d, Observed& o, InstanceStatus& st);
   Status createInstance(const DesiredService& d, int replica, std::set<int>& used_ports,
                         const std::map<std::string, int>* reuse_ports);

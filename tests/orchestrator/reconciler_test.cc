@@ -298,6 +298,32 @@ TEST_F(ReconcilerTest, HealthGatesReadinessAndRestartsUnhealthyInstances) {
   EXPECT_TRUE(hasEvent("instance.unhealthy"));
 }
 
+TEST_F(ReconcilerTest, AnInstanceBeingStoppedForARestartKeepsItsSlot) {
+  // Stops take time in real runtimes: queue them instead of running them inline.
+  std::vector<std::function<void()>> queued;
+  ReconcilerOptions o;
+  o.port_free = [](int) { return true; };
+  o.run_async = [&](std::function<void()> fn) { queued.push_back(std::move(fn)); };
+  Reconciler rec(runtime_, clock_, health_, events_, o);
+  auto m = web(1, "  healthCheck: {tcp: {port: http}, interval: 1s, timeout: 500ms, retries: 1}\n");
+  rec.setDesired({DesiredService{.manifest = m, .generation = 1}});
+  ASSERT_TRUE(rec.reconcileOnce().isOk());
+  ASSERT_TRUE(rec.reconcileOnce().isOk());
+  advance(std::chrono::seconds(1));
+  health_.runDue();  // nobody listens on the port: unhealthy at the first failure
+  ASSERT_TRUE(rec.reconcileOnce().isOk());
+  ASSERT_EQ(queued.size(), 1u);  // the stop for the restart
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rec.reconcileOnce().isOk());
+  EXPECT_EQ(runtime_.creates(), 1) << "a second instance was created while the first stopped";
+  int starts = runtime_.starts();
+  queued.front()();
+  queued.clear();
+  ASSERT_TRUE(rec.reconcileOnce().isOk());
+  EXPECT_EQ(runtime_.starts(), starts + 1);
+  EXPECT_EQ(runtime_.creates(), 1);
+  EXPECT_THAT(runtime_.runningNames(), ElementsAre("web-0-1"));
+}
+
 TEST_F(ReconcilerTest, ANewReconcilerAdoptsRunningInstancesInsteadOfStartingMore) {
   apply(web(2), 1);
   pass();
