@@ -292,6 +292,17 @@ struct StateStore::Impl {
     return r;
   }
 
+  Result<std::string> generationJson(const std::string& name, int64_t generation) {
+    Stmt::Use u(select_generation);
+    u.bind(1, name).bind(2, generation);
+    ASSIGN_OR_RETURN(bool row, u.step());
+    if (!row) {
+      return Status::internal("state store: service \"" + name + "\" lost its generation " +
+                              std::to_string(generation));
+    }
+    return u.text(1);
+  }
+
   Result<ServiceRecord> generationRecord(const std::string& name, int64_t generation) {
     Stmt::Use u(select_generation);
     u.bind(1, name).bind(2, generation);
@@ -432,6 +443,7 @@ Result<std::vector<ApplyOutcome>> StateStore::apply(const std::vector<ServiceMan
   // Everything that can be checked without the database is checked first, so bad
   // input never opens a transaction.
   std::vector<std::string> docs;
+  std::vector<ServiceManifest> stored;  // what a later read gives back
   std::set<std::string> names;
   for (const auto& m : manifests) {
     if (!names.insert(m.name).second) {
@@ -442,6 +454,7 @@ Result<std::vector<ApplyOutcome>> StateStore::apply(const std::vector<ServiceMan
     auto back = parseManifests(json, "service \"" + m.name + "\"");
     if (!back.isOk()) return back.status();
     docs.push_back(std::move(json));
+    stored.push_back(std::move((*back)[0]));
   }
 
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -453,11 +466,16 @@ Result<std::vector<ApplyOutcome>> StateStore::apply(const std::vector<ServiceMan
     const std::string& name = manifests[i].name;
     ASSIGN_OR_RETURN(auto row, impl_->serviceRow(name));
     if (row && !row->deleted) {
-      ASSIGN_OR_RETURN(ServiceRecord current,
-                       impl_->generationRecord(name, row->current_generation));
-      // Text first; the parsed comparison keeps a document stored by an older build (whose
-      // canonical text may differ) from counting as a change.
-      if (current.manifest_json == docs[i] || current.manifest == manifests[i]) {
+      ASSIGN_OR_RETURN(std::string current, impl_->generationJson(name, row->current_generation));
+      // Text first. The parsed comparison keeps a document stored by an older build (whose
+      // canonical text may differ) from counting as a change; a stored document that no
+      // longer parses counts as changed, so applying again repairs it.
+      bool same = current == docs[i];
+      if (!same) {
+        auto parsed = parseManifests(current, "stored manifest");
+        same = parsed.isOk() && parsed->size() == 1 && (*parsed)[0] == stored[i];
+      }
+      if (same) {
         out.push_back({name, row->current_generation, ApplyOutcome::Action::kUnchanged});
         continue;
       }

@@ -388,6 +388,12 @@ TEST_F(StoreTest, StoredRowThatNoLongerParsesIsAnInternalError) {
               HasSubstr("the stored manifest of service \"web\" generation 1 no longer parses"));
   EXPECT_EQ(store_->get("web").status().code(), StatusCode::kInternal);
   EXPECT_TRUE(store_->get("api").isOk());
+  // Applying the service again is the way out.
+  auto out = applyOk({manifest("web", "web:1")});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].action, Action::kUpdated);
+  EXPECT_EQ(out[0].generation, 2);
+  EXPECT_TRUE(store_->list().isOk());
 }
 
 TEST_F(StoreTest, ConcurrentApplyAndList) {
