@@ -1084,6 +1084,7 @@ void handleLoad(State& st, const httplib::ContentReader& reader, httplib::Respon
     return sendError(res, 500, "storing the uploaded image failed: " + write_error.message());
   }
   if (!ok) {
+    ApiServer::closeAfterReply(res);
     return sendError(res, 400,
                      "the image upload was cut short or its chunked encoding is malformed");
   }

@@ -653,6 +653,11 @@ bool ApiServer::clientGone() {
   return c->gone;
 }
 
+void ApiServer::closeAfterReply(httplib::Response& res) {
+  if (Connection* c = t_conn) c->broken = true;
+  res.set_header("Connection", "close");
+}
+
 namespace {
 // Length of a leading "/v<digits>.<digits>" followed by '/' or the end; 0 when absent.
 size_t versionPrefixLength(std::string_view path) {

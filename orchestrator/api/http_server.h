@@ -103,6 +103,10 @@ class ApiServer {
   // connection (or it failed). False off a handler's thread.
   static bool clientGone();
 
+  // On a handler's thread: closes the connection once this reply is sent. For handlers
+  // that stopped reading a body midway (the rest of the stream is not a next request).
+  static void closeAfterReply(httplib::Response& res);
+
   // "/v1.41/containers/json" -> "/containers/json"; other paths unchanged.
   static std::string versionlessPath(std::string_view path);
   // The regex for a route with an optional "/v<major>.<minor>" prefix; the prefix does

@@ -303,7 +303,7 @@ TEST_P(DockerCliTest, HostileBodiesGetErrorsWithoutACrash) {
   const std::string& sock = harness_->socketPath();
   std::string r =
       rawExchange(sock,
-                  "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\n"
+                  "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
                   "Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"Image\":");
   EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << r;
   EXPECT_NE(r.find("not valid JSON"), std::string::npos) << r;
@@ -316,8 +316,10 @@ TEST_P(DockerCliTest, HostileBodiesGetErrorsWithoutACrash) {
                   "\r\n5\r\nhello\r\nnot-hex\r\n");
   EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << r;
   std::string body = R"({"Image":"edgecloud/busybox:test","Cmd":7})";
-  r = rawExchange(sock, "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body);
+  r = rawExchange(sock,
+                  "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\n"
+                  "Connection: close\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << r;
   EXPECT_NE(r.find("Cmd"), std::string::npos) << r;
   EXPECT_RUNS(docker("version"), "0.0.0-harness");
