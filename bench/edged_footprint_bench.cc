@@ -320,9 +320,6 @@ long kbField(const std::string& text, const std::string& key) {
   return 0;
 }
 
-long rssKb(pid_t pid) {
-  return kbField(procFile(pid, "status"), "VmRSS:");
-}
 long pssKb(pid_t pid) {
   return kbField(procFile(pid, "smaps_rollup"), "Pss:");
 }
@@ -399,6 +396,7 @@ std::vector<pid_t> containerdShimPids(const std::set<std::string>& ids) {
 struct Usage {
   int procs = 0;
   long rss_kb = 0;
+  long anon_kb = 0;  // RssAnon: heap and stacks; the rest of RSS is mapped files (code)
   long pss_kb = 0;
   double cpu_pct = 0;  // of one CPU, over the window
   bool measured = false;
@@ -426,7 +424,9 @@ Result<std::map<std::string, Usage>> idleWindow(
       if (now < 0 || before[p] < 0) continue;  // gone during the window
       ticks += now - before[p];
       u.procs++;
-      u.rss_kb += rssKb(p);
+      std::string status = procFile(p, "status");
+      u.rss_kb += kbField(status, "VmRSS:");
+      u.anon_kb += kbField(status, "RssAnon:");
       u.pss_kb += pssKb(p);
     }
     u.cpu_pct = 100.0 * static_cast<double>(ticks) / hz / elapsed_s;
@@ -866,14 +866,15 @@ void printUsage(const char* label, const Usage* u, const std::string& why) {
     std::printf("%-44s  unavailable: %s\n", label, why.c_str());
     return;
   }
-  std::printf("%-44s %5d %9.2f %9.2f %7.2f\n", label, u->procs, mb(u->rss_kb), mb(u->pss_kb),
-              u->cpu_pct);
+  std::printf("%-44s %5d %9.2f %9.2f %9.2f %7.2f\n", label, u->procs, mb(u->rss_kb), mb(u->anon_kb),
+              mb(u->pss_kb), u->cpu_pct);
 }
 
 Usage perProcess(const Usage& total) {
   Usage u = total;
   if (total.procs > 0) {
     u.rss_kb = total.rss_kb / total.procs;
+    u.anon_kb = total.anon_kb / total.procs;
     u.pss_kb = total.pss_kb / total.procs;
     u.cpu_pct = total.cpu_pct / total.procs;
     u.procs = 1;
@@ -954,8 +955,10 @@ Status measureFootprint(const Options& opt, Edged& edged, const std::string& ima
 void printFootprint(const Options& opt, const Footprint& f, bool docker_on,
                     const std::string& docker_why) {
   std::string n = std::to_string(opt.services);
-  std::printf("footprint, idle %2d s window                  procs    RSS MB    PSS MB   CPU %%\n",
-              opt.idle_seconds);
+  std::printf(
+      "footprint, idle %2d s window                  procs    RSS MB   anon MB    PSS MB   CPU "
+      "%%\n",
+      opt.idle_seconds);
   auto get = [](const std::map<std::string, Usage>& m, const char* k) -> const Usage* {
     auto it = m.find(k);
     return it == m.end() ? nullptr : &it->second;
@@ -985,9 +988,24 @@ void printFootprint(const Options& opt, const Footprint& f, bool docker_on,
         "\nwhere edged's RSS goes, %s services (/proc/PID/smaps)   maps    RSS KB    PSS KB"
         " private KB\n",
         n.c_str());
-    for (const auto& g : f.breakdown)
+    MapGroup rest{.name = "smaller groups"};
+    int small = 0;
+    for (const auto& g : f.breakdown) {
+      if (g.rss_kb < 64) {
+        small++;
+        rest.mappings += g.mappings;
+        rest.rss_kb += g.rss_kb;
+        rest.pss_kb += g.pss_kb;
+        rest.private_kb += g.private_kb;
+        continue;
+      }
       std::printf("  %-54s %4d %9ld %9ld %9ld\n", g.name.c_str(), g.mappings, g.rss_kb, g.pss_kb,
                   g.private_kb);
+    }
+    if (small > 0)
+      std::printf("  %-54s %4d %9ld %9ld %9ld\n",
+                  ("(" + std::to_string(small) + " " + rest.name + ")").c_str(), rest.mappings,
+                  rest.rss_kb, rest.pss_kb, rest.private_kb);
     std::printf("  threads: %s\n", f.threads.c_str());
   }
 }
