@@ -656,7 +656,7 @@ class Edged {
     std::string log = fs::readFile(log_).valueOr("");
     if (log.size() > 600) log = "..." + log.substr(log.size() - 600);
     while (!log.empty() && log.back() == '\n') log.pop_back();
-    return log.empty() ? "(no output; log " + log_ + ")" : log;
+    return log.empty() ? "(it printed nothing)" : log;
   }
 
   void stop() {
@@ -963,7 +963,7 @@ void printFootprint(const Options& opt, const Footprint& f, bool docker_on,
     auto it = m.find(k);
     return it == m.end() ? nullptr : &it->second;
   };
-  std::string why = f.error.empty() ? "not reached" : f.error;
+  std::string why = f.error.empty() ? "not reached" : "see below";
   printUsage("edged (light runtime), 0 services", get(f.idle0, kEdged), why);
   printUsage(("edged (light runtime), " + n + " services").c_str(), get(f.idle_n, kEdged), why);
   const Usage* shims = get(f.idle_n, kShims);
@@ -979,6 +979,7 @@ void printFootprint(const Options& opt, const Footprint& f, bool docker_on,
   printUsage(("containerd-shim-runc-v2 x" + n + " (total)").c_str(), cshims, dwhy);
   Usage cshim1 = cshims ? perProcess(*cshims) : Usage{};
   printUsage("containerd-shim-runc-v2, per container", cshims ? &cshim1 : nullptr, dwhy);
+  if (!f.error.empty()) std::printf("footprint stopped: %s\n", f.error.c_str());
   if (f.docker_running0 >= 0)
     std::printf("(dockerd ran %d containers in all in the first window, %d in the second)\n",
                 f.docker_running0, f.docker_running_n);
