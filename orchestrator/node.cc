@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "common/crypto.h"
 #include "common/log.h"
 #include "orchestrator/api/docker_api.h"
 #include "orchestrator/api/http_server.h"
@@ -54,8 +55,20 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
   if (!rt.isOk()) return rt.status().withContext("container runtime");
   node->runtime_ = std::move(*rt);
 
+  // The node's id survives restarts with the desired state; instances are labelled with
+  // it so a shared Docker Engine can hold several nodes' containers.
+  auto id = node->store_->getMeta("node_id");
+  if (!id.isOk()) return id.status().withContext("desired-state store");
+  if (id->has_value()) {
+    node->id_ = **id;
+  } else {
+    node->id_ = crypto::randomHex(8);
+    RETURN_IF_ERROR(node->store_->putMeta("node_id", node->id_));
+  }
+
   node->health_ = std::make_unique<HealthMonitor>(*node->clock_, node->prober_);
   ReconcilerOptions opts;
+  opts.node_id = node->id_;
   opts.port_range_first = config.port_range_first;
   opts.port_range_last = config.port_range_last;
   node->reconciler_ = std::make_unique<Reconciler>(*node->runtime_, *node->clock_, *node->health_,

@@ -69,6 +69,8 @@ class Node {
 
   const NodeConfig& config() const { return config_; }
   const std::string& name() const { return name_; }
+  // Random, made on first start and kept in the store.
+  const std::string& id() const { return id_; }
   WallTime startedAt() const { return started_at_; }
   StateStore& store() { return *store_; }
   runtime::ContainerRuntime& runtime() { return *runtime_; }
@@ -87,6 +89,7 @@ class Node {
 
   NodeConfig config_;
   std::string name_;
+  std::string id_;
   ClockPtr clock_;
   WallTime started_at_{};
   EventLog events_;

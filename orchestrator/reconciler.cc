@@ -237,6 +237,7 @@ Status Reconciler::reconcileOnce() {
   runtime::ListOptions lo;
   lo.all = true;
   lo.labels[runtime::kManagedLabel] = "true";
+  if (!options_.node_id.empty()) lo.labels[kNodeLabel] = options_.node_id;
   auto listed = runtime_.listContainers(lo);
   if (!listed.isOk()) return listed.status();
 
@@ -672,6 +673,7 @@ Status Reconciler::createInstance(const DesiredService& d, int replica, std::set
   for (const auto& e : m.env) spec.env.push_back(e.name + "=" + e.value);
   spec.labels = m.labels;
   spec.labels[runtime::kManagedLabel] = "true";
+  if (!options_.node_id.empty()) spec.labels[kNodeLabel] = options_.node_id;
   spec.labels[kServiceLabel] = m.name;
   spec.labels[kReplicaLabel] = std::to_string(replica);
   spec.labels[kGenerationLabel] = std::to_string(d.generation);

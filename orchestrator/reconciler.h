@@ -45,6 +45,9 @@ inline constexpr char kServiceLabel[] = "io.edgecloud.service";
 inline constexpr char kReplicaLabel[] = "io.edgecloud.replica";
 inline constexpr char kGenerationLabel[] = "io.edgecloud.generation";
 inline constexpr char kPortsLabel[] = "io.edgecloud.ports";  // "http=20001,admin=8081"
+// The node that owns the instance: several edged on one Docker Engine leave each
+// other's containers alone.
+inline constexpr char kNodeLabel[] = "io.edgecloud.node";
 
 struct DesiredService {
   ServiceManifest manifest;
@@ -86,6 +89,9 @@ struct ServiceStatus {
 };
 
 struct ReconcilerOptions {
+  // This node's id: put on every instance as kNodeLabel, and only instances carrying it
+  // are this reconciler's. Empty = every managed container (unit tests).
+  std::string node_id;
   int port_range_first = 20000;  // dynamic ports come from here
   int port_range_last = 29999;
   Duration backoff_initial = std::chrono::seconds(1);

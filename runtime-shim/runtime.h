@@ -30,7 +30,9 @@
 
 namespace edge::runtime {
 
-// Label put on every container Edgecloud creates, so lists can tell ours from others.
+// Label the orchestrator puts on the containers a manifest owns (with the node's
+// io.edgecloud.node label). Runtimes never add it: a container made by hand (docker run
+// through the node API, edge-ctr) is not managed and no reconciler touches it.
 inline constexpr char kManagedLabel[] = "io.edgecloud.managed";
 
 struct ImageInfo {

@@ -347,6 +347,7 @@ void registerNode(ApiServer& server, Node& node) {
     sendJson(
         res, 200,
         json{{"name", node.name()},
+             {"id", node.id()},
              {"version", EDGE_VERSION},
              {"runtime",
               {{"kind", info->kind},

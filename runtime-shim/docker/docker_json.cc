@@ -268,7 +268,6 @@ Json createBody(const ContainerSpec& spec, ApiVersion version) {
   if (!spec.hostname.empty()) b["Hostname"] = spec.hostname;
   Json labels = Json::object();
   for (const auto& [k, v] : spec.labels) labels[k] = v;
-  labels[kManagedLabel] = "true";
   b["Labels"] = labels;
   if (!spec.stop_signal.empty()) b["StopSignal"] = spec.stop_signal;
   if (spec.stop_timeout && version >= ApiVersion{1, 25}) {

@@ -71,7 +71,7 @@ std::string labelFilters(const std::map<std::string, std::string>& labels);
 
 // Checks a spec the way the daemon would, with messages naming the field.
 Status validateSpec(const ContainerSpec& spec);
-// The `POST /containers/create` body. Adds kManagedLabel=true. Older API versions get
+// The `POST /containers/create` body. Older API versions get
 // CpuPeriod/CpuQuota instead of NanoCpus and no StopTimeout.
 Json createBody(const ContainerSpec& spec, ApiVersion version);
 

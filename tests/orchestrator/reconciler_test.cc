@@ -324,6 +324,23 @@ TEST_F(ReconcilerTest, AnInstanceBeingStoppedForARestartKeepsItsSlot) {
   EXPECT_THAT(runtime_.runningNames(), ElementsAre("web-0-1"));
 }
 
+TEST_F(ReconcilerTest, LeavesOtherNodesContainersAlone) {
+  // Two nodes on one Docker Engine: each reconciles only what carries its node label.
+  ReconcilerOptions o;
+  o.port_free = [](int) { return true; };
+  o.run_async = [](std::function<void()> fn) { fn(); };
+  o.node_id = "node-a";
+  Reconciler a(runtime_, clock_, health_, events_, o);
+  o.node_id = "node-b";
+  Reconciler b(runtime_, clock_, health_, events_, o);
+  a.setDesired({DesiredService{.manifest = web(1), .generation = 1}});
+  b.setDesired({});
+  ASSERT_TRUE(a.reconcileOnce().isOk());
+  ASSERT_TRUE(b.reconcileOnce().isOk());
+  ASSERT_THAT(runtime_.runningNames(), ElementsAre("web-0-1"));
+  EXPECT_EQ(runtime_.all()[0].labels.at(kNodeLabel), "node-a");
+}
+
 TEST_F(ReconcilerTest, ANewReconcilerAdoptsRunningInstancesInsteadOfStartingMore) {
   apply(web(2), 1);
   pass();

@@ -190,7 +190,7 @@ TEST_F(DockerIntegrationTest, LifecycleLogsAndEffectiveConfig) {
   EXPECT_EQ(c->image, s.image);
   EXPECT_EQ(c->state, ContainerState::kCreated);
   EXPECT_EQ(c->started, WallTime{});
-  EXPECT_EQ(c->labels.at(kManagedLabel), "true");
+  EXPECT_EQ(c->labels.count(kManagedLabel), 0u);  // only the orchestrator marks containers
   EXPECT_EQ(c->network, NetworkMode::kNone);
   ASSERT_EQ(c->mounts.size(), 1u);
   EXPECT_TRUE(c->mounts[0].read_only);

@@ -178,7 +178,7 @@ TEST(SpecTest, CreateBody) {
   EXPECT_EQ(b["WorkingDir"], "/tmp");
   EXPECT_EQ(b["User"], "1000:1000");
   EXPECT_EQ(b["Hostname"], "edge");
-  EXPECT_EQ(b["Labels"], Json({{"app", "web"}, {"io.edgecloud.managed", "true"}}));
+  EXPECT_EQ(b["Labels"], Json({{"app", "web"}}));  // the runtime adds no label of its own
   EXPECT_EQ(b["StopSignal"], "SIGINT");
   EXPECT_EQ(b["StopTimeout"], 3);
   const Json& hc = b["HostConfig"];
