@@ -26,7 +26,7 @@ fi
 step "building the package in $build"
 # Packaging needs only the installed binaries, not every test and benchmark.
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
-targets=(edgectl edgectl_completion edge-shim edge-ctr edge-mkimage)
+targets=(edgectl edgectl_completion edge-shim edge-ctr edge-mkimage edge_test_images)
 if ninja -C "$build" -t targets all | grep -q '^edged:'; then targets+=(edged); fi
 ninja -C "$build" -j2 "${targets[@]}" >/dev/null
 rm -f "$build"/edgecloud_*.deb
@@ -98,6 +98,38 @@ CONF
   out=$(/usr/bin/edgectl --host "unix://$tmp/edged.sock" status) ||
     { cat "$tmp/edged.log" >&2; fail "edgectl status against the installed edged"; }
   grep -q '^Node:' <<<"$out" || fail "edgectl status printed: $out"
+
+  step "deploying a service with the installed binaries"
+  ctl=(/usr/bin/edgectl --host "unix://$tmp/edged.sock")
+  cp "$build/images/hello.tar" "$tmp/hello.tar"
+  cat >"$tmp/hello.yaml" <<YAML
+apiVersion: edge/v1
+kind: Service
+metadata: {name: deb-hello}
+spec:
+  image: ./hello.tar
+  ports: [{name: http}]
+  healthCheck: {http: {path: /healthz, port: http}, interval: 1s, timeout: 500ms}
+YAML
+  "${ctl[@]}" apply -f "$tmp/hello.yaml" | grep -q "service/deb-hello created" || fail "apply"
+  port=""
+  for _ in $(seq 150); do
+    port=$("${ctl[@]}" get instances -o json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    if i["service"] == "deb-hello" and i["ready"]: print(i["ports"]["http"])') || true
+    [ -n "$port" ] && break
+    sleep 0.2
+  done
+  [ -n "$port" ] || { "${ctl[@]}" get instances >&2; fail "deb-hello never became ready"; }
+  curl -fsS -m 2 "http://127.0.0.1:$port/" | grep -q "Hello from Edgecloud" ||
+    fail "deb-hello does not answer on $port"
+  "${ctl[@]}" delete deb-hello >/dev/null
+  for _ in $(seq 100); do
+    [ -z "$("${ctl[@]}" get instances -q)" ] && break
+    sleep 0.2
+  done
+  [ -z "$("${ctl[@]}" get instances -q)" ] || fail "deb-hello's instance was not removed"
   kill "$edged_pid"
   wait "$edged_pid" 2>/dev/null || true
   edged_pid=""
