@@ -1,7 +1,6 @@
 #include "orchestrator/api/http_server.h"
 
 #include <arpa/inet.h>
-#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,9 +10,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
+#include <optional>
 #include <system_error>
 
 #include "common/fs.h"
@@ -49,6 +51,28 @@ struct ApiServer::Connection {
 };
 
 namespace {
+
+// The socket's group, looked up in /etc/group itself (or given as a number). getgrnam()
+// would load the NSS modules into edged for good, about a megabyte of resident memory
+// on Debian (libnss_systemd), for a group the package creates locally anyway.
+std::optional<gid_t> localGroupId(const std::string& name) {
+  if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit))
+    return static_cast<gid_t>(std::stoul(name));
+  std::ifstream in("/etc/group");
+  std::string line;
+  while (std::getline(in, line)) {
+    // name:password:gid:members
+    size_t a = line.find(':');
+    if (a == std::string::npos || line.compare(0, a, name) != 0 || a != name.size()) continue;
+    size_t b = line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    size_t c = line.find(':', b + 1);
+    std::string gid = line.substr(b + 1, c == std::string::npos ? std::string::npos : c - b - 1);
+    if (gid.empty() || !std::all_of(gid.begin(), gid.end(), ::isdigit)) return std::nullopt;
+    return static_cast<gid_t>(std::stoul(gid));
+  }
+  return std::nullopt;
+}
 
 thread_local ApiServer::Connection* t_conn = nullptr;
 
@@ -408,15 +432,12 @@ Status ApiServer::listenUnix() {
   };
   if (::chmod(tmp.c_str(), 0660) != 0) return fail(errno, "chmod API socket " + path);
   if (!options_.socket_group.empty()) {
-    group grp{};
-    group* found = nullptr;
-    std::vector<char> buf(16384);
-    int err = ::getgrnam_r(options_.socket_group.c_str(), &grp, buf.data(), buf.size(), &found);
-    if (err != 0 || !found) {
-      LOG_WARN("api socket group not found; the socket keeps the process's group")
+    std::optional<gid_t> gid = localGroupId(options_.socket_group);
+    if (!gid) {
+      LOG_WARN("api socket group not found in /etc/group; the socket keeps the process's group")
           .kv("group", options_.socket_group)
           .kv("path", path);
-    } else if (::chown(tmp.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0) {
+    } else if (::chown(tmp.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
       LOG_WARN("cannot give the api socket to its group")
           .kv("group", options_.socket_group)
           .kv("error", std::strerror(errno));
