@@ -2,20 +2,20 @@
 # Builds the libFuzzer targets (tests/fuzz, clang, ASan+UBSan) in build-fuzz/ and runs
 # each for a while from its seed corpus, after replaying its regression inputs. Fails
 # when any target crashes, leaks, hangs (> 5 s on one input) or breaks a property; the
-# input that did it is saved under build-fuzz/fuzz/<target>/ and named in the output.
+# input that did it is saved under build-fuzz/fuzz-runs/<target>/ and named in the output.
 #
 #   scripts/fuzz.sh                        # every target, 30 s each (the CI run)
 #   scripts/fuzz.sh --seconds 600          # longer
 #   scripts/fuzz.sh manifest_fuzz          # one target
 #
-# The corpus each run grows is kept in build-fuzz/fuzz/<target>/corpus, so successive
+# The corpus each run grows is kept in build-fuzz/fuzz-runs/<target>/corpus, so successive
 # runs start where the last one stopped. Longer campaigns: tests/fuzz/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
   echo "usage: scripts/fuzz.sh [--seconds N] [--build-dir DIR] [target...]" >&2
-  echo "targets: manifest_fuzz docker_create_fuzz config_fuzz (default: all)" >&2
+  echo "targets: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz (default: all)" >&2
   exit 2
 }
 
@@ -50,11 +50,11 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(manifest_fuzz docker_create_fuzz config_fuzz)
+  targets=(manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz)
 fi
 for t in "${targets[@]}"; do
   if [ ! -d "tests/fuzz/corpus/$t" ]; then
-    echo "fuzz.sh: no target '$t' (no tests/fuzz/corpus/$t); known: manifest_fuzz docker_create_fuzz config_fuzz" >&2
+    echo "fuzz.sh: no target '$t' (no tests/fuzz/corpus/$t); known: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz" >&2
     exit 2
   fi
 done
@@ -86,21 +86,22 @@ dict_of() {
     manifest_fuzz) echo tests/fuzz/dicts/manifest.dict ;;
     docker_create_fuzz) echo tests/fuzz/dicts/docker_create.dict ;;
     config_fuzz) echo tests/fuzz/dicts/config.dict ;;
+    http_api_fuzz) echo tests/fuzz/dicts/http_api.dict ;;
   esac
 }
 
 failed=()
 for t in "${targets[@]}"; do
   bin="$build/fuzz/$t"
-  work="$build/fuzz/$t"
-  out="$work.out"
+  work="$build/fuzz-runs/$t"
+  out="$work/fuzz.log"
   mkdir -p "$work/corpus"
   regress="tests/fuzz/regressions/$t"
   if [ -d "$regress" ] && [ -n "$(ls -A "$regress")" ]; then
     echo "== $t: replaying $regress" >&2
-    if ! "$bin" -runs=0 -timeout=5 "$regress" >"$out.regressions" 2>&1; then
-      grep -E "ERROR|SUMMARY|property failed|Running:" "$out.regressions" | tail -5 >&2 || true
-      echo "fuzz.sh: $t: a regression input fails again (full output: $out.regressions)" >&2
+    if ! timeout -k 5 120 "$bin" -runs=0 -timeout=5 "$regress" >"$work/regressions.log" 2>&1; then
+      grep -E "ERROR|SUMMARY|property failed|Running:" "$work/regressions.log" | tail -5 >&2 || true
+      echo "fuzz.sh: $t: a regression input fails again (full output: $work/regressions.log)" >&2
       failed+=("$t")
       continue
     fi
@@ -108,7 +109,8 @@ for t in "${targets[@]}"; do
   echo "== $t: fuzzing ${seconds}s" >&2
   dict=$(dict_of "$t")
   # The first corpus dir receives the new inputs; the seeds stay read-only in git.
-  if "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=5 -rss_limit_mb=2048 \
+  # timeout(1) as well: a hanging input can also hang libFuzzer's report of it.
+  if timeout -k 5 $((seconds + 120)) "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=5 -rss_limit_mb=2048 \
     -print_final_stats=1 ${dict:+-dict="$dict"} -artifact_prefix="$work/" \
     "$work/corpus" "tests/fuzz/corpus/$t" >"$out" 2>&1; then
     grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$out" | tr '\n' ' ' >&2
