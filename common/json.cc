@@ -30,6 +30,9 @@ Result<Json> parse(std::string_view text, std::string_view what) {
     return Json::parse(text.begin(), text.end());
   } catch (const Json::parse_error& e) {
     return Status::invalidArgument(std::string(what) + " is not valid JSON: " + e.what());
+  } catch (const Json::exception& e) {
+    // Not only syntax: a number beyond double's range is out_of_range (found by fuzzing).
+    return Status::invalidArgument(std::string(what) + " is not usable JSON: " + e.what());
   }
 }
 

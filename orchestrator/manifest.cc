@@ -996,6 +996,56 @@ std::optional<ServiceManifest> parseDocument(Checker& c, const YAML::Node& doc) 
 
 }  // namespace
 
+namespace {
+
+struct YamlChunk {
+  std::string text;
+  int first_line = 0;           // 0-based line of the chunk's first line in the file
+  bool explicit_start = false;  // begins with a `---` marker
+};
+
+// Splits a multi-document stream at its `---` markers and loads each document with
+// YAML::Load. yaml-cpp 0.7's LoadAll loops forever on some inputs (a lone ",", upstream
+// jbeder/yaml-cpp#1319), adding empty documents until memory runs out; a manifest from
+// the API must never do that. A `---` at the start of a line always starts a document in
+// YAML (it cannot occur inside a scalar there), so splitting on it is exact. Directives
+// (`%YAML`) and comments before the first marker stay with the first document.
+std::vector<YamlChunk> splitDocuments(std::string_view text) {
+  std::vector<YamlChunk> chunks(1);
+  int line_no = 0;
+  bool content_before_marker = false;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    std::string_view line =
+        text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos + 1);
+    bool marker =
+        line.starts_with("---") && (line.size() == 3 || line[3] == ' ' || line[3] == '\t' ||
+                                    line[3] == '\n' || line[3] == '\r');
+    if (marker) {
+      if (chunks.size() == 1 && !chunks[0].explicit_start && !content_before_marker) {
+        // Only directives, comments or blanks so far: they belong to this document.
+        chunks[0].explicit_start = true;
+      } else {
+        chunks.push_back(YamlChunk{.text = "", .first_line = line_no, .explicit_start = true});
+      }
+    } else if (chunks.size() == 1 && !chunks[0].explicit_start) {
+      std::string_view t = line;
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      if (!t.empty() && t.front() != '#' && t.front() != '%' && t.front() != '\n' &&
+          t.front() != '\r')
+        content_before_marker = true;
+    }
+    chunks.back().text.append(line);
+    ++line_no;
+    if (end == std::string_view::npos) break;
+    pos = end + 1;
+  }
+  return chunks;
+}
+
+}  // namespace
+
 ManifestParse parseManifestsDetailed(std::string_view text, std::string_view source_name) {
   (void)source_name;
   ManifestParse out;
@@ -1014,18 +1064,27 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
     return out;
   }
   std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    fileError("line " + std::to_string(e.mark.line + 1) + ", column " +
-              std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
-    return out;
-  } catch (const std::exception& e) {
-    fileError(std::string("cannot read YAML: ") + e.what());
-    return out;
-  } catch (...) {
-    fileError("cannot read YAML");
-    return out;
+  {
+    auto chunks = splitDocuments(text);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const YamlChunk& chunk = chunks[i];
+      try {
+        YAML::Node node = YAML::Load(chunk.text);
+        // Text before the first `---` is a document only when it holds something.
+        if (i == 0 && !chunk.explicit_start && (!node.IsDefined() || node.IsNull())) continue;
+        docs.push_back(node);
+      } catch (const YAML::Exception& e) {
+        fileError("line " + std::to_string(chunk.first_line + e.mark.line + 1) + ", column " +
+                  std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+        return out;
+      } catch (const std::exception& e) {
+        fileError(std::string("cannot read YAML: ") + e.what());
+        return out;
+      } catch (...) {
+        fileError("cannot read YAML");
+        return out;
+      }
+    }
   }
   std::map<std::string, int> names;
   int index = 0;

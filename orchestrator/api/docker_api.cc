@@ -85,7 +85,9 @@ class Fields {
     }
     if (v->is_number_float()) {
       double d = v->get<double>();
-      if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+      // Casting a double outside int64's range is undefined: check first (found by fuzzing).
+      if (d >= -9.2e18 && d <= 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d)))
+        return static_cast<int64_t>(d);
     }
     return wrongType(key, "an integer", *v);
   }
@@ -1350,7 +1352,10 @@ Result<CreateRequest> parseCreateRequest(std::string_view body, const std::strin
   }
   if (nano == 0 && quota > 0) {
     if (period == 0) period = 100000;
-    nano = quota * 1'000'000'000 / period;
+    // In 128 bits: quota * 1e9 overflows int64 for quotas beyond ~9.2e9 (found by fuzzing).
+    __int128 n = static_cast<__int128>(quota) * 1'000'000'000 / period;
+    if (n > INT64_MAX) return Status::invalidArgument("HostConfig.CpuQuota: too large");
+    nano = static_cast<int64_t>(n);
   }
   spec.resources.nano_cpus = nano;
   ASSIGN_OR_RETURN(int64_t pids, hc.integer("PidsLimit"));

@@ -36,3 +36,14 @@ TEST(JsonTest, DumpSurvivesInvalidUtf8) {
 
 }  // namespace
 }  // namespace edge::json
+
+namespace edge::json {
+namespace {
+// nlohmann throws out_of_range, not parse_error, for a number beyond double's range.
+TEST(JsonParseTest, AHugeNumberIsAnErrorNotACrash) {
+  auto r = parse(R"({"Memory": 1e400})", "body");
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+}
+}  // namespace
+}  // namespace edge::json

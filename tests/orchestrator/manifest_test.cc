@@ -767,5 +767,32 @@ INSTANTIATE_TEST_SUITE_P(
         ImageCase{":1", "the repository name is missing"},
         ImageCase{std::string(256, 'a'), "longer than 255"}));
 
+// yaml-cpp 0.7's LoadAll never returns on this (upstream #1319); found by manifest_fuzz.
+TEST(ManifestTest, AStrayCommaIsAnErrorNotAHang) {
+  ManifestParse p = parseManifestsDetailed(",\n", "m.yaml");
+  EXPECT_TRUE(p.services.empty());
+  ASSERT_FALSE(p.errors.empty());
+}
+
+TEST(ManifestTest, DocumentsAreNumberedByTheirMarkersAndErrorsKeepFileLines) {
+  const char* text =
+      "# header comment\n"
+      "---\n"
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: a}\nspec: {image: busybox}\n"
+      "---\n"
+      "---\n"
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: b}\nspec: {replicas: x}\n";
+  ManifestParse p = parseManifestsDetailed(text, "m.yaml");
+  ASSERT_FALSE(p.errors.empty());
+  bool found = false;
+  for (const auto& e : p.errors)
+    if (e.doc == 3 && e.path == "spec.replicas") found = true;
+  EXPECT_TRUE(found) << p.errors[0].toString();
+
+  ManifestParse bad = parseManifestsDetailed("a: 1\n---\nb: [1,\n", "m.yaml");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_THAT(bad.errors[0].message, HasSubstr("line 4"));
+}
+
 }  // namespace
 }  // namespace edge::orchestrator
