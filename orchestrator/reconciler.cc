@@ -444,9 +444,27 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
           "replica " + std::to_string(r) + " to generation " + std::to_string(d.generation));
       in_flight++;
     }
-    const std::map<std::string, int>* reuse = nullptr;
-    Status st = createInstance(d, r, used_ports, reuse);
-    if (!st.isOk() && first_problem.empty()) first_problem = st.message();
+    // A replica that cannot be created (image missing, name taken, no port) is retried
+    // with the same back-off as a crash, and reported once per distinct reason.
+    std::string key = m.name + "/" + std::to_string(r);
+    auto failed = create_failures_.find(key);
+    if (failed != create_failures_.end() && clock_.now() < failed->second.retry_at) {
+      if (first_problem.empty()) first_problem = failed->second.message;
+      continue;
+    }
+    Status st = createInstance(d, r, used_ports, nullptr);
+    if (st.isOk()) {
+      create_failures_.erase(key);
+      continue;
+    }
+    CreateFailure& f = create_failures_[key];
+    if (f.message != st.message()) {
+      events_.append("instance.failed", m.name, "",
+                     "replica " + std::to_string(r) + ": " + st.message());
+      f.message = st.message();
+    }
+    f.retry_at = clock_.now() + backoffFor(f.count++);
+    if (first_problem.empty()) first_problem = st.message();
   }
 
   // `edgectl restart`: one ready replica at a time, in place.
@@ -726,15 +744,15 @@ Status Reconciler::createInstance(const DesiredService& d, int replica, std::set
     if (id.status().code() == StatusCode::kNotFound)
       msg = "image " + m.image + " is not on this node; load it with `edgectl images load FILE` (" +
             msg + ")";
-    events_.append("instance.failed", m.name, spec.name, msg);
     return Status(id.status().code(), msg);
   }
   events_.append("instance.created", m.name, spec.name,
                  ports.empty() ? "" : "ports " + formatPorts(ports));
   Status s = runtime_.startContainer(*id);
   if (!s.isOk()) {
+    // The created instance stays; the next pass retries its start with back-off.
     events_.append("instance.failed", m.name, spec.name, "start failed: " + s.message());
-    return s;
+    return Status::ok();
   }
   events_.append("instance.started", m.name, spec.name, "");
   return Status::ok();

@@ -169,6 +169,13 @@ class Reconciler {
   std::thread thread_;
   runtime::SubscriptionPtr subscription_;
 
+  struct CreateFailure {
+    std::string message;
+    int count = 0;
+    SteadyTime retry_at{};
+  };
+  std::map<std::string, CreateFailure> create_failures_;  // "<service>/<replica>"; pass only
+
   std::mutex pass_mu_;  // one pass at a time
   std::atomic<int64_t> passes_{0};
   std::atomic<int64_t> restarts_total_{0};

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/log.h"
 #include "fake_runtime.h"
 
 namespace edge::orchestrator {
@@ -43,6 +44,7 @@ class ScriptedProber : public Prober {
 class ReconcilerTest : public ::testing::Test {
  protected:
   ReconcilerTest() : runtime_(clock_), health_(clock_, prober_), events_(clock_) {
+    log::setLevel(log::Level::kWarn);  // every event is also a log line; keep output readable
     runtime_.addImage("hello:1");
     runtime_.addImage("hello:2");
     ReconcilerOptions o;
@@ -370,7 +372,14 @@ TEST_F(ReconcilerTest, AMissingImageIsReportedAndRetried) {
   pass();
   EXPECT_EQ(status("x").state, "degraded");
   EXPECT_THAT(status("x").message, HasSubstr("edgectl images load"));
+  int failures = 0;
+  for (int i = 0; i < 5; ++i) pass();  // retried with back-off, reported once
+  for (const auto& e : events_.since(0)) failures += e.type == "instance.failed";
+  EXPECT_EQ(failures, 1);
   runtime_.addImage("nothere:1");
+  pass();
+  EXPECT_THAT(runtime_.runningNames(), IsEmpty());  // still backing off
+  advance(std::chrono::seconds(1));
   pass();
   EXPECT_THAT(runtime_.runningNames(), ElementsAre("x-0-1"));
 }
