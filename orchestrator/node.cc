@@ -125,7 +125,13 @@ Status Node::start() {
 
 void Node::stop() {
   if (api_) api_->stop();
-  if (reconciler_) reconciler_->stop();
+  if (reconciler_) {
+    reconciler_->stop();
+    // A deletion in progress finishes rather than leave a stopped container behind
+    // (stops wait for the stop timeout, 10 s by default).
+    if (!reconciler_->waitForRemovals(std::chrono::seconds(15)))
+      LOG_WARN("stopping with instance removals still running; the next start finishes them");
+  }
   if (health_) health_->stop();
   events_.close();
 }

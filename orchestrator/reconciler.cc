@@ -166,6 +166,15 @@ void Reconciler::start() {
   });
 }
 
+bool Reconciler::waitForRemovals(Duration limit) {
+  SteadyTime deadline = std::chrono::steady_clock::now() + limit;
+  while (async_in_flight_.load() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::usleep(20'000);
+  }
+  return true;
+}
+
 void Reconciler::stop() {
   std::thread t;
   runtime::SubscriptionPtr sub;
@@ -302,12 +311,26 @@ Status Reconciler::reconcileOnce() {
 
   // Managed containers of services nobody wants any more (deleted, or labels we cannot
   // read) go away.
+  // They stay listed until they are gone, so `edgectl get instances` never shows a
+  // deletion as done while containers still stop.
   for (auto& [service, list] : by_service) {
     if (desired_names.count(service) != 0) continue;
     for (auto& o : list) {
-      if (busy.count(o.info.id) != 0) continue;
-      removeAsync(o, service.empty() ? "managed container without a service label"
-                                     : "service " + service + " is no longer desired");
+      if (busy.count(o.info.id) == 0)
+        removeAsync(o, service.empty() ? "managed container without a service label"
+                                       : "service " + service + " is no longer desired");
+      InstanceStatus st;
+      st.id = o.info.id;
+      st.name = o.info.name;
+      st.service = o.service;
+      st.replica = o.replica;
+      st.generation = o.generation;
+      st.image = o.info.image;
+      st.state = o.info.state;
+      st.ports = o.ports;
+      st.started = o.info.started;
+      st.message = "removing";
+      inst_status.push_back(std::move(st));
     }
   }
 

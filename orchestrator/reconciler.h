@@ -125,6 +125,9 @@ class Reconciler {
   void wake();
   void start();
   void stop();  // waits for the pass in progress
+  // Waits (real time) until no stop/remove started by a pass is still running, or
+  // `limit` passed. False on timeout. For a clean shutdown after stop().
+  bool waitForRemovals(Duration limit);
 
   std::vector<ServiceStatus> services() const;
   std::optional<ServiceStatus> service(const std::string& name) const;
