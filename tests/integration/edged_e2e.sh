@@ -142,6 +142,11 @@ cleanup() {
     sleep 0.2
   done
   stop_edged
+  if [ "$RUNTIME" = light ]; then
+    pkill -9 -f "^edge-shim $DATA/"
+  else
+    docker ps -aq --filter "label=io.edgecloud.e2e=$$" | xargs -r docker rm -f >/dev/null
+  fi
   ip netns del "$NETNS" 2>/dev/null
   for m in $(awk -v r="$T" '$2 ~ "^"r {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
   [ $rc -eq 0 ] && rm -rf "$T" || echo "kept $T for inspection" >&2
@@ -320,6 +325,14 @@ ctl delete hello
 ctl delete worker
 wait_until 60 "instances removed" sh -c "[ \"\$('$BIN/edgectl' get instances -q | wc -l)\" = 0 ]"
 ctl get services -q | grep -q . && fail "services left"
+
+step "a clean stop leaves nothing running behind"
+stop_edged
+if [ "$RUNTIME" = light ]; then
+  pgrep -f "^edge-shim $DATA/" && fail "edge-shim processes outlived the deletion"
+else
+  [ -z "$(docker ps -aq --filter "label=io.edgecloud.e2e=$$")" ] || fail "containers outlived the deletion"
+fi
 
 echo
 echo "PASS: edged end to end on the $RUNTIME runtime"
