@@ -36,6 +36,8 @@ fail() {
 ctl() { "$BIN/edgectl" --timeout 30s "$@"; }
 dockercli() { docker -H "unix://$SOCK" "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+# Pipelines into grep use `grep PATTERN >/dev/null`, not `grep -q`: with pipefail, grep -q
+# quitting at the first match can kill the writer with SIGPIPE and fail the pipeline.
 
 # wait_until SECONDS DESCRIPTION COMMAND...: polls every 200 ms.
 wait_until() {
@@ -97,9 +99,9 @@ print(' '.join(sorted(i['id'] for i in d['instances'] if i['service']=='$1')))"
 
 answers() {  # PORT [NETNS]
   if [ -n "${2:-}" ]; then
-    nsenter --net=/var/run/netns/"$2" curl -fsS -m 2 "http://127.0.0.1:$1/" | grep -q "Hello from Edgecloud"
+    nsenter --net=/var/run/netns/"$2" curl -fsS -m 2 "http://127.0.0.1:$1/" | grep "Hello from Edgecloud" >/dev/null
   else
-    curl -fsS -m 2 "http://127.0.0.1:$1/" | grep -q "Hello from Edgecloud"
+    curl -fsS -m 2 "http://127.0.0.1:$1/" | grep "Hello from Edgecloud" >/dev/null
   fi
 }
 
@@ -223,29 +225,29 @@ wait_until 60 "hello generation 1 converged" converged hello 1 2
 ctl get services
 ctl get instances
 for p in $(instance_ports hello); do answers "$p" || fail "instance on port $p does not answer"; done
-ctl apply -f "$T/app/hello.yaml" | grep -q "unchanged (generation 1)" || fail "re-apply is not idempotent"
+ctl apply -f "$T/app/hello.yaml" | grep "unchanged (generation 1)" >/dev/null || fail "re-apply is not idempotent"
 
 step "the stock docker CLI sees the node and runs an unmanaged container"
 dockercli version >/dev/null
 dockercli info >/dev/null
 dockercli load -i "$IMAGES/busybox.tar"
-dockercli ps | grep -q hello-0-1 || fail "docker ps does not list hello-0-1"
+dockercli ps | grep hello-0-1 >/dev/null || fail "docker ps does not list hello-0-1"
 dockercli run -d --name byhand edgecloud/busybox:test sh -c 'echo from-docker; sleep 300'
 wait_until 10 "byhand logs" sh -c "docker -H unix://$SOCK logs byhand | grep -q from-docker"
 ctl get instances -o json | json "
 b=[i for i in d['instances'] if i['name']=='byhand']
 assert b and not b[0]['managed'], d"
-dockercli inspect byhand | grep -q '"Running": true' || fail "docker inspect"
+dockercli inspect byhand | grep '"Running": true' >/dev/null || fail "docker inspect"
 dockercli stop -t 1 byhand >/dev/null
 dockercli rm byhand >/dev/null
 
 step "update: a rolling update, one replica at a time"
 hello_manifest v2
-ctl apply -f "$T/app/hello.yaml" | grep -q "updated (generation 2)" || fail "update"
+ctl apply -f "$T/app/hello.yaml" | grep "updated (generation 2)" >/dev/null || fail "update"
 wait_until 90 "hello generation 2 converged" converged hello 2 2
 ctl get instances -o json | json "
 assert all('GREETING' in i['name'] or True for i in d['instances'])"
-ctl events --service hello | grep -q rollout.finished || fail "no rollout.finished event"
+ctl events --service hello | grep rollout.finished >/dev/null || fail "no rollout.finished event"
 
 step "rollback: generation 1's manifest comes back as generation 3"
 ctl rollback hello
@@ -283,7 +285,7 @@ assert w['restarts']>=1 and w['state']=='running', w\""
 step "kill -9 of edged in the middle of a rollout: adopted, no duplicates, rollout finishes"
 worker_ids=$(instance_ids worker)
 hello_manifest v4
-ctl apply -f "$T/app/hello.yaml" | grep -q "updated (generation 4)" || fail "update to 4"
+ctl apply -f "$T/app/hello.yaml" | grep "updated (generation 4)" >/dev/null || fail "update to 4"
 sleep 0.3
 kill -9 "$EDGED_PID"
 wait "$EDGED_PID" 2>/dev/null || true
@@ -292,7 +294,7 @@ start_edged
 wait_until 90 "hello generation 4 converged after kill -9" converged hello 4 2
 wait_until 30 "worker converged" converged worker 1 2
 [ "$(instance_ids worker)" = "$worker_ids" ] || fail "worker instances were replaced, not adopted"
-ctl events | grep -q instance.adopted || fail "no instance.adopted event"
+ctl events | grep instance.adopted >/dev/null || fail "no instance.adopted event"
 
 step "SIGTERM stops edged and leaves the workloads running"
 ports=$(instance_ports hello)
@@ -324,7 +326,7 @@ step "delete removes every instance"
 ctl delete hello
 ctl delete worker
 wait_until 60 "instances removed" sh -c "[ \"\$('$BIN/edgectl' get instances -q | wc -l)\" = 0 ]"
-ctl get services -q | grep -q . && fail "services left"
+ctl get services -q | grep . >/dev/null && fail "services left"
 
 step "a clean stop leaves nothing running behind"
 stop_edged
