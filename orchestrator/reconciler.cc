@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 
 #include "common/log.h"
 
@@ -28,13 +27,6 @@ bool defaultPortFree(int port) {
 
 std::string portKey(const PortSpec& p) {
   return p.name.empty() ? std::to_string(p.container_port) : p.name;
-}
-
-std::string envName(const std::string& port_name) {
-  std::string out = "PORT_";
-  for (char c : port_name)
-    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
 }
 
 std::string formatPorts(const std::map<std::string, int>& ports) {
@@ -84,6 +76,24 @@ struct Reconciler::Observed {
   int64_t generation = 0;
   std::map<std::string, int> ports;
 };
+
+// What the container itself says about an instance; the reconciler adds readiness,
+// health and messages.
+InstanceStatus Reconciler::baseStatus(const Observed& o) {
+  InstanceStatus st;
+  st.id = o.info.id;
+  st.name = o.info.name;
+  st.service = o.service;
+  st.replica = o.replica;
+  st.generation = o.generation;
+  st.image = o.info.image;
+  st.state = o.info.state;
+  st.ports = o.ports;
+  st.started = o.info.started;
+  st.finished = o.info.finished;
+  st.exit_code = o.info.exit_code;
+  return st;
+}
 
 struct Reconciler::Memory {
   WallTime started_wall{};  // the start the fields below refer to
@@ -293,16 +303,7 @@ Status Reconciler::reconcileOnce() {
     // Instances being stopped still show, so nobody wonders where they went.
     for (auto& o : mine) {
       if (busy.count(o.info.id) == 0) continue;
-      InstanceStatus st;
-      st.id = o.info.id;
-      st.name = o.info.name;
-      st.service = o.service;
-      st.replica = o.replica;
-      st.generation = o.generation;
-      st.image = o.info.image;
-      st.state = o.info.state;
-      st.ports = o.ports;
-      st.started = o.info.started;
+      InstanceStatus st = baseStatus(o);
       st.message = "stopping";
       inst_status.push_back(std::move(st));
     }
@@ -319,16 +320,7 @@ Status Reconciler::reconcileOnce() {
       if (busy.count(o.info.id) == 0)
         removeAsync(o, service.empty() ? "managed container without a service label"
                                        : "service " + service + " is no longer desired");
-      InstanceStatus st;
-      st.id = o.info.id;
-      st.name = o.info.name;
-      st.service = o.service;
-      st.replica = o.replica;
-      st.generation = o.generation;
-      st.image = o.info.image;
-      st.state = o.info.state;
-      st.ports = o.ports;
-      st.started = o.info.started;
+      InstanceStatus st = baseStatus(o);
       st.message = "removing";
       inst_status.push_back(std::move(st));
     }
@@ -475,7 +467,7 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
       if (first_problem.empty()) first_problem = failed->second.message;
       continue;
     }
-    Status st = createInstance(d, r, used_ports, nullptr);
+    Status st = createInstance(d, r, used_ports);
     if (st.isOk()) {
       create_failures_.erase(key);
       continue;
@@ -550,16 +542,7 @@ bool Reconciler::manageInstance(const DesiredService& d, Observed& o, InstanceSt
   Memory& mem = *slot;
   SteadyTime now = clock_.now();
 
-  st.id = o.info.id;
-  st.name = o.info.name;
-  st.service = o.service;
-  st.replica = o.replica;
-  st.generation = o.generation;
-  st.image = o.info.image;
-  st.ports = o.ports;
-  st.started = o.info.started;
-  st.finished = o.info.finished;
-  st.exit_code = o.info.exit_code;
+  st = baseStatus(o);
 
   bool current = o.generation == d.generation;
   auto prev = mem.last_state;
@@ -703,46 +686,31 @@ bool Reconciler::manageInstance(const DesiredService& d, Observed& o, InstanceSt
   return false;
 }
 
-Status Reconciler::createInstance(const DesiredService& d, int replica, std::set<int>& used_ports,
-                                  const std::map<std::string, int>* reuse_ports) {
+Status Reconciler::createInstance(const DesiredService& d, int replica, std::set<int>& used_ports) {
   const ServiceManifest& m = d.manifest;
-  runtime::ContainerSpec spec;
+  // The manifest's part (image, command, env, labels, limits); the reconciler adds the
+  // generation, the node, the ports and its naming.
+  runtime::ContainerSpec spec = toContainerSpec(m, replica);
   spec.name = m.name + "-" + std::to_string(replica) + "-" + std::to_string(d.generation);
-  spec.image = m.image;
-  spec.entrypoint = m.entrypoint;
-  spec.cmd = m.command;
-  for (const auto& e : m.env) spec.env.push_back(e.name + "=" + e.value);
-  spec.labels = m.labels;
-  spec.labels[runtime::kManagedLabel] = "true";
   if (!options_.node_id.empty()) spec.labels[kNodeLabel] = options_.node_id;
-  spec.labels[kServiceLabel] = m.name;
-  spec.labels[kReplicaLabel] = std::to_string(replica);
   spec.labels[kGenerationLabel] = std::to_string(d.generation);
-  spec.resources.memory_bytes = m.resources.memory_bytes;
-  spec.resources.nano_cpus = m.resources.nano_cpus;
-  spec.resources.pids_limit = m.resources.pids;
   spec.network = runtime::NetworkMode::kHost;
 
   std::map<std::string, int> ports;
   for (const auto& p : m.ports) {
     std::string key = portKey(p);
-    int port = p.container_port;
-    if (port == 0) {
-      if (reuse_ports != nullptr && reuse_ports->count(key) != 0) {
-        port = reuse_ports->at(key);
-      } else {
-        port = allocatePort(used_ports);
-        if (port == 0)
-          return Status::resourceExhausted("no free port left in " +
-                                           std::to_string(options_.port_range_first) + "-" +
-                                           std::to_string(options_.port_range_last));
-      }
-    }
+    int port = p.container_port != 0 ? p.container_port : allocatePort(used_ports);
+    if (port == 0)
+      return Status::resourceExhausted("no free port left in " +
+                                       std::to_string(options_.port_range_first) + "-" +
+                                       std::to_string(options_.port_range_last));
     ports[key] = port;
   }
-  if (!m.ports.empty()) spec.env.push_back("PORT=" + std::to_string(ports[portKey(m.ports[0])]));
+  if (!m.ports.empty())
+    spec.env.push_back(std::string(kPortEnv) + "=" + std::to_string(ports[portKey(m.ports[0])]));
   for (const auto& p : m.ports)
-    if (!p.name.empty()) spec.env.push_back(envName(p.name) + "=" + std::to_string(ports[p.name]));
+    if (!p.name.empty())
+      spec.env.push_back(portEnvName(p.name) + "=" + std::to_string(ports[p.name]));
   spec.env.push_back("EDGE_SERVICE=" + m.name);
   spec.env.push_back("EDGE_INSTANCE=" + spec.name);
   spec.env.push_back("EDGE_REPLICA=" + std::to_string(replica));

@@ -144,11 +144,11 @@ class Reconciler {
                         const std::set<int>& busy_replicas, std::set<int>& used_ports,
                         std::vector<InstanceStatus>& out_inst, ServiceStatus& out_svc);
   bool manageInstance(const DesiredService& d, Observed& o, InstanceStatus& st);
-  Status createInstance(const DesiredService& d, int replica, std::set<int>& used_ports,
-                        const std::map<std::string, int>* reuse_ports);
+  Status createInstance(const DesiredService& d, int replica, std::set<int>& used_ports);
   void removeAsync(const Observed& o, const std::string& reason);
   void stopForRestartAsync(const Observed& o, const std::string& reason);
   int allocatePort(std::set<int>& used);
+  static InstanceStatus baseStatus(const Observed& o);
   SteadyTime toSteady(WallTime t) const;
   Duration backoffFor(int n) const;
 

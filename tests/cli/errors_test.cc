@@ -75,10 +75,10 @@ TEST(ReachErrorTest, NamesTheNodeAndWhatToCheck) {
   EXPECT_NE(s.message().find("permission denied on the socket (is your user in the group 'edge'"),
             std::string::npos);
 
-  s = reachError(Status::unavailable("cannot connect to tcp://10.0.0.1:8083"),
-                 "http://10.0.0.1:8083");
+  s = reachError(Status::unavailable("cannot connect to tcp://198.18.0.1:8083"),
+                 "http://198.18.0.1:8083");
   EXPECT_EQ(s.message(),
-            "cannot reach edged at http://10.0.0.1:8083: connection failed (is edged running? see "
+            "cannot reach edged at http://198.18.0.1:8083: connection failed (is edged running? see "
             "systemctl status edged)");
 
   Status mid =
