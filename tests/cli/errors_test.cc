@@ -77,9 +77,10 @@ TEST(ReachErrorTest, NamesTheNodeAndWhatToCheck) {
 
   s = reachError(Status::unavailable("cannot connect to tcp://198.18.0.1:8083"),
                  "http://198.18.0.1:8083");
-  EXPECT_EQ(s.message(),
-            "cannot reach edged at http://198.18.0.1:8083: connection failed (is edged running? see "
-            "systemctl status edged)");
+  EXPECT_EQ(
+      s.message(),
+      "cannot reach edged at http://198.18.0.1:8083: connection failed (is edged running? see "
+      "systemctl status edged)");
 
   Status mid =
       Status::unavailable("connection to unix:///x.sock failed while reading the response");
