@@ -78,6 +78,13 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
   return node;
 }
 
+discovery::ClusterSnapshot Node::clusterSnapshot() const {
+  discovery::ClusterSnapshot s;
+  s.node_id = id_;
+  s.node_name = name_;
+  return s;
+}
+
 Status Node::refreshDesired() {
   auto records = store_->list();
   if (!records.isOk()) return records.status();

@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "discovery/types.h"
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
 #include "orchestrator/manifest.h"
@@ -79,6 +80,8 @@ class Node {
   Clock& clock() { return *clock_; }
   // Pushes the store's content to the reconciler (after any change to it).
   Status refreshDesired();
+  // The clusters this node belongs to; enabled=false when discovery is off.
+  discovery::ClusterSnapshot clusterSnapshot() const;
   // Counts API requests for /metrics.
   void countRequest(bool error);
   int64_t requests() const { return requests_.load(); }
