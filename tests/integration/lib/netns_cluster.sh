@@ -1,0 +1,373 @@
+# netns_cluster.sh: a cluster of hosts made of network namespaces on bridges, for tests
+# and benchmarks that need several nodes on one link. Sourced, not run (needs root,
+# iproute2, nsenter, curl).
+#
+# Topology. A private "hub" namespace holds the bridges (br1, br2, ...; multicast
+# snooping off, so multicast floods like on a dumb switch). Node i lives in namespace
+# <prefix>-n<i> with lo up and, for each bridge k it is on, interface eth<k-1> (a veth
+# whose peer <prefix>n<i>b<k> sits in the hub on br<k>) with address
+# 198.18.<k-1>.<10+i>/24, i in 1..244. No default route and no multicast route in the
+# nodes: software under test picks its interfaces itself. The root namespace is never
+# touched.
+#
+# API (every function returns non-zero on failure; nothing exits the caller's shell):
+#   nc_init NAME             start a run; sweeps leftovers of dead runs; sets NC_DIR
+#                            (temp dir of the run) and NC_PREFIX. Installs no trap:
+#                            callers do `trap nc_cleanup EXIT`.
+#   nc_add_bridge K          bridge K (198.18.K-1.0/24) in the hub
+#   nc_add_node I [K...]     namespace of node I on bridges K... (default 1)
+#   nc_addr I [K]            node I's address on bridge K (default 1)
+#   nc_ns I                  node I's namespace name
+#   nc_dir I                 node I's directory (config, data, logs)
+#   nc_config I KEY VALUE    sets an edged config key for node I (replaces an earlier
+#                            value); the base config is node_name, data_dir, run_dir,
+#                            api_socket, runtime light, log_level info
+#   nc_start I               starts edged in node I's namespace (returns at once; log in
+#                            $(nc_dir I)/edged.log); NC_START_NS[I] = launch time, ns
+#   nc_spawn I LOG CMD...    starts any program in node I's namespace, tracked and killed
+#                            by nc_cleanup; prints its pid
+#   nc_stop I [SIGNAL]       signals node I's edged (TERM) and waits (5 s, then KILL)
+#   nc_kill9 I               kill -9; NC_KILL_NS = time of the kill, ns since epoch
+#   nc_running I             edged of node I is alive
+#   nc_healthy I             node I's API answers /api/v1/healthz
+#   nc_cut I [K] / nc_restore I [K]   link of node I (bridge K, default all) down/up on
+#                            the hub side, as if its cable were pulled
+#   nc_partition I...        moves the br1 ports of nodes I... to a bridge of their own
+#   nc_heal                  moves them back to br1
+#   nc_edgectl I ARGS...     edgectl against node I
+#   nc_json I                edgectl cluster -o json of node I
+#   nc_api I PATH            GET of node I's API (curl over its unix socket)
+#   nc_events I              node I's events (NDJSON)
+#   nc_wait SECONDS CMD...   polls CMD every 0.2 s until it succeeds; 1 on timeout
+#   nc_exec I CMD...         runs CMD in node I's namespace
+#   nc_hub CMD...            runs CMD in the hub namespace (ip -n is quicker for ip)
+#   nc_link_stats [K]        "rx_packets rx_bytes tx_packets tx_bytes" summed over the
+#                            hub-side ports (of bridge K, default all); rx = what the
+#                            nodes put on the wire
+#   nc_cleanup               kills what the run started, deletes its namespaces (and
+#                            with them every veth and bridge), removes NC_DIR
+#
+# Binaries: NC_BIN (default $EDGE_BUILD_DIR/bin, else <repo>/build/bin).
+
+NC_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NC_BIN=${NC_BIN:-${EDGE_BUILD_DIR:-$NC_LIB_DIR/../../../build}/bin}
+NC_STATE_ROOT=/tmp/netns-cluster
+NC_PREFIX=
+NC_DIR=
+NC_HUB=
+declare -gA NC_PID=() NC_START_NS=() NC_BRIDGES_OF=() NC_SPAWNED=()
+declare -ga NC_NODES=() NC_PARTITIONED=()
+NC_KILL_NS=
+
+nc_log() { echo "[netns-cluster] $*" >&2; }
+
+nc_now_ns() { date +%s%N; }
+
+# A run owns namespaces <prefix>-*; <prefix> is ec<pid % 1000> so that interface names
+# built from it stay under 15 characters. The owner's pid is recorded so that a later
+# run can tell leftovers of a killed run (owner dead) from a concurrent live run.
+nc_init() {
+  local name=${1:-cluster}
+  if [ "$(id -u)" -ne 0 ]; then
+    nc_log "needs root (network namespaces)"
+    return 1
+  fi
+  mkdir -p "$NC_STATE_ROOT"
+  nc_sweep_leftovers
+  local n=$(($$ % 1000)) tries=0
+  while [ -e "$NC_STATE_ROOT/ec$n" ] && ((tries < 1000)); do
+    n=$(((n + 1) % 1000))
+    tries=$((tries + 1))
+  done
+  NC_PREFIX=ec$n
+  mkdir "$NC_STATE_ROOT/$NC_PREFIX" || return 1
+  echo "$$" >"$NC_STATE_ROOT/$NC_PREFIX/owner"
+  NC_DIR=$(mktemp -d "/tmp/$name.$NC_PREFIX.XXXXXX") || return 1
+  echo "$NC_DIR" >"$NC_STATE_ROOT/$NC_PREFIX/dir"
+  NC_HUB=$NC_PREFIX-hub
+  ip netns add "$NC_HUB" || return 1
+  ip -n "$NC_HUB" link set lo up
+}
+
+# Deletes what runs whose owner is gone left behind: processes in their namespaces,
+# the namespaces, mounts and temp dirs.
+nc_sweep_leftovers() {
+  local d prefix owner ns
+  for d in "$NC_STATE_ROOT"/ec*; do
+    [ -d "$d" ] || continue
+    prefix=$(basename "$d")
+    owner=$(cat "$d/owner" 2>/dev/null || echo 0)
+    if [ "$owner" != 0 ] && kill -0 "$owner" 2>/dev/null; then
+      continue
+    fi
+    nc_log "removing leftovers of a dead run: $prefix"
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$prefix-" || true); do
+      nc_delete_ns "$ns"
+    done
+    nc_remove_dir "$(cat "$d/dir" 2>/dev/null || true)"
+    rm -rf "$d"
+  done
+  # Namespaces of ours without a state dir (killed between the two steps of nc_init).
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ec[0-9]{1,3}-(hub|n[0-9]+)$' || true); do
+    [ -d "$NC_STATE_ROOT/${ns%%-*}" ] || nc_delete_ns "$ns"
+  done
+}
+
+nc_delete_ns() {
+  local ns=$1 pids tries=0
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086
+    kill -9 $pids 2>/dev/null || true
+    while [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && ((tries < 50)); do
+      sleep 0.1
+      tries=$((tries + 1))
+    done
+  fi
+  ip netns delete "$ns" 2>/dev/null || true
+}
+
+nc_remove_dir() {
+  local dir=$1 m
+  case $dir in /tmp/?*) ;; *) return 0 ;; esac
+  [ -d "$dir" ] || return 0
+  # The light runtime may have mounted a tmpfs under a node's run_dir.
+  for m in $(awk -v r="$dir/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+
+nc_ns() { echo "$NC_PREFIX-n$1"; }
+nc_dir() { echo "$NC_DIR/n$1"; }
+nc_addr() { echo "198.18.$((${2:-1} - 1)).$((10 + $1))"; }
+nc_port_name() { echo "${NC_PREFIX}n$1b$2"; }
+
+nc_add_bridge() {
+  local k=$1
+  if ((k < 1 || k > 9)); then
+    nc_log "bridge number $k: allowed 1..9"
+    return 1
+  fi
+  ip -n "$NC_HUB" link add "br$k" type bridge mcast_snooping 0 stp_state 0 forward_delay 0 || return 1
+  ip -n "$NC_HUB" link set "br$k" up
+}
+
+nc_add_node() {
+  local i=$1 k ns
+  shift
+  if ! [[ $i =~ ^[0-9]+$ ]] || ((i < 1 || i > 244)); then
+    nc_log "node number $i: allowed 1..244 (its address is 198.18.x.<10+i>)"
+    return 1
+  fi
+  local bridges=("$@")
+  [ ${#bridges[@]} -gt 0 ] || bridges=(1)
+  ns=$(nc_ns "$i")
+  ip netns add "$ns" || return 1
+  ip -n "$ns" link set lo up
+  for k in "${bridges[@]}"; do
+    ip -n "$NC_HUB" link show "br$k" >/dev/null 2>&1 || nc_add_bridge "$k" || return 1
+    ip -n "$NC_HUB" link add "$(nc_port_name "$i" "$k")" type veth peer name "eth$((k - 1))" netns "$ns" || return 1
+    ip -n "$NC_HUB" link set "$(nc_port_name "$i" "$k")" master "br$k" up || return 1
+    ip -n "$ns" addr add "$(nc_addr "$i" "$k")/24" dev "eth$((k - 1))" || return 1
+    ip -n "$ns" link set "eth$((k - 1))" up || return 1
+  done
+  NC_BRIDGES_OF[$i]="${bridges[*]}"
+  NC_NODES+=("$i")
+  mkdir -p "$(nc_dir "$i")"
+  local d
+  d=$(nc_dir "$i")
+  : >"$d/config.extra"
+  cat >"$d/config.base" <<EOF
+node_name: n$i
+data_dir: $d/data
+run_dir: $d/run
+api_socket: $d/edged.sock
+runtime: light
+log_level: info
+EOF
+}
+
+nc_config() {
+  local i=$1 key=$2 value=$3 f
+  f=$(nc_dir "$i")/config.extra
+  grep -v -E "^$key:" "$f" >"$f.new" || true
+  echo "$key: $value" >>"$f.new"
+  mv "$f.new" "$f"
+}
+
+nc_write_config() {
+  local d base key
+  d=$(nc_dir "$1")
+  # An extra key replaces the base one of the same name.
+  : >"$d/config.yaml"
+  while IFS= read -r base; do
+    key=${base%%:*}
+    grep -q -E "^$key:" "$d/config.extra" || echo "$base" >>"$d/config.yaml"
+  done <"$d/config.base"
+  cat "$d/config.extra" >>"$d/config.yaml"
+}
+
+# nsenter joins only the network namespace; `ip netns exec` would also remount /sys,
+# which hides the cgroup hierarchies the light runtime checks for.
+nc_exec() {
+  local i=$1
+  shift
+  nsenter --net="/run/netns/$(nc_ns "$i")" "$@"
+}
+
+nc_hub() { nsenter --net="/run/netns/$NC_HUB" "$@"; }
+
+nc_spawn() {
+  local i=$1 log=$2 pid
+  shift 2
+  nsenter --net="/run/netns/$(nc_ns "$i")" "$@" >>"$log" 2>&1 </dev/null &
+  pid=$!
+  NC_SPAWNED[$pid]=$i
+  echo "$pid"
+}
+
+nc_start() {
+  local i=$1 d
+  d=$(nc_dir "$i")
+  if nc_running "$i"; then
+    nc_log "node $i: edged already runs (pid ${NC_PID[$i]})"
+    return 1
+  fi
+  nc_write_config "$i"
+  mkdir -p "$d/data" "$d/run"
+  echo "--- start $(date -u +%FT%T.%NZ)" >>"$d/edged.log"
+  NC_START_NS[$i]=$(nc_now_ns)
+  # Not through nc_spawn: a command substitution would make edged a grandchild, and
+  # nc_stop wants to `wait` for it.
+  nsenter --net="/run/netns/$(nc_ns "$i")" "$NC_BIN/edged" -c "$d/config.yaml" \
+    >>"$d/edged.log" 2>&1 </dev/null &
+  NC_PID[$i]=$!
+}
+
+nc_running() {
+  local pid=${NC_PID[$1]:-}
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+nc_stop() {
+  local i=$1 sig=${2:-TERM} pid=${NC_PID[$1]:-} tries=0
+  [ -n "$pid" ] || return 0
+  kill -"$sig" "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && ((tries < 50)); do
+    sleep 0.1
+    tries=$((tries + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    nc_log "node $i: edged (pid $pid) did not stop on SIG$sig within 5 s; killing it"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  unset "NC_PID[$i]"
+}
+
+nc_kill9() {
+  local i=$1 pid=${NC_PID[$1]:-}
+  if [ -z "$pid" ]; then
+    nc_log "node $i: edged is not running"
+    return 1
+  fi
+  NC_KILL_NS=$(nc_now_ns)
+  kill -9 "$pid"
+  wait "$pid" 2>/dev/null || true
+  unset "NC_PID[$i]"
+}
+
+nc_node_ports() {  # I [K] -> hub-side port names
+  local i=$1 k
+  for k in ${2:-${NC_BRIDGES_OF[$i]}}; do nc_port_name "$i" "$k"; done
+}
+
+nc_cut() {
+  local p
+  for p in $(nc_node_ports "$1" "${2:-}"); do ip -n "$NC_HUB" link set "$p" down || return 1; done
+}
+
+nc_restore() {
+  local p
+  for p in $(nc_node_ports "$1" "${2:-}"); do ip -n "$NC_HUB" link set "$p" up || return 1; done
+}
+
+nc_partition() {
+  local i
+  if ! ip -n "$NC_HUB" link show brp >/dev/null 2>&1; then
+    ip -n "$NC_HUB" link add brp type bridge mcast_snooping 0 stp_state 0 forward_delay 0 || return 1
+    ip -n "$NC_HUB" link set brp up
+  fi
+  for i in "$@"; do
+    ip -n "$NC_HUB" link set "$(nc_port_name "$i" 1)" master brp || return 1
+    NC_PARTITIONED+=("$i")
+  done
+}
+
+nc_heal() {
+  local i
+  for i in "${NC_PARTITIONED[@]}"; do
+    ip -n "$NC_HUB" link set "$(nc_port_name "$i" 1)" master br1 || return 1
+  done
+  NC_PARTITIONED=()
+}
+
+nc_edgectl() {
+  local i=$1
+  shift
+  "$NC_BIN/edgectl" --host "unix://$(nc_dir "$i")/edged.sock" "$@"
+}
+
+nc_json() { nc_edgectl "$1" cluster -o json; }
+
+nc_api() { curl -fsS -m 5 --unix-socket "$(nc_dir "$1")/edged.sock" "http://node$2"; }
+
+nc_events() { nc_api "$1" /api/v1/events; }
+
+nc_healthy() { nc_api "$1" /api/v1/healthz >/dev/null 2>&1; }
+
+nc_wait() {
+  local limit=$1 deadline
+  shift
+  deadline=$(($(date +%s%N) + limit * 1000000000))
+  until "$@" >/dev/null 2>&1; do
+    (($(date +%s%N) < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+nc_link_stats() {
+  # /sys shows the namespace that mounted it; `ip -s` reads the hub's own counters.
+  ip -n "$NC_HUB" -s -j link show type veth | python3 -c '
+import json, sys
+k = sys.argv[1]
+tot = [0, 0, 0, 0]
+for l in json.load(sys.stdin):
+    if k and not l["ifname"].endswith("b" + k):
+        continue
+    s = l["stats64"]
+    for j, v in enumerate((s["rx"]["packets"], s["rx"]["bytes"], s["tx"]["packets"], s["tx"]["bytes"])):
+        tot[j] += v
+print(*tot)' "${1:-}"
+}
+
+nc_cleanup() {
+  local i pid ns
+  [ -n "$NC_PREFIX" ] || return 0
+  for i in "${!NC_PID[@]}"; do kill -9 "${NC_PID[$i]}" 2>/dev/null || true; done
+  for pid in "${!NC_SPAWNED[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for i in "${!NC_PID[@]}"; do wait "${NC_PID[$i]}" 2>/dev/null || true; done
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NC_PREFIX-" || true); do
+    nc_delete_ns "$ns"
+  done
+  if [ -n "${NC_KEEP:-}" ]; then
+    nc_log "NC_KEEP set: logs kept in $NC_DIR"
+  else
+    nc_remove_dir "$NC_DIR"
+  fi
+  rm -rf "${NC_STATE_ROOT:?}/$NC_PREFIX"
+  NC_PID=()
+  NC_SPAWNED=()
+  NC_PREFIX=
+}
