@@ -20,6 +20,9 @@ packages=(
   dpkg-dev
   # peers and real components the tests and benchmarks drive
   docker.io runc iproute2 curl procps
+  # bench/discovery_bench.sh measures edged's discovery side by side with HashiCorp Serf;
+  # the cluster scripts read JSON views and events with python3
+  serf python3
 )
 
 missing=()
