@@ -24,8 +24,9 @@
 #                            api_socket, runtime light, log_level info
 #   nc_start I               starts edged in node I's namespace (returns at once; log in
 #                            $(nc_dir I)/edged.log); NC_START_NS[I] = launch time, ns
-#   nc_spawn I LOG CMD...    starts any program in node I's namespace, tracked and killed
-#                            by nc_cleanup; prints its pid
+#   nc_spawn I LOG CMD...    starts any program in node I's namespace, in the background
+#                            (output to LOG); NC_SPAWN_PID = its pid. nc_cleanup kills it
+#                            and everything else in the run's namespaces
 #   nc_stop I [SIGNAL]       signals node I's edged (TERM) and waits (5 s, then KILL)
 #   nc_kill9 I               kill -9; NC_KILL_NS = time of the kill, ns since epoch
 #   nc_running I             edged of node I is alive
@@ -58,6 +59,7 @@ NC_HUB=
 declare -gA NC_PID=() NC_START_NS=() NC_BRIDGES_OF=() NC_SPAWNED=()
 declare -ga NC_NODES=() NC_PARTITIONED=()
 NC_KILL_NS=
+NC_SPAWN_PID=
 
 nc_log() { echo "[netns-cluster] $*" >&2; }
 
@@ -86,7 +88,15 @@ nc_init() {
   echo "$NC_DIR" >"$NC_STATE_ROOT/$NC_PREFIX/dir"
   NC_HUB=$NC_PREFIX-hub
   ip netns add "$NC_HUB" || return 1
+  nc_no_ipv6 "$NC_HUB"
   ip -n "$NC_HUB" link set lo up
+}
+
+# Only 198.18.0.0/15 and loopback may appear on the links: no IPv6 link-local addresses
+# (and no router solicitations or MLD reports adding noise to the byte counts).
+nc_no_ipv6() {
+  nsenter --net="/run/netns/$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+    net.ipv6.conf.default.disable_ipv6=1 >/dev/null
 }
 
 # Deletes what runs whose owner is gone left behind: processes in their namespaces,
@@ -164,6 +174,7 @@ nc_add_node() {
   [ ${#bridges[@]} -gt 0 ] || bridges=(1)
   ns=$(nc_ns "$i")
   ip netns add "$ns" || return 1
+  nc_no_ipv6 "$ns"
   ip -n "$ns" link set lo up
   for k in "${bridges[@]}"; do
     ip -n "$NC_HUB" link show "br$k" >/dev/null 2>&1 || nc_add_bridge "$k" || return 1
@@ -219,12 +230,11 @@ nc_exec() {
 nc_hub() { nsenter --net="/run/netns/$NC_HUB" "$@"; }
 
 nc_spawn() {
-  local i=$1 log=$2 pid
+  local i=$1 log=$2
   shift 2
   nsenter --net="/run/netns/$(nc_ns "$i")" "$@" >>"$log" 2>&1 </dev/null &
-  pid=$!
-  NC_SPAWNED[$pid]=$i
-  echo "$pid"
+  NC_SPAWN_PID=$!
+  NC_SPAWNED[$NC_SPAWN_PID]=$i
 }
 
 nc_start() {
@@ -358,6 +368,7 @@ nc_cleanup() {
   for i in "${!NC_PID[@]}"; do kill -9 "${NC_PID[$i]}" 2>/dev/null || true; done
   for pid in "${!NC_SPAWNED[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for i in "${!NC_PID[@]}"; do wait "${NC_PID[$i]}" 2>/dev/null || true; done
+  for pid in "${!NC_SPAWNED[@]}"; do wait "$pid" 2>/dev/null || true; done
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NC_PREFIX-" || true); do
     nc_delete_ns "$ns"
   done

@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# Discovery benchmark: N edged nodes against N HashiCorp Serf agents, on the same
+# topology (one namespace per host on a bridge, tests/integration/lib/netns_cluster.sh)
+# and in the same run.
+#
+#   bench/discovery_bench.sh [--sizes 5,20,50] [--quick] [--window SECONDS] [--keep]
+#                            [--only edged|serf]
+#   (root; EDGE_BUILD_DIR=build; Debian's `serf`, else the Serf half is skipped)
+#
+# For each N:
+#  convergence  edged: all N started at once; per node, the time of the last
+#               cluster.supernode / cluster.member_joined event its final view needed
+#               (event timestamps, same host clock); the worst node, from the start.
+#               serf: agent 1 started and answering, then the N-1 others started with
+#               `-join <agent 1>` as a user would; per agent, when its log showed the last
+#               of the N members (EventMemberJoin, lines stamped on arrival); from the
+#               start of the N-1 (agent 1's own start-up is not counted, in Serf's
+#               favour). The event handler's time (member-join) is shown too: Serf
+#               coalesces member events for a quiet second before running handlers.
+#  failover     edged: kill -9 of the supernode; until every other node has a
+#               cluster.supernode event for the new one. serf: kill -9 of agent 1; until
+#               every other agent logged EventMemberFailed for it (handler time shown too).
+#  per join     with N-1 converged and quiet, the packets and bytes the nodes put on the
+#               wire (rx of the hub-side veths) over a baseline window, then over the
+#               join of node N until all N agree; per join = delta - baseline rate x
+#               duration. `msgs` is edged's own messages_sent counter, summed.
+# Prints a table and `ratio <what>_<N> <edged/serf>` lines (below 1: edged is better).
+# Every wait is bounded; everything is cleaned up on exit (also after a kill: the next
+# run sweeps the leftovers).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${EDGE_BUILD_DIR:-$ROOT/build}
+export NC_BIN=$BUILD/bin
+SIZES=5,20,50
+WINDOW=4
+QUIET=2
+ONLY=both
+while [ $# -gt 0 ]; do
+  case $1 in
+    --sizes) SIZES=$2; shift 2 ;;
+    --quick) SIZES=5; WINDOW=2; shift ;;
+    --window) WINDOW=$2; shift 2 ;;
+    --keep) export NC_KEEP=1; shift ;;
+    --only) ONLY=$2; shift 2 ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "discovery_bench: unknown argument '$1' (allowed: --sizes N,N,... --quick --window S --keep --only edged|serf)" >&2; exit 2 ;;
+  esac
+done
+IFS=, read -r -a NS <<<"$SIZES"
+MAXN=0
+for n in "${NS[@]}"; do
+  if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 2 || n > 200)); then
+    echo "discovery_bench: --sizes: '$n' is not a node count in 2..200" >&2
+    exit 2
+  fi
+  ((n > MAXN)) && MAXN=$n
+done
+if [ "$(id -u)" -ne 0 ]; then
+  echo "discovery_bench: needs root (network namespaces)" >&2
+  exit 2
+fi
+case $ONLY in both | edged | serf) ;; *) echo "discovery_bench: --only $ONLY: allowed edged, serf" >&2; exit 2 ;; esac
+for b in edged edgectl; do
+  [ "$ONLY" = serf ] || [ -x "$NC_BIN/$b" ] || { echo "discovery_bench: $NC_BIN/$b not built" >&2; exit 2; }
+done
+HAVE_SERF=1
+command -v serf >/dev/null || { HAVE_SERF=0; echo "discovery_bench: serf not installed (scripts/install-deps.sh); Serf half skipped" >&2; }
+
+# shellcheck source=../tests/integration/lib/netns_cluster.sh
+. "$ROOT/tests/integration/lib/netns_cluster.sh"
+VIEW=(python3 "$ROOT/tests/integration/lib/cluster_view.py")
+nc_init discovery-bench || exit 2
+trap nc_cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+now() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+
+log "topology: $MAXN nodes on one bridge ($NC_DIR)"
+for i in $(seq "$MAXN"); do nc_add_node "$i" || exit 2; done
+
+declare -A R=()
+VD=$NC_DIR/views
+
+# ---------------------------------------------------------------- edged
+
+snapshot() {  # WHAT(json|events|both) I...
+  local what=$1 i pids=()
+  shift
+  mkdir -p "$VD"
+  for i in "$@"; do
+    if [ "$what" != events ]; then
+      nc_json "$i" >"$VD/$i.json" 2>/dev/null &
+      pids+=($!)
+    fi
+    if [ "$what" != json ]; then
+      nc_events "$i" >"$VD/$i.events" 2>/dev/null &
+      pids+=($!)
+    fi
+  done
+  wait "${pids[@]}" 2>/dev/null
+}
+
+edged_agree() {  # N I...
+  local n=$1
+  shift
+  snapshot json "$@"
+  "${VIEW[@]}" agree "$VD" eth0 "$n" "$@" >"$VD/agree.out" 2>&1
+}
+
+edged_wait_agree() {  # TIMEOUT N I...
+  local limit=$1 deadline
+  shift
+  deadline=$(($(now) + limit * 1000000000))
+  until edged_agree "$@"; do
+    if (($(now) > deadline)); then
+      log "edged: no agreement after ${limit}s: $(cat "$VD/agree.out")"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+edged_fresh() {  # I...: no state from an earlier phase
+  local i
+  for i in "$@"; do rm -rf "$(nc_dir "$i")/data" "$(nc_dir "$i")/edged.log"; done
+  rm -rf "$VD"
+}
+
+edged_stop_all() {
+  local i
+  for i in "${!NC_PID[@]}"; do kill -TERM "${NC_PID[$i]}" 2>/dev/null; done
+  for i in "${!NC_PID[@]}"; do nc_stop "$i"; done
+}
+
+supernode_index() {  # from node I's saved view
+  python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+c = [c for c in v["clusters"] if c["interface"] == "eth0"][0]
+print(next(m["name"] for m in c["members"] if m["node_id"] == c["supernode_id"]).lstrip("n"))' "$VD/$1.json"
+}
+
+edged_convergence() {  # N
+  local n=$1 t0 tseen all sup rest
+  all=$(seq "$n")
+  edged_fresh $all
+  log "edged N=$n: starting $n nodes at once"
+  t0=$(now)
+  for i in $all; do nc_start "$i"; done
+  if ! edged_wait_agree 90 "$n" $all; then
+    R[edged_conv_$n]=fail
+    edged_stop_all
+    return 1
+  fi
+  tseen=$(now)
+  snapshot events $all
+  R[edged_conv_$n]=$("${VIEW[@]}" converge "$VD" eth0 "$t0" $all 2>"$VD/converge.err") ||
+    log "edged N=$n: convergence from events incomplete: $(cat "$VD/converge.err")"
+  R[edged_conv_poll_$n]=$(secs "$t0" "$tseen")
+  log "edged N=$n: converged in ${R[edged_conv_$n]}s by events (seen by polling at ${R[edged_conv_poll_$n]}s): $(cat "$VD/agree.out")"
+
+  sup=$(supernode_index 1)
+  rest=$(for i in $all; do [ "$i" = "$sup" ] || echo "$i"; done)
+  sleep 1
+  log "edged N=$n: kill -9 of the supernode n$sup"
+  nc_kill9 "$sup"
+  if edged_wait_agree 30 $((n - 1)) $rest; then
+    snapshot events $rest
+    R[edged_fail_$n]=$("${VIEW[@]}" failover "$VD" eth0 "$NC_KILL_NS" $rest 2>"$VD/failover.err") ||
+      log "edged N=$n: failover from events incomplete: $(cat "$VD/failover.err")"
+    R[edged_fail_poll_$n]=$(secs "$NC_KILL_NS" "$(now)")
+    log "edged N=$n: new supernode everywhere after ${R[edged_fail_$n]}s: $(cat "$VD/agree.out")"
+  else
+    R[edged_fail_$n]=fail
+  fi
+  edged_stop_all
+}
+
+edged_join_cost() {  # N
+  local n=$1 m=$(($1 - 1)) first s0 s1 s2 t1 t2 c1 c2
+  first=$(seq "$m")
+  edged_fresh $(seq "$n")
+  for i in $first; do nc_start "$i"; done
+  if ! edged_wait_agree 90 "$m" $first; then
+    R[edged_pkts_$n]=fail
+    R[edged_bytes_$n]=fail
+    edged_stop_all
+    return 1
+  fi
+  sleep "$QUIET"
+  read -r -a s0 <<<"$(nc_link_stats 1)"
+  sleep "$WINDOW"
+  read -r -a s1 <<<"$(nc_link_stats 1)"
+  snapshot json $first
+  c1=$("${VIEW[@]}" counters "$VD" eth0 $first)
+  t1=$(now)
+  nc_start "$n"
+  if ! edged_wait_agree 30 "$n" $(seq "$n"); then
+    R[edged_pkts_$n]=fail
+    R[edged_bytes_$n]=fail
+    edged_stop_all
+    return 1
+  fi
+  t2=$(now)
+  read -r -a s2 <<<"$(nc_link_stats 1)"
+  c2=$("${VIEW[@]}" counters "$VD" eth0 $(seq "$n"))
+  per_join edged "$n" "${s0[*]}" "${s1[*]}" "${s2[*]}" "$t1" "$t2"
+  R[edged_msgs_$n]=$(python3 -c '
+import sys
+def kv(s): return {k: int(v) for k, v in (p.split("=") for p in s.split())}
+a, b = kv(sys.argv[1]), kv(sys.argv[2])
+print(b.get("messages_sent", 0) - a.get("messages_sent", 0))' "$c1" "$c2")
+  edged_stop_all
+}
+
+per_join() {  # WHO N "s0" "s1" "s2" T1 T2: baseline s0->s1 over WINDOW, join s1->s2 over T1..T2
+  local who=$1 n=$2 out
+  out=$(awk -v a="$3" -v b="$4" -v c="$5" -v w="$WINDOW" -v t1="$6" -v t2="$7" 'BEGIN {
+    split(a, s0); split(b, s1); split(c, s2); d = (t2 - t1) / 1e9
+    p = (s2[1] - s1[1]) - (s1[1] - s0[1]) / w * d
+    y = (s2[2] - s1[2]) - (s1[2] - s0[2]) / w * d
+    printf "%.0f %.0f %.1f %.0f %.3f", p, y, (s1[1] - s0[1]) / w, (s1[2] - s0[2]) / w, d }')
+  read -r R[${who}_pkts_$n] R[${who}_bytes_$n] R[${who}_base_pps_$n] R[${who}_base_bps_$n] R[${who}_join_s_$n] <<<"$out"
+  log "$who N=$n: join of node $n: ${R[${who}_pkts_$n]} packets, ${R[${who}_bytes_$n]} bytes over ${R[${who}_join_s_$n]}s (baseline ${R[${who}_base_pps_$n]} pkt/s, ${R[${who}_base_bps_$n]} B/s)"
+}
+
+# ---------------------------------------------------------------- serf
+
+SERF_HANDLER=$NC_DIR/serf-handler.sh
+SERF_STAMP=$NC_DIR/serf-stamp.sh
+cat >"$SERF_HANDLER" <<'EOF'
+#!/bin/sh
+# Serf event handler: "<epoch ns> <event> <members>" appended to the file in $1.
+m=$(cut -f1 | tr '\n' ' ')
+echo "$(date +%s%N) $SERF_EVENT $m" >>"$1"
+EOF
+cat >"$SERF_STAMP" <<'EOF'
+#!/usr/bin/env bash
+# Prefixes each line with the time it arrived, microseconds since the epoch.
+while IFS= read -r l; do printf '%s %s\n' "${EPOCHREALTIME/./}" "$l"; done
+EOF
+chmod +x "$SERF_HANDLER" "$SERF_STAMP"
+
+serf_start() {  # I [serf agent args...]
+  local i=$1 d
+  shift
+  d=$(nc_dir "$i")
+  nc_spawn "$i" "$d/serf.log" bash -c '"$@" 2>&1 | "'"$SERF_STAMP"'"' _ \
+    serf agent -node "n$i" -bind "$(nc_addr "$i"):7946" -rpc-addr 127.0.0.1:7373 \
+    -event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events" "$@"
+}
+
+serf_pid() {  # I -> pid of node I's serf agent
+  local p
+  for p in $(ip netns pids "$(nc_ns "$1")"); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = serf ] && echo "$p"
+  done
+}
+
+serf_stop_all() {
+  local i p
+  for i in $(seq "$MAXN"); do
+    for p in $(serf_pid "$i"); do kill -9 "$p" 2>/dev/null; done
+  done
+  for p in "${!NC_SPAWNED[@]}"; do
+    kill -9 "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    unset "NC_SPAWNED[$p]"
+  done
+}
+
+serf_fresh() {
+  local i
+  for i in $(seq "$MAXN"); do rm -f "$(nc_dir "$i")/serf.log" "$(nc_dir "$i")/serf.events"; done
+}
+
+# serf_view joined N T0 I... | failed NAME T0 I...: from the stamped logs and the
+# handler files, the worst agent's time since T0 ("log handler"); exit 1 while some
+# agent has not seen it yet.
+serf_view() {
+  python3 - "$NC_DIR" "$@" <<'EOF'
+import re, sys
+d, cmd = sys.argv[1], sys.argv[2]
+def log_lines(i):
+    try:
+        for l in open(f"{d}/n{i}/serf.log"):
+            p = l.split(" ", 1)
+            if len(p) == 2 and p[0].isdigit():
+                yield int(p[0]) * 1000, p[1]
+    except OSError:
+        return
+def handler_lines(i):
+    try:
+        for l in open(f"{d}/n{i}/serf.events"):
+            p = l.split()
+            if len(p) >= 2 and p[0].isdigit():
+                yield int(p[0]), p[1], p[2:]
+    except OSError:
+        return
+if cmd == "joined":
+    n, t0, nodes = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+    worst_log = worst_h = 0
+    for i in nodes:
+        seen, t_log = set(), None
+        for t, l in log_lines(i):
+            m = re.search(r"EventMemberJoin: (\S+)", l)
+            if m:
+                seen.add(m.group(1))
+                if len(seen) == n and t_log is None:
+                    t_log = t
+        seen, t_h = set(), None
+        for t, ev, names in handler_lines(i):
+            if ev == "member-join":
+                seen.update(names)
+                if len(seen) == n and t_h is None:
+                    t_h = t
+        if t_log is None or t_h is None:
+            sys.exit(1)
+        worst_log, worst_h = max(worst_log, t_log - t0), max(worst_h, t_h - t0)
+    print(f"{worst_log / 1e9:.3f} {worst_h / 1e9:.3f}")
+elif cmd == "failed":
+    name, t0, nodes = sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+    worst_log = worst_h = 0
+    for i in nodes:
+        t_log = next((t for t, l in log_lines(i) if t >= t0 and f"EventMemberFailed: {name} " in l), None)
+        t_h = next((t for t, ev, names in handler_lines(i) if t >= t0 and ev == "member-failed" and name in names), None)
+        if t_log is None or t_h is None:
+            sys.exit(1)
+        worst_log, worst_h = max(worst_log, t_log - t0), max(worst_h, t_h - t0)
+    print(f"{worst_log / 1e9:.3f} {worst_h / 1e9:.3f}")
+EOF
+}
+
+serf_wait() {  # TIMEOUT serf_view-args...
+  local limit=$1 deadline
+  shift
+  deadline=$(($(now) + limit * 1000000000))
+  until serf_view "$@" >"$NC_DIR/serf_view.out" 2>/dev/null; do
+    (($(now) > deadline)) && return 1
+    sleep 0.3
+  done
+  cat "$NC_DIR/serf_view.out"
+}
+
+serf_first_up() {
+  serf_start 1
+  nc_wait 10 nc_exec 1 serf members -rpc-addr 127.0.0.1:7373
+}
+
+serf_convergence() {  # N
+  local n=$1 t0 out rest
+  serf_fresh
+  log "serf N=$n: agent 1, then $((n - 1)) agents with -join $(nc_addr 1)"
+  serf_first_up || { log "serf: agent 1 did not start: $(tail -5 "$(nc_dir 1)/serf.log")"; return 1; }
+  t0=$(now)
+  for i in $(seq 2 "$n"); do serf_start "$i" -join "$(nc_addr 1)"; done
+  if out=$(serf_wait 90 joined "$n" "$t0" $(seq "$n")); then
+    read -r R[serf_conv_$n] R[serf_conv_h_$n] <<<"$out"
+    log "serf N=$n: every agent saw $n members after ${R[serf_conv_$n]}s (handler: ${R[serf_conv_h_$n]}s)"
+  else
+    R[serf_conv_$n]=fail
+    serf_stop_all
+    return 1
+  fi
+  sleep 1
+  rest=$(seq 2 "$n")
+  log "serf N=$n: kill -9 of agent n1"
+  t0=$(now)
+  kill -9 $(serf_pid 1)
+  if out=$(serf_wait 60 failed n1 "$t0" $rest); then
+    read -r R[serf_fail_$n] R[serf_fail_h_$n] <<<"$out"
+    log "serf N=$n: every agent marked n1 failed after ${R[serf_fail_$n]}s (handler: ${R[serf_fail_h_$n]}s)"
+  else
+    R[serf_fail_$n]=fail
+  fi
+  serf_stop_all
+}
+
+serf_join_cost() {  # N
+  local n=$1 m=$(($1 - 1)) s0 s1 s2 t1 t2
+  serf_fresh
+  serf_first_up || return 1
+  t1=$(now)
+  for i in $(seq 2 "$m"); do serf_start "$i" -join "$(nc_addr 1)"; done
+  if ! serf_wait 90 joined "$m" "$t1" $(seq "$m") >/dev/null; then
+    R[serf_pkts_$n]=fail
+    R[serf_bytes_$n]=fail
+    serf_stop_all
+    return 1
+  fi
+  sleep "$QUIET"
+  read -r -a s0 <<<"$(nc_link_stats 1)"
+  sleep "$WINDOW"
+  read -r -a s1 <<<"$(nc_link_stats 1)"
+  t1=$(now)
+  serf_start "$n" -join "$(nc_addr 1)"
+  if ! serf_wait 30 joined "$n" "$t1" $(seq "$n") >/dev/null; then
+    R[serf_pkts_$n]=fail
+    R[serf_bytes_$n]=fail
+    serf_stop_all
+    return 1
+  fi
+  t2=$(now)
+  read -r -a s2 <<<"$(nc_link_stats 1)"
+  per_join serf "$n" "${s0[*]}" "${s1[*]}" "${s2[*]}" "$t1" "$t2"
+  serf_stop_all
+}
+
+# ---------------------------------------------------------------- run
+
+for n in "${NS[@]}"; do
+  if [ "$ONLY" != serf ]; then
+    edged_convergence "$n"
+    edged_join_cost "$n"
+  fi
+  if ((HAVE_SERF)) && [ "$ONLY" != edged ]; then
+    serf_convergence "$n"
+    serf_join_cost "$n"
+  fi
+done
+
+ratio() {  # A B -> A/B, or - when either is missing
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b; else printf "-" }'
+}
+
+echo
+printf '%-5s %-22s %12s %12s %8s   %s\n' N metric edged serf ratio "notes"
+for n in "${NS[@]}"; do
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" convergence_s "${R[edged_conv_$n]:--}" "${R[serf_conv_$n]:--}" \
+    "$(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")" \
+    "edged seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s"
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_s "${R[edged_fail_$n]:--}" "${R[serf_fail_$n]:--}" \
+    "$(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")" \
+    "edged seen by polling ${R[edged_fail_poll_$n]:--}s; serf handler ${R[serf_fail_h_$n]:--}s"
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" packets_per_join "${R[edged_pkts_$n]:--}" "${R[serf_pkts_$n]:--}" \
+    "$(ratio "${R[edged_pkts_$n]:-}" "${R[serf_pkts_$n]:-}")" \
+    "baseline pkt/s edged ${R[edged_base_pps_$n]:--} serf ${R[serf_base_pps_$n]:--}; edged msgs ${R[edged_msgs_$n]:--}"
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" bytes_per_join "${R[edged_bytes_$n]:--}" "${R[serf_bytes_$n]:--}" \
+    "$(ratio "${R[edged_bytes_$n]:-}" "${R[serf_bytes_$n]:-}")" \
+    "baseline B/s edged ${R[edged_base_bps_$n]:--} serf ${R[serf_base_bps_$n]:--}; join window edged ${R[edged_join_s_$n]:--}s serf ${R[serf_join_s_$n]:--}s"
+done
+echo
+for n in "${NS[@]}"; do
+  echo "ratio convergence_$n $(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")"
+  echo "ratio failover_$n $(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")"
+  echo "ratio bytes_per_join_$n $(ratio "${R[edged_bytes_$n]:-}" "${R[serf_bytes_$n]:-}")"
+  echo "ratio packets_per_join_$n $(ratio "${R[edged_pkts_$n]:-}" "${R[serf_pkts_$n]:-}")"
+done
