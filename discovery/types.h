@@ -109,7 +109,9 @@ struct ClusterSnapshot {
   std::vector<ClusterView> clusters;
 };
 
+// The API form (docs/api.md); `now_unix` (default: time(nullptr)) gives members' uptime.
 nlohmann::json snapshotToJson(const ClusterSnapshot& s);
+nlohmann::json snapshotToJson(const ClusterSnapshot& s, int64_t now_unix);
 nlohmann::json memberToJson(const Member& m, int64_t now_unix);
 
 }  // namespace edge::discovery
