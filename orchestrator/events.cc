@@ -13,16 +13,26 @@ int64_t EventLog::append(std::string type, std::string service, std::string inst
       .kv("service", service)
       .kv("instance", instance)
       .kv("detail", message);
+  return add(NodeEvent{.type = std::move(type),
+                       .service = std::move(service),
+                       .instance = std::move(instance),
+                       .message = std::move(message)});
+}
+
+int64_t EventLog::appendNode(std::string type, std::string node, std::string message) {
+  LOG_INFO("event").kv("type", type).kv("node", node).kv("detail", message);
+  return add(
+      NodeEvent{.type = std::move(type), .node = std::move(node), .message = std::move(message)});
+}
+
+int64_t EventLog::add(NodeEvent e) {
   int64_t seq;
   {
     std::lock_guard<std::mutex> lock(mu_);
     seq = ++last_seq_;
-    events_.push_back(NodeEvent{.seq = seq,
-                                .time = clock_.wallNow(),
-                                .type = std::move(type),
-                                .service = std::move(service),
-                                .instance = std::move(instance),
-                                .message = std::move(message)});
+    e.seq = seq;
+    e.time = clock_.wallNow();
+    events_.push_back(std::move(e));
     while (events_.size() > capacity_) events_.pop_front();
   }
   cv_.notify_all();

@@ -26,6 +26,7 @@ struct NodeEvent {
   std::string type;  // "instance.started", ... (docs/api.md lists them)
   std::string service;
   std::string instance;
+  std::string node;  // the node concerned by a cluster.* event; "" for the others
   std::string message;
 };
 
@@ -35,6 +36,8 @@ class EventLog {
 
   // Appends and logs one line at info level. Returns the new event's seq.
   int64_t append(std::string type, std::string service, std::string instance, std::string message);
+  // An event about another node (cluster.*): `node` is its node id.
+  int64_t appendNode(std::string type, std::string node, std::string message);
 
   // Events with seq > `after`, oldest first, at most `limit`; only those of `service`
   // when it is not empty.
@@ -50,6 +53,8 @@ class EventLog {
   void close();
 
  private:
+  int64_t add(NodeEvent e);
+
   Clock& clock_;
   const size_t capacity_;
   mutable std::mutex mu_;
