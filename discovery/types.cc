@@ -2,9 +2,11 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <ctime>
 #include <limits>
 #include <string_view>
+#include <tuple>
 
 namespace edge::discovery {
 namespace {
@@ -416,6 +418,64 @@ nlohmann::json snapshotToJson(const ClusterSnapshot& s, int64_t now_unix) {
               {"node_name", s.node_name},
               {"enabled", s.enabled},
               {"clusters", std::move(clusters)}};
+}
+
+Result<nlohmann::json> nodesToJson(const ClusterSnapshot& s, const NodesQuery& q,
+                                   int64_t now_unix) {
+  if (q.scope == "proximity")
+    return Status::invalidArgument(
+        "scope=proximity is not supported: nodes report no location yet");
+  if (q.scope != "network" && q.scope != "account")
+    return Status::invalidArgument("scope: expected one of network, account; got " +
+                                   shownText(q.scope));
+  std::string account = q.account;
+  if (q.scope == "account" && account.empty()) {
+    for (const auto& c : s.clusters)
+      for (const auto& m : c.members)
+        if (m.profile.node_id == s.node_id && !m.profile.account_id.empty())
+          account = m.profile.account_id;
+    if (account.empty())
+      return Status::invalidArgument(
+          "scope=account needs an account id: configure account_id or pass account=");
+  }
+  if (!q.interface.empty()) {
+    bool known = false;
+    std::string names;
+    for (const auto& c : s.clusters) {
+      known = known || c.interface == q.interface;
+      names += (names.empty() ? "" : ", ") + c.interface;
+    }
+    if (!known)
+      return Status::notFound("no cluster on interface " + shownText(q.interface) +
+                              (names.empty() ? std::string(" (this node is in no cluster)")
+                                             : " (clusters on: " + names + ")"));
+  }
+  // One entry per node: a host on two links shows up once, with both clusters.
+  std::map<std::string, std::pair<const Member*, std::vector<std::string>>> seen;
+  std::vector<std::string> order;
+  for (const auto& c : s.clusters) {
+    if (!q.interface.empty() && c.interface != q.interface) continue;
+    for (const auto& m : c.members) {
+      if (q.scope == "account" && m.profile.account_id != account) continue;
+      auto [it, inserted] = seen.try_emplace(m.profile.node_id, &m, std::vector<std::string>{});
+      if (inserted) order.push_back(m.profile.node_id);
+      it->second.second.push_back(c.cluster_id);
+    }
+  }
+  std::sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+    const auto& pa = seen[a].first->profile;
+    const auto& pb = seen[b].first->profile;
+    return std::tie(pa.name, pa.node_id) < std::tie(pb.name, pb.node_id);
+  });
+  json nodes = json::array();
+  for (const auto& id : order) {
+    json m = memberToJson(*seen[id].first, now_unix);
+    m["clusters"] = seen[id].second;
+    nodes.push_back(std::move(m));
+  }
+  json out{{"scope", q.scope}, {"enabled", s.enabled}, {"nodes", std::move(nodes)}};
+  if (q.scope == "account") out["account"] = account;
+  return out;
 }
 
 nlohmann::json snapshotToJson(const ClusterSnapshot& s) {

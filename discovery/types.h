@@ -49,8 +49,8 @@ struct NodeProfile {
   std::string endpoint;        // "198.18.0.2:8083": where peers reach this node over TCP
   std::string public_address;  // configured, "" = unknown
   std::vector<std::string> services;
-  std::string account_id;          // "" = none configured
-  std::string signature;           // Ed25519 over canonical JSON without it (64 bytes raw)
+  std::string account_id;  // "" = none configured
+  std::string signature;   // Ed25519 over canonical JSON without it (64 bytes raw)
 };
 
 nlohmann::json profileToJson(const NodeProfile& p);
@@ -113,5 +113,16 @@ struct ClusterSnapshot {
 nlohmann::json snapshotToJson(const ClusterSnapshot& s);
 nlohmann::json snapshotToJson(const ClusterSnapshot& s, int64_t now_unix);
 nlohmann::json memberToJson(const Member& m, int64_t now_unix);
+
+// GET /api/v1/nodes: the members of this node's clusters within a scope, one entry per
+// node (memberToJson plus "clusters": the ids of the clusters it was seen in).
+struct NodesQuery {
+  std::string scope = "network";  // "network" | "account"
+  std::string interface;          // "" = every cluster
+  std::string account;            // scope=account; "" = this node's own account id
+};
+// kInvalidArgument for an unknown scope (naming the allowed ones) or an account scope
+// without an account id; kNotFound for an interface this node has no cluster on.
+Result<nlohmann::json> nodesToJson(const ClusterSnapshot& s, const NodesQuery& q, int64_t now_unix);
 
 }  // namespace edge::discovery

@@ -406,5 +406,97 @@ TEST(SnapshotJsonTest, DisabledDiscoveryHasNoClusters) {
       (json{{"node_id", ""}, {"node_name", ""}, {"enabled", false}, {"clusters", json::array()}}));
 }
 
+// Two clusters (a host on two links); node-b is in both, node-c only on eth1.
+ClusterSnapshot twoClusters() {
+  auto member = [](std::string id, std::string name, std::string account) {
+    Member m = sampleMember();
+    m.profile.node_id = std::move(id);
+    m.profile.name = std::move(name);
+    m.profile.account_id = std::move(account);
+    m.roles = {};
+    return m;
+  };
+  ClusterSnapshot s;
+  s.node_id = "000000000000000a";
+  s.node_name = "node-a";
+  s.enabled = true;
+  ClusterView eth0;
+  eth0.interface = "eth0";
+  eth0.cluster_id = "198.18.0.0/24";
+  eth0.members = {member("000000000000000b", "node-b", "acme"),
+                  member("000000000000000a", "node-a", "acme")};
+  ClusterView eth1;
+  eth1.interface = "eth1";
+  eth1.cluster_id = "198.19.0.0/24";
+  eth1.members = {member("000000000000000c", "node-c", "other"),
+                  member("000000000000000b", "node-b", "acme"),
+                  member("000000000000000a", "node-a", "acme")};
+  s.clusters = {eth0, eth1};
+  return s;
+}
+
+std::vector<std::string> namesOf(const json& answer) {
+  std::vector<std::string> out;
+  for (const auto& n : answer["nodes"]) out.push_back(n["name"]);
+  return out;
+}
+
+TEST(NodesJsonTest, NetworkScopeListsEachNodeOnceWithItsClusters) {
+  auto r = nodesToJson(twoClusters(), {}, 1'800'000'100);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ((*r)["scope"], "network");
+  EXPECT_EQ(namesOf(*r), (std::vector<std::string>{"node-a", "node-b", "node-c"}));
+  EXPECT_EQ((*r)["nodes"][1]["clusters"], json::array({"198.18.0.0/24", "198.19.0.0/24"}));
+  EXPECT_EQ((*r)["nodes"][2]["clusters"], json::array({"198.19.0.0/24"}));
+  EXPECT_EQ((*r)["nodes"][0]["uptime_seconds"], 100);
+  EXPECT_FALSE((*r)["nodes"][0]["profile"].contains("signature"));
+}
+
+TEST(NodesJsonTest, InterfaceNarrowsToOneCluster) {
+  auto r = nodesToJson(twoClusters(), {.interface = "eth0"}, 0);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(namesOf(*r), (std::vector<std::string>{"node-a", "node-b"}));
+  EXPECT_EQ((*r)["nodes"][1]["clusters"], json::array({"198.18.0.0/24"}));
+  auto missing = nodesToJson(twoClusters(), {.interface = "wlan0"}, 0);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(),
+            "no cluster on interface \"wlan0\" (clusters on: eth0, eth1)");
+}
+
+TEST(NodesJsonTest, AccountScopeDefaultsToThisNodesAccount) {
+  auto r = nodesToJson(twoClusters(), {.scope = "account"}, 0);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ((*r)["account"], "acme");
+  EXPECT_EQ(namesOf(*r), (std::vector<std::string>{"node-a", "node-b"}));
+  auto other = nodesToJson(twoClusters(), {.scope = "account", .account = "other"}, 0);
+  ASSERT_TRUE(other.isOk());
+  EXPECT_EQ(namesOf(*other), (std::vector<std::string>{"node-c"}));
+}
+
+TEST(NodesJsonTest, AccountScopeWithoutAnyAccountIsA400) {
+  ClusterSnapshot s = twoClusters();
+  for (auto& c : s.clusters)
+    for (auto& m : c.members) m.profile.account_id.clear();
+  auto r = nodesToJson(s, {.scope = "account"}, 0);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            "scope=account needs an account id: configure account_id or pass account=");
+}
+
+TEST(NodesJsonTest, UnknownAndUnsupportedScopes) {
+  auto r = nodesToJson(twoClusters(), {.scope = "planet"}, 0);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "scope: expected one of network, account; got \"planet\"");
+  auto p = nodesToJson(twoClusters(), {.scope = "proximity"}, 0);
+  EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.status().message(), "scope=proximity is not supported: nodes report no location yet");
+}
+
+TEST(NodesJsonTest, DisabledDiscoveryListsNoNodes) {
+  auto r = nodesToJson(ClusterSnapshot{}, {}, 0);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(*r, (json{{"scope", "network"}, {"enabled", false}, {"nodes", json::array()}}));
+}
+
 }  // namespace
 }  // namespace edge::discovery
