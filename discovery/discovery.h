@@ -46,8 +46,8 @@ struct DiscoveryOptions {
 
 // type: "cluster.joined", "cluster.member_joined", "cluster.member_left",
 // "cluster.supernode", "cluster.blacklisted", "cluster.role"; node: the node concerned.
-using EventSink =
-    std::function<void(const std::string& type, const std::string& node, const std::string& message)>;
+using EventSink = std::function<void(const std::string& type, const std::string& node,
+                                     const std::string& message)>;
 
 class Discovery {
  public:
