@@ -170,6 +170,48 @@ int64_t residentBytes() {
   return resident * ::sysconf(_SC_PAGESIZE);
 }
 
+int64_t unixSeconds(WallTime t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+// One series per cluster (a host on two links is in two), labelled by cluster and link.
+template <typename Header>
+void clusterMetrics(const discovery::ClusterSnapshot& snap, Header&& header, std::string& out) {
+  auto labels = [](const discovery::ClusterView& c) {
+    return "cluster=\"" + escapeLabel(c.cluster_id) + "\",interface=\"" + escapeLabel(c.interface) +
+           "\"";
+  };
+  auto series = [&](const char* name, const char* help, const char* type, auto value) {
+    header(name, help, type);
+    for (const auto& c : snap.clusters)
+      out += std::string(name) + "{" + labels(c) + "} " + std::to_string(value(c)) + "\n";
+  };
+  using View = discovery::ClusterView;
+  series("edged_cluster_members", "Members of each cluster this node is in, itself included.",
+         "gauge", [](const View& c) { return c.members.size(); });
+  series("edged_cluster_is_supernode", "1 when this node is the cluster's supernode.", "gauge",
+         [&](const View& c) { return c.supernode_id == snap.node_id ? 1 : 0; });
+  series("edged_cluster_version", "Membership version of each cluster.", "gauge",
+         [](const View& c) { return c.version; });
+  series("edged_discovery_packets_sent_total", "Discovery datagrams sent on each link.", "counter",
+         [](const View& c) { return c.counters.packets_sent; });
+  series("edged_discovery_packets_received_total", "Discovery datagrams received on each link.",
+         "counter", [](const View& c) { return c.counters.packets_received; });
+  header("edged_discovery_dropped_total",
+         "Discovery packets dropped: malformed, forged (bad signature or id) or from a "
+         "blacklisted node.",
+         "counter");
+  for (const auto& c : snap.clusters) {
+    const std::pair<const char*, int64_t> reasons[] = {
+        {"malformed", c.counters.dropped_malformed},
+        {"forged", c.counters.dropped_forged},
+        {"blacklisted", c.counters.dropped_blacklisted}};
+    for (const auto& [reason, n] : reasons)
+      out += "edged_discovery_dropped_total{" + labels(c) + ",reason=\"" + reason + "\"} " +
+             std::to_string(n) + "\n";
+  }
+}
+
 std::string metricsText(Node& node) {
   std::string out;
   auto gauge = [&](const std::string& name, const std::string& help, const std::string& type) {
@@ -205,6 +247,7 @@ std::string metricsText(Node& node) {
   out += "edged_store_revision " + std::to_string(node.store().revision()) + "\n";
   gauge("edged_events_total", "Node events recorded.", "counter");
   out += "edged_events_total " + std::to_string(node.events().lastSeq()) + "\n";
+  clusterMetrics(node.clusterSnapshot(), gauge, out);
   gauge("process_resident_memory_bytes", "Resident memory of edged.", "gauge");
   out += "process_resident_memory_bytes " + std::to_string(residentBytes()) + "\n";
   gauge("edged_start_time_seconds", "When edged started, Unix time.", "gauge");
@@ -576,8 +619,10 @@ void registerImages(ApiServer& server, Node& node) {
 }
 
 json eventJson(const NodeEvent& e) {
-  return json{{"seq", e.seq},         {"time", timeText(e.time)}, {"type", e.type},
-              {"service", e.service}, {"instance", e.instance},   {"message", e.message}};
+  json j{{"seq", e.seq},         {"time", timeText(e.time)}, {"type", e.type},
+         {"service", e.service}, {"instance", e.instance},   {"message", e.message}};
+  if (!e.node.empty()) j["node"] = e.node;
+  return j;
 }
 
 void registerEvents(ApiServer& server, Node& node) {
@@ -619,6 +664,25 @@ void registerEvents(ApiServer& server, Node& node) {
       });
 }
 
+void registerCluster(ApiServer& server, Node& node) {
+  auto& s = server.raw();
+  s.Get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
+    sendJson(
+        res, 200,
+        discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow())));
+  });
+  s.Get("/api/v1/nodes", [&node](const httplib::Request& req, httplib::Response& res) {
+    discovery::NodesQuery q;
+    if (req.has_param("scope")) q.scope = req.get_param_value("scope");
+    if (req.has_param("interface")) q.interface = req.get_param_value("interface");
+    if (req.has_param("account")) q.account = req.get_param_value("account");
+    auto answer =
+        discovery::nodesToJson(node.clusterSnapshot(), q, unixSeconds(node.clock().wallNow()));
+    if (!answer.isOk()) return sendError(res, answer.status());
+    sendJson(res, 200, *answer);
+  });
+}
+
 }  // namespace
 
 void registerRestApi(ApiServer& server, Node& node) {
@@ -630,6 +694,7 @@ void registerRestApi(ApiServer& server, Node& node) {
   registerInstances(server, node);
   registerImages(server, node);
   registerEvents(server, node);
+  registerCluster(server, node);
   server.raw().set_logger([&node](const httplib::Request& req, const httplib::Response& res) {
     node.countRequest(res.status >= 400);
     LOG_DEBUG("api request").kv("method", req.method).kv("path", req.path).kv("status", res.status);
