@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "common/fs.h"
+#include "discovery/secure.h"
 
 namespace edge::discovery {
 
@@ -83,14 +84,13 @@ Result<NodeIdentity> NodeIdentity::generate() {
 }
 
 Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
-  Result<std::string> pem = fs::readFile(path, kMaxKeyFileBytes);
-  if (pem.isOk()) {
+  auto load = [&path](std::string pem) -> Result<NodeIdentity> {
     auto key = std::make_shared<Key>();
-    BIO* bio = BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size()));
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
     if (!bio) return Status::internal("BIO_new_mem_buf failed");
     key->pkey = PEM_read_bio_PrivateKey(bio, nullptr, noPassphrase, nullptr);
     BIO_free(bio);
-    OPENSSL_cleanse(pem->data(), pem->size());
+    OPENSSL_cleanse(pem.data(), pem.size());
     if (!key->pkey) {
       return Status::invalidArgument(
           "node key " + path +
@@ -103,17 +103,42 @@ Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
                                      " key; only Ed25519 keys are allowed");
     }
     return NodeIdentity(std::move(key));
-  }
-  if (pem.status().code() != StatusCode::kNotFound || fs::exists(path)) {
+  };
+
+  Result<std::string> pem = fs::readFile(path, kMaxKeyFileBytes);
+  if (pem.isOk()) return load(std::move(pem).value());
+  // Only a missing file is created (a file appearing meanwhile is handled at the link).
+  if (pem.status().code() != StatusCode::kNotFound) {
     return pem.status().withContext("node key " + path);
   }
 
   ASSIGN_OR_RETURN(NodeIdentity created, generate());
   ASSIGN_OR_RETURN(std::string new_pem, toPem(created.key_->pkey));
-  Status written = fs::writeFileAtomic(path, new_pem, 0600);
+  // Written complete under a unique name, then published with link(), which unlike
+  // rename() never replaces a file: when another edged (or a person) put a key there in
+  // the meantime, that key wins and both processes end up with the same identity.
+  std::string tmp = path + ".new." + toHex(randomBytes(8));
+  Status written = fs::writeFileAtomic(tmp, new_pem, 0600);
   OPENSSL_cleanse(new_pem.data(), new_pem.size());
-  RETURN_IF_ERROR(written.withContext("creating node key"));
-  // Without it a crash right after the rename can lose the entry, and the node would come
+  RETURN_IF_ERROR(written.withContext("creating node key " + path));
+  int rc = ::link(tmp.c_str(), path.c_str());
+  int err = errno;
+  if (rc != 0 && (err == EPERM || err == EOPNOTSUPP || err == ENOSYS)) {
+    // A file system without hard links: a plain rename, accepting the (tiny) race.
+    rc = ::rename(tmp.c_str(), path.c_str());
+    err = errno;
+  }
+  ::unlink(tmp.c_str());
+  if (rc != 0 && err == EEXIST) {
+    Result<std::string> theirs = fs::readFile(path, kMaxKeyFileBytes);
+    if (!theirs.isOk()) {
+      // E.g. a dangling symlink: there is an entry, but no key behind it.
+      return theirs.status().withContext("node key " + path + " exists but cannot be read");
+    }
+    return load(std::move(theirs).value());
+  }
+  if (rc != 0) return Status::fromErrno(err, "creating node key " + path);
+  // Without it a crash right after the link can lose the entry, and the node would come
   // back with another id.
   RETURN_IF_ERROR(syncDirectoryOf(path).withContext("creating node key " + path));
   return created;

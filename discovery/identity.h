@@ -24,8 +24,9 @@ inline constexpr size_t kSignatureBytes = 64;
 class NodeIdentity {
  public:
   // Loads the PEM (PKCS#8) private key at `path`, or, when no file is there, creates one:
-  // written to a temp file with mode 0600, fsynced, renamed into place. The directory must
-  // exist. An existing file is never overwritten, whatever it holds.
+  // written to a temp file with mode 0600, fsynced, then linked into place. The directory
+  // must exist. An existing file is never overwritten, whatever it holds; when two
+  // processes create the key at once, both end up with the one that landed first.
   static Result<NodeIdentity> loadOrCreate(const std::string& path);
   // A fresh key held in memory only (tests, benchmarks).
   static Result<NodeIdentity> generate();

@@ -524,7 +524,11 @@ Status SecureSession::send(std::string_view message) {
 }
 
 std::string sealGroup(std::string_view key, std::string_view aad, std::string_view plaintext) {
-  if (key.size() != kGroupKeyBytes) return {};
+  // GCM takes int lengths; a datagram payload is never near that.
+  constexpr size_t kIntMax = static_cast<size_t>(std::numeric_limits<int>::max());
+  if (key.size() != kGroupKeyBytes || aad.size() > kIntMax || plaintext.size() > kIntMax / 2) {
+    return {};
+  }
   std::string out = randomBytes(kGroupNonceBytes);
   out.resize(kGroupNonceBytes + plaintext.size() + kGroupTagBytes);
   auto* dst = reinterpret_cast<unsigned char*>(out.data());
@@ -552,8 +556,9 @@ Result<std::string> openGroup(std::string_view key, std::string_view aad, std::s
         "sealed message of " + std::to_string(sealed.size()) + " bytes; at least " +
         std::to_string(kGroupNonceBytes + kGroupTagBytes) + " (nonce and tag) expected");
   }
-  if (sealed.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    return Status::invalidArgument("sealed message too large");
+  if (sealed.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      aad.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    return Status::invalidArgument("sealed message or its context over 2 GiB");
   }
   size_t n = sealed.size() - kGroupNonceBytes - kGroupTagBytes;
   std::string plain(n, '\0');

@@ -97,8 +97,8 @@ inline constexpr size_t kGroupTagBytes = 16;
 
 // Seals a multicast payload with a 32-byte group key (distributed over secure sessions):
 // 12-byte random nonce || AES-256-GCM ciphertext || 16-byte tag, `aad` authenticated but
-// not included. A key of another size is a caller bug: the result is then "" (which
-// openGroup refuses).
+// not included. A key of another size (or a payload over 1 GiB) is a caller bug: the
+// result is then "" (which openGroup refuses).
 std::string sealGroup(std::string_view key, std::string_view aad, std::string_view plaintext);
 // InvalidArgument for a wrong key size or a message too short to be sealed;
 // PermissionDenied when it does not authenticate (wrong key, wrong aad, altered).

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -74,6 +75,27 @@ TEST_F(IdentityFileTest, CreatesKeyWithMode0600AndLoadsTheSameIdentity) {
   EXPECT_EQ(entries, std::vector<std::string>{"node.key"});
 }
 
+TEST_F(IdentityFileTest, ConcurrentCreatorsAllGetTheKeyOnDisk) {
+  for (int round = 0; round < 10; ++round) {
+    std::string path = dir_ + "/node" + std::to_string(round) + ".key";
+    std::vector<std::string> ids(6);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < ids.size(); ++t) {
+      threads.emplace_back([&, t] {
+        auto id = NodeIdentity::loadOrCreate(path);
+        ids[t] = id.isOk() ? id->id() : id.status().toString();
+      });
+    }
+    for (auto& th : threads) th.join();
+    auto on_disk = NodeIdentity::loadOrCreate(path);
+    ASSERT_TRUE(on_disk.isOk()) << on_disk.status().toString();
+    for (const std::string& id : ids) EXPECT_EQ(id, on_disk->id());
+  }
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_)) ++files;
+  EXPECT_EQ(files, 10u);  // no temp file left behind
+}
+
 TEST_F(IdentityFileTest, LoadsAKeyMadeByTheOpensslTool) {
   std::string path = dir_ + "/node.key";
   ASSERT_TRUE(fs::writeFileAtomic(path, kOpensslEd25519Pem, 0600).isOk());
@@ -139,6 +161,15 @@ TEST_F(IdentityFileTest, DirectoryInPlaceOfTheKeyIsAnError) {
   ASSERT_FALSE(id.isOk());
   EXPECT_NE(id.status().message().find(path), std::string::npos) << id.status().message();
   EXPECT_TRUE(fs::isDirectory(path));
+}
+
+TEST_F(IdentityFileTest, DanglingSymlinkIsAnErrorAndLeftAlone) {
+  std::string path = dir_ + "/node.key";
+  ASSERT_EQ(::symlink((dir_ + "/elsewhere.key").c_str(), path.c_str()), 0);
+  auto id = NodeIdentity::loadOrCreate(path);
+  ASSERT_FALSE(id.isOk());
+  EXPECT_NE(id.status().message().find(path), std::string::npos) << id.status().message();
+  EXPECT_FALSE(fs::exists(dir_ + "/elsewhere.key"));
 }
 
 TEST(IdentityTest, IdIsSixteenLowerHexCharsOfTheKeyHash) {
