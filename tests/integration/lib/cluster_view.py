@@ -18,6 +18,10 @@ tests/integration/cluster_e2e.sh and bench/discovery_bench.sh.
                                                ADDR in its blacklist and node NAME not in
                                                its members; prints the entries
   cluster_view.py counters DIR IFACE I...      sum of each counter over nodes I...
+  cluster_view.py show DIR IFACE I...          one line per node: state, supernode,
+                                               version, members, blacklist, drops
+  cluster_view.py supernode_history DIR T I... per node, the supernodes its
+                                               cluster.supernode events after T named
 
 Times: T0, K and T in ns since the epoch; event times are RFC 3339 with nanoseconds.
 """
@@ -220,6 +224,44 @@ def cmd_counters(d, iface, nodes):
     return 0
 
 
+def member_name(c, node_id):
+    return next((m.get("name") for m in c.get("members", []) if m.get("node_id") == node_id),
+                node_id)
+
+
+def cmd_show(d, iface, nodes):
+    for i in nodes:
+        v = load_view(d, i)
+        c = cluster_on(v, iface)
+        if c is None:
+            print(f"n{i} " + ("no cluster on " + iface if v else "no answer"))
+            continue
+        k = c.get("counters") or {}
+        members = ",".join(sorted(m.get("name", "?") for m in c.get("members", [])))
+        bl = ",".join(f"{b.get('address')}" for b in c.get("blacklist", []))
+        print(f"n{i} state={c.get('state')} cluster={c.get('cluster_id')} "
+              f"supernode={member_name(c, c.get('supernode_id'))} version={c.get('version')} "
+              f"members={members or '-'} blacklist={bl or '-'} "
+              f"dropped_malformed={k.get('dropped_malformed')} dropped_forged={k.get('dropped_forged')}")
+    return 0
+
+
+def cmd_supernode_history(d, t, nodes):
+    names = {}
+    for i in nodes:
+        v = load_view(d, i)
+        if v:
+            names[v.get("node_id")] = v.get("node_name")
+            for c in v.get("clusters", []):
+                for m in c.get("members", []):
+                    names[m.get("node_id")] = m.get("name")
+    for i in nodes:
+        seq = [names.get(e.get("node"), e.get("node")) for e in load_events(d, i)
+               if e.get("type") == "cluster.supernode" and (event_ns(e) or 0) > t]
+        print(f"n{i}: {' '.join(seq)}")
+    return 0
+
+
 def main(a):
     if len(a) < 3:
         print(__doc__, file=sys.stderr)
@@ -237,6 +279,10 @@ def main(a):
         return cmd_blacklist(d, a[3], a[4], a[5], a[6:])
     if cmd == "counters":
         return cmd_counters(d, a[3], a[4:])
+    if cmd == "show":
+        return cmd_show(d, a[3], a[4:])
+    if cmd == "supernode_history":
+        return cmd_supernode_history(d, int(a[3]), a[4:])
     print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
     return 64
 
