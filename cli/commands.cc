@@ -11,6 +11,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "cli/cluster.h"
 #include "cli/errors.h"
 #include "cli/progress.h"
 #include "common/fs.h"
@@ -688,8 +689,11 @@ void printEventRow(const Context& ctx, const std::vector<std::string>& cells) {
 }
 
 std::vector<std::string> eventCells(const Json& e) {
+  // Cluster events concern another node, named after the message so the columns stay.
+  std::string message = field(e, "message");
+  if (!field(e, "node").empty()) message += " (node " + field(e, "node") + ")";
   return {shortTime(field(e, "time")), field(e, "type"), dash(field(e, "service")),
-          dash(field(e, "instance")), field(e, "message")};
+          dash(field(e, "instance")), message};
 }
 
 }  // namespace
@@ -828,6 +832,52 @@ int cmdImagesRm(const Context& ctx, const std::string& ref, bool force) {
   if (!r.isOk()) return ctx.fail(r.status());
   if (printDocument(ctx, *r) || ctx.quiet) return kExitOk;
   *ctx.out << "Deleted: " << field(*r, "deleted", ref) << "\n" << std::flush;
+  return kExitOk;
+}
+
+// ---- discovery ------------------------------------------------------------------------
+
+int cmdNodes(const Context& ctx, const NodesArgs& args) {
+  std::string scope =
+      args.scope.empty() ? (args.account.empty() ? "network" : "account") : args.scope;
+  if (scope != "account" && !args.account.empty()) {
+    return ctx.usage("--account applies to --scope account, not --scope " + scope);
+  }
+  std::string path = "/api/v1/nodes?scope=" + seg(scope);
+  if (!args.account.empty()) path += "&account=" + seg(args.account);
+  if (!args.interface.empty()) path += "&interface=" + seg(args.interface);
+  Result<Json> r = ctx.node->get(path);
+  if (!r.isOk()) return ctx.fail(r.status());
+  if (printDocument(ctx, *r)) return kExitOk;
+  const Json& nodes = listOf(*r, "nodes");
+  if (ctx.quiet) {
+    for (const auto& n : nodes) *ctx.out << field(n, "node_id") << "\n";
+    *ctx.out << std::flush;
+    return kExitOk;
+  }
+  const Json& enabled = at(*r, "enabled");
+  if (enabled.is_boolean() && !enabled.get<bool>()) {
+    *ctx.err << "discovery is off on this node: it knows no other nodes.\n" << std::flush;
+    return kExitOk;
+  }
+  if (nodes.empty()) {
+    *ctx.err << "No nodes.\n" << std::flush;
+    return kExitOk;
+  }
+  printTable(ctx, nodesTable(*r));
+  return kExitOk;
+}
+
+int cmdCluster(const Context& ctx) {
+  Result<Json> r = ctx.node->get("/api/v1/cluster");
+  if (!r.isOk()) return ctx.fail(r.status());
+  if (printDocument(ctx, *r)) return kExitOk;
+  if (ctx.quiet) {
+    for (const auto& c : listOf(*r, "clusters")) *ctx.out << field(c, "cluster_id") << "\n";
+    *ctx.out << std::flush;
+    return kExitOk;
+  }
+  *ctx.out << renderCluster(*r, ctx.clock->wallNow()) << std::flush;
   return kExitOk;
 }
 

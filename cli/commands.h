@@ -46,6 +46,12 @@ struct LogsArgs {
   bool timestamps = false;
 };
 
+struct NodesArgs {
+  std::string scope;  // "" = network, or account when `account` is given
+  std::string account;
+  std::string interface;
+};
+
 int cmdStatus(const Context& ctx);
 int cmdVersion(const Context& ctx, bool client_only);
 int cmdApply(const Context& ctx, const ApplyArgs& args);
@@ -59,6 +65,10 @@ int cmdRollback(const Context& ctx, const std::string& name, std::optional<int64
 int cmdImagesLoad(const Context& ctx, const std::string& file);
 int cmdImagesRm(const Context& ctx, const std::string& ref, bool force);
 int cmdEvents(const Context& ctx, bool follow, const std::string& service);
+// The nodes of this node's clusters (GET /api/v1/nodes); -q prints their ids.
+int cmdNodes(const Context& ctx, const NodesArgs& args);
+// This node's clusters, members and blacklist (GET /api/v1/cluster); -q prints cluster ids.
+int cmdCluster(const Context& ctx);
 
 // The client's version ("0.1.0").
 const char* clientVersion();

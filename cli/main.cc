@@ -121,6 +121,25 @@ int run(int argc, char** argv) {
   events->add_option("--service", events_service, "Only the events of this service")
       ->type_name("SERVICE");
 
+  CLI::App* nodes =
+      app.add_subcommand("nodes", "List the nodes of this node's clusters (discovery)");
+  NodesArgs nodes_args;
+  nodes
+      ->add_option("--scope", nodes_args.scope,
+                   "network (the clusters of this node's links) or account (the nodes of one "
+                   "account); default network, or account with --account")
+      ->check(CLI::IsMember({"network", "account"}))
+      ->type_name("SCOPE");
+  nodes
+      ->add_option("--account", nodes_args.account,
+                   "The account of --scope account (default: this node's own)")
+      ->type_name("ID");
+  nodes->add_option("--interface", nodes_args.interface, "Only the cluster on this interface")
+      ->type_name("NAME");
+
+  CLI::App* cluster = app.add_subcommand(
+      "cluster", "Show this node's clusters: supernode, members, roles, blacklist");
+
   CLI::App* completion = app.add_subcommand("completion", "Print a shell completion script");
   std::string shell;
   completion->add_option("SHELL", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
@@ -136,7 +155,10 @@ int run(int argc, char** argv) {
     std::cout << bashCompletion(app, {{"TYPE", "services svc instances inst images img"},
                                       {"SHELL", "bash"},
                                       {"--output", "table json yaml"},
-                                      {"--service", ""}})
+                                      {"--service", ""},
+                                      {"--scope", "network account"},
+                                      {"--account", ""},
+                                      {"--interface", ""}})
               << std::flush;
     return kExitOk;
   }
@@ -179,6 +201,8 @@ int run(int argc, char** argv) {
   if (*images_rm) return cmdImagesRm(ctx, rm_ref, rm_force);
   if (*images || *images_ls) return cmdGet(ctx, "images", "");
   if (*events) return cmdEvents(ctx, events_follow, events_service);
+  if (*nodes) return cmdNodes(ctx, nodes_args);
+  if (*cluster) return cmdCluster(ctx);
   return kExitUsage;
 }
 

@@ -396,13 +396,85 @@ TEST_F(EdgectlTest, MutationsConfirmInOneLine) {
 TEST_F(EdgectlTest, EventsAsTableAndAsNdjson) {
   Outcome r = edgectl({"events"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("TIME                   TYPE               SERVICE   INSTANCE"));
-  EXPECT_THAT(r.out, HasSubstr("instance.exited    api       api-0-1    m43\n"));
+  EXPECT_THAT(r.out,
+              HasSubstr("TIME                   TYPE                    SERVICE   INSTANCE"));
+  EXPECT_THAT(r.out, HasSubstr("instance.exited         api       api-0-1    m43\n"));
   r = edgectl({"events", "--service", "api", "-o", "json"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
   EXPECT_EQ(json::parse(r.out, "stdout").value()["type"], "instance.exited");
   EXPECT_EQ(node_.received().back().path, "/api/v1/events?service=api");
+}
+
+TEST_F(EdgectlTest, EventsAboutAnotherNodeNameIt) {
+  Outcome r = edgectl({"events"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cluster.member_joined   -         -          edge-2 joined "
+                               "198.18.0.0/24 (node 3f2a9c01d4e5b6a7)\n"));
+  r = edgectl({"events", "-o", "json"});
+  EXPECT_THAT(r.out, HasSubstr(R"("node":"3f2a9c01d4e5b6a7")"));
+}
+
+TEST_F(EdgectlTest, NodesAsTableJsonAndIds) {
+  Outcome r = edgectl({"nodes"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "NODE ID            NAME     ENDPOINT           ROLES             SCORE   RUNTIME   "
+            "UPTIME   CLUSTER\n"
+            "00000000000000aa   edge-1   198.18.0.11:8083   -                 40      light     "
+            "1m       198.18.0.0/24\n"
+            "3f2a9c01d4e5b6a7   edge-2   198.18.0.12:8083   supernode,proxy   87      docker    "
+            "2h       198.18.0.0/24\n");
+  EXPECT_EQ(node_.received().back().path, "/api/v1/nodes?scope=network");
+  r = edgectl({"nodes", "-o", "json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out, "stdout").value()["nodes"][1]["name"], "edge-2");
+  r = edgectl({"-q", "nodes"});
+  EXPECT_EQ(r.out, "00000000000000aa\n3f2a9c01d4e5b6a7\n");
+}
+
+TEST_F(EdgectlTest, NodesScopesAndTheirErrors) {
+  Outcome r = edgectl({"nodes", "--account", "acme"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(node_.received().back().path, "/api/v1/nodes?account=acme&scope=account");
+  r = edgectl({"nodes", "--scope", "account"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.err,
+            "edgectl: scope=account needs an account id: configure account_id or pass "
+            "account=\n");
+  r = edgectl({"nodes", "--interface", "wlan0"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.err, "edgectl: no cluster on interface \"wlan0\" (clusters on: eth0)\n");
+  size_t requests = node_.received().size();
+  r = edgectl({"nodes", "--scope", "network", "--account", "acme"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "edgectl: --account applies to --scope account, not --scope network\n");
+  r = edgectl({"nodes", "--scope", "planet"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--scope"));
+  EXPECT_EQ(node_.received().size(), requests);  // usage errors never reach the node
+}
+
+TEST_F(EdgectlTest, ClusterShowsSupernodeMembersAndBlacklist) {
+  Outcome r = edgectl({"cluster"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cluster 198.18.0.0/24 on eth0 — this node: member, supernode "
+                               "3f2a9c01d4e5b6a7 (edge-2), version 12, 2 members\n"));
+  EXPECT_THAT(r.out, HasSubstr("      3f2a9c01d4e5b6a7   edge-2   198.18.0.12:8083   "
+                               "supernode,proxy   87      docker    2h\n"
+                               "  *   00000000000000aa   edge-1"));
+  EXPECT_THAT(r.out, HasSubstr("    00000000000000ff   198.18.0.15   endpoint 198.18.0.15:9 does "
+                               "not answer   2096-10-02T07:06:40Z (in "));
+  EXPECT_THAT(r.out, HasSubstr("0 forged, 2 blacklisted\n"));
+  r = edgectl({"cluster", "-o", "json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto j = json::parse(r.out, "stdout");
+  ASSERT_TRUE(j.isOk());
+  EXPECT_EQ((*j)["clusters"][0]["blacklist"][0]["until"], 4000000000);
+  r = edgectl({"cluster", "-o", "yaml"});
+  EXPECT_THAT(r.out, HasSubstr("cluster_id: \"198.18.0.0/24\""));
+  r = edgectl({"-q", "cluster"});
+  EXPECT_EQ(r.out, "198.18.0.0/24\n");
 }
 
 TEST(EdgectlNoNodeTest, UnreachableNodeExits5WithAHint) {
@@ -459,6 +531,10 @@ TEST_F(EdgectlTest, BashCompletionOffersCommandsFlagsAndServiceNames) {
   EXPECT_EQ(bash("edgectl get ''"), "services\nsvc\ninstances\ninst\nimages\nimg\n");
   EXPECT_EQ(bash("edgectl --host " + node_.host() + " logs -f ''"), "api\nweb\n");
   EXPECT_EQ(bash("edgectl --host " + node_.host() + " describe w"), "web\n");
+  EXPECT_EQ(bash("edgectl no"), "nodes\n");
+  EXPECT_EQ(bash("edgectl cl"), "cluster\n");
+  EXPECT_EQ(bash("edgectl nodes --scope ''"), "network\naccount\n");
+  EXPECT_THAT(bash("edgectl nodes --"), HasSubstr("--account\n"));
 }
 
 }  // namespace

@@ -52,6 +52,37 @@ std::string apiService() {
          instance("api-0-1", "api", 0, "exited", 60) + "]}";
 }
 
+// GET /api/v1/cluster of a member of one cluster of two nodes, with one blacklisted liar.
+std::string clusterAnswer() {
+  return R"({"node_id":"00000000000000aa","node_name":"edge-1","enabled":true,"clusters":[)"
+         R"({"interface":"eth0","cluster_id":"198.18.0.0/24","state":"member",)"
+         R"("supernode_id":"3f2a9c01d4e5b6a7","version":12,"supernode_since":1700000000,)"
+         R"("members":[)"
+         R"({"node_id":"00000000000000aa","name":"edge-1","endpoint":"198.18.0.11:8083",)"
+         R"("roles":[],"score":40,"joined_at":1700000000,"uptime_seconds":90,)"
+         R"("profile":{"runtime":"light"}},)"
+         R"({"node_id":"3f2a9c01d4e5b6a7","name":"edge-2","endpoint":"198.18.0.12:8083",)"
+         R"("roles":["supernode","proxy"],"score":87,"joined_at":1700000000,)"
+         R"("uptime_seconds":7200,"profile":{"runtime":"docker"}}],)"
+         R"("blacklist":[{"node_id":"00000000000000ff","address":"198.18.0.15",)"
+         R"("reason":"endpoint 198.18.0.15:9 does not answer","since":1700000000,)"
+         R"("until":4000000000}],)"
+         R"("counters":{"packets_sent":10,"packets_received":20,"dropped_malformed":0,)"
+         R"("dropped_forged":0,"dropped_blacklisted":2}}]})";
+}
+
+std::string nodesAnswer(const std::string& scope) {
+  return R"({"scope":")" + scope +
+         R"(","enabled":true,"nodes":[)"
+         R"({"node_id":"00000000000000aa","name":"edge-1","endpoint":"198.18.0.11:8083",)"
+         R"("roles":[],"score":40,"joined_at":1700000000,"uptime_seconds":90,)"
+         R"("profile":{"runtime":"light"},"clusters":["198.18.0.0/24"]},)"
+         R"({"node_id":"3f2a9c01d4e5b6a7","name":"edge-2","endpoint":"198.18.0.12:8083",)"
+         R"("roles":["supernode","proxy"],"score":87,"joined_at":1700000000,)"
+         R"("uptime_seconds":7200,"profile":{"runtime":"docker"},)"
+         R"("clusters":["198.18.0.0/24"]}]})";
+}
+
 void error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
   res.set_content(R"({"message":")" + message + R"("})", kJson);
@@ -232,7 +263,28 @@ FakeNode::FakeNode() : server_(std::make_unique<httplib::Server>()) {
              (service == "web" ? "web-0-3" : "api-0-1") + R"(","message":"m)" +
              std::to_string(seq) + "\"}\n";
     }
+    if (svc.empty()) {
+      out += R"({"seq":44,"time":")" + nowMinus(50) +
+             R"(","type":"cluster.member_joined","service":"","instance":"",)"
+             R"("node":"3f2a9c01d4e5b6a7","message":"edge-2 joined 198.18.0.0/24"})"
+             "\n";
+    }
     res.set_content(out, "application/x-ndjson");
+  });
+
+  s.Get("/api/v1/cluster", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(clusterAnswer(), kJson);
+  });
+  s.Get("/api/v1/nodes", [](const httplib::Request& req, httplib::Response& res) {
+    std::string scope = req.get_param_value("scope");
+    if (scope == "account" && req.get_param_value("account").empty())
+      return error(res, 400,
+                   "scope=account needs an account id: configure account_id or pass account=");
+    if (req.has_param("interface") && req.get_param_value("interface") != "eth0")
+      return error(res, 404,
+                   "no cluster on interface \\\"" + req.get_param_value("interface") +
+                       "\\\" (clusters on: eth0)");
+    res.set_content(nodesAnswer(scope), kJson);
   });
 
   thread_ = std::thread([this] { server_->listen(socket_.c_str(), 80); });
