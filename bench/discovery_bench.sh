@@ -125,7 +125,10 @@ edged_wait_agree() {  # TIMEOUT N I...
 
 edged_fresh() {  # I...: no state from an earlier phase
   local i
-  for i in "$@"; do rm -rf "$(nc_dir "$i")/data" "$(nc_dir "$i")/edged.log"; done
+  for i in "$@"; do
+    nc_wipe "$i"
+    rm -f "$(nc_dir "$i")/edged.log"
+  done
   rm -rf "$VD"
 }
 

@@ -29,6 +29,8 @@
 #                            and everything else in the run's namespaces
 #   nc_stop I [SIGNAL]       signals node I's edged (TERM) and waits (5 s, then KILL)
 #   nc_kill9 I               kill -9; NC_KILL_NS = time of the kill, ns since epoch
+#   nc_wipe I                forgets node I's state (data and run dirs, their mounts)
+#                            and extra config; its edged must be stopped
 #   nc_running I             edged of node I is alive
 #   nc_healthy I             node I's API answers /api/v1/healthz
 #   nc_cut I [K] / nc_restore I [K]   link of node I (bridge K, default all) down/up on
@@ -253,6 +255,16 @@ nc_start() {
   nsenter --net="/run/netns/$(nc_ns "$i")" "$NC_BIN/edged" -c "$d/config.yaml" \
     >>"$d/edged.log" 2>&1 </dev/null &
   NC_PID[$i]=$!
+}
+
+nc_wipe() {
+  local d m
+  d=$(nc_dir "$1")
+  for m in $(awk -v r="$d/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf "$d/data" "$d/run"
+  : >"$d/config.extra"
 }
 
 nc_running() {
