@@ -20,6 +20,9 @@
 #  failover     edged: kill -9 of the supernode; until every other node has a
 #               cluster.supernode event for the new one. serf: kill -9 of agent 1; until
 #               every other agent logged EventMemberFailed for it (handler time shown too).
+#               A killed process closes its TCP sessions, which edged's members see at
+#               once; failover_cut is the same after pulling the cable instead (link
+#               down on the hub side): edged's new supernode, Serf's agent 2, timers only.
 #  per join     with N-1 converged and quiet, the packets and bytes the nodes put on the
 #               wire (rx of the hub-side veths) over a baseline window, then over the
 #               join of node N until all N agree; per join = delta - baseline rate x
@@ -178,6 +181,30 @@ edged_convergence() {  # N
     log "edged N=$n: new supernode everywhere after ${R[edged_fail_$n]}s: $(cat "$VD/agree.out")"
   else
     R[edged_fail_$n]=fail
+    edged_stop_all
+    return 1
+  fi
+
+  # A killed process closes its sessions, which members see at once; a pulled cable
+  # leaves only the timers.
+  local first sup2 rest2 t_cut
+  first=$(echo $rest | cut -d' ' -f1)
+  sup2=$(supernode_index "$first")
+  rest2=$(for i in $rest; do [ "$i" = "$sup2" ] || echo "$i"; done)
+  if ((n > 2)); then
+    sleep 1
+    log "edged N=$n: link of the new supernode n$sup2 cut"
+    t_cut=$(now)
+    nc_cut "$sup2"
+    if edged_wait_agree 30 $((n - 2)) $rest2; then
+      snapshot events $rest2
+      R[edged_cut_$n]=$("${VIEW[@]}" failover "$VD" eth0 "$t_cut" $rest2 2>"$VD/failover.err") ||
+        log "edged N=$n: failover after the cut, from events incomplete: $(cat "$VD/failover.err")"
+      log "edged N=$n: new supernode everywhere ${R[edged_cut_$n]}s after the cut: $(cat "$VD/agree.out")"
+    else
+      R[edged_cut_$n]=fail
+    fi
+    nc_restore "$sup2"
   fi
   edged_stop_all
 }
@@ -357,11 +384,14 @@ serf_convergence() {  # N
   local n=$1 t0 out rest
   serf_fresh
   log "serf N=$n: agent 1, then $((n - 1)) agents with -join $(nc_addr 1)"
+  local t_cold
+  t_cold=$(now)
   serf_first_up || { log "serf: agent 1 did not start: $(tail -5 "$(nc_dir 1)/serf.log")"; return 1; }
   t0=$(now)
   for i in $(seq 2 "$n"); do serf_start "$i" -join "$(nc_addr 1)"; done
   if out=$(serf_wait 90 joined "$n" "$t0" $(seq "$n")); then
     read -r R[serf_conv_$n] R[serf_conv_h_$n] <<<"$out"
+    R[serf_conv_cold_$n]=$(serf_view joined "$n" "$t_cold" $(seq "$n") | cut -d' ' -f1)
     log "serf N=$n: every agent saw $n members after ${R[serf_conv_$n]}s (handler: ${R[serf_conv_h_$n]}s)"
   else
     R[serf_conv_$n]=fail
@@ -378,6 +408,21 @@ serf_convergence() {  # N
     log "serf N=$n: every agent marked n1 failed after ${R[serf_fail_$n]}s (handler: ${R[serf_fail_h_$n]}s)"
   else
     R[serf_fail_$n]=fail
+    serf_stop_all
+    return 1
+  fi
+  if ((n > 2)); then
+    sleep 1
+    log "serf N=$n: link of agent n2 cut"
+    t0=$(now)
+    nc_cut 2
+    if out=$(serf_wait 60 failed n2 "$t0" $(seq 3 "$n")); then
+      read -r R[serf_cut_$n] R[serf_cut_h_$n] <<<"$out"
+      log "serf N=$n: every agent marked n2 failed ${R[serf_cut_$n]}s after the cut (handler: ${R[serf_cut_h_$n]}s)"
+    else
+      R[serf_cut_$n]=fail
+    fi
+    nc_restore 2
   fi
   serf_stop_all
 }
@@ -426,7 +471,7 @@ for n in "${NS[@]}"; do
 done
 
 ratio() {  # A B -> A/B, or - when either is missing
-  awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b; else printf "-" }'
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3g", a / b; else printf "-" }'
 }
 
 echo
@@ -434,10 +479,13 @@ printf '%-5s %-22s %12s %12s %8s   %s\n' N metric edged serf ratio "notes"
 for n in "${NS[@]}"; do
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" convergence_s "${R[edged_conv_$n]:--}" "${R[serf_conv_$n]:--}" \
     "$(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")" \
-    "edged seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s"
+    "edged seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s, from agent 1's start ${R[serf_conv_cold_$n]:--}s"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_s "${R[edged_fail_$n]:--}" "${R[serf_fail_$n]:--}" \
     "$(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")" \
     "edged seen by polling ${R[edged_fail_poll_$n]:--}s; serf handler ${R[serf_fail_h_$n]:--}s"
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_cut_s "${R[edged_cut_$n]:--}" "${R[serf_cut_$n]:--}" \
+    "$(ratio "${R[edged_cut_$n]:-}" "${R[serf_cut_$n]:-}")" \
+    "link of the (new) supernode / agent n2 cut; serf handler ${R[serf_cut_h_$n]:--}s"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" packets_per_join "${R[edged_pkts_$n]:--}" "${R[serf_pkts_$n]:--}" \
     "$(ratio "${R[edged_pkts_$n]:-}" "${R[serf_pkts_$n]:-}")" \
     "baseline pkt/s edged ${R[edged_base_pps_$n]:--} serf ${R[serf_base_pps_$n]:--}; edged msgs ${R[edged_msgs_$n]:--}"
@@ -449,6 +497,7 @@ echo
 for n in "${NS[@]}"; do
   echo "ratio convergence_$n $(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")"
   echo "ratio failover_$n $(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")"
+  echo "ratio failover_cut_$n $(ratio "${R[edged_cut_$n]:-}" "${R[serf_cut_$n]:-}")"
   echo "ratio bytes_per_join_$n $(ratio "${R[edged_bytes_$n]:-}" "${R[serf_bytes_$n]:-}")"
   echo "ratio packets_per_join_$n $(ratio "${R[edged_pkts_$n]:-}" "${R[serf_pkts_$n]:-}")"
 done

@@ -140,14 +140,19 @@ nc_delete_ns() {
 }
 
 nc_remove_dir() {
-  local dir=$1 m
+  local dir=$1
   case $dir in /tmp/?*) ;; *) return 0 ;; esac
   [ -d "$dir" ] || return 0
-  # The light runtime may have mounted a tmpfs under a node's run_dir.
-  for m in $(awk -v r="$dir/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+  nc_unmount_under "$dir"
+  rm -rf "$dir"
+}
+
+# The light runtime mounts a tmpfs under a node's run_dir and leaves it when it stops.
+nc_unmount_under() {
+  local m
+  for m in $(awk -v r="$1/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
-  rm -rf "$dir"
 }
 
 nc_ns() { echo "$NC_PREFIX-n$1"; }
@@ -258,11 +263,9 @@ nc_start() {
 }
 
 nc_wipe() {
-  local d m
+  local d
   d=$(nc_dir "$1")
-  for m in $(awk -v r="$d/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
-    umount -l "$m" 2>/dev/null || true
-  done
+  nc_unmount_under "$d"
   rm -rf "$d/data" "$d/run"
   : >"$d/config.extra"
 }
@@ -385,6 +388,7 @@ nc_cleanup() {
     nc_delete_ns "$ns"
   done
   if [ -n "${NC_KEEP:-}" ]; then
+    for i in "${NC_NODES[@]}"; do nc_unmount_under "$(nc_dir "$i")"; done
     nc_log "NC_KEEP set: logs kept in $NC_DIR"
   else
     nc_remove_dir "$NC_DIR"
