@@ -559,10 +559,12 @@ class Edged {
     std::unique_ptr<Edged> e(new Edged(kind, dir));
     RETURN_IF_ERROR(fs::makeDirs(e->data_dir_));
     RETURN_IF_ERROR(fs::makeDirs(e->run_dir_));
-    ASSIGN_OR_RETURN(e->pid_, spawnProcess({binary, "--data-dir", e->data_dir_, "--run-dir",
-                                            e->run_dir_, "--api-socket", e->socket_, "--runtime",
-                                            kind, "--log-level", "warn"},
-                                           e->log_));
+    ASSIGN_OR_RETURN(
+        e->pid_, spawnProcess({binary, "--data-dir", e->data_dir_, "--run-dir", e->run_dir_,
+                               "--api-socket", e->socket_, "--runtime", kind, "--log-level", "warn",
+                               // sends nothing on this host's links
+                               "--no-discovery"},
+                              e->log_));
     auto deadline = SteadyClock::now() + seconds(30);
     for (;;) {
       auto r = e->call("GET", "/api/v1/healthz", "");

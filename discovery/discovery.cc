@@ -119,7 +119,7 @@ class DiscoveryImpl final : public Discovery {
                                        "\" is not an IPv4 address and port peers can reach");
     }
     RETURN_IF_ERROR(openSockets());
-    auto found = linkInterfaces();
+    auto found = linkInterfaces(!options_.interfaces.empty());
     if (!options_.interfaces.empty()) {
       for (const auto& name : options_.interfaces) {
         auto it = std::find_if(found.begin(), found.end(),
@@ -349,7 +349,7 @@ class DiscoveryImpl final : public Discovery {
       base_profile_ = collectProfile(in, started_at_);
     }
     last_scan_ = clock_.now();
-    for (const auto& a : linkInterfaces()) {
+    for (const auto& a : linkInterfaces(!options_.interfaces.empty())) {
       if (!options_.interfaces.empty() &&
           std::find(options_.interfaces.begin(), options_.interfaces.end(), a.interface) ==
               options_.interfaces.end())

@@ -27,8 +27,23 @@ using edge::orchestrator::EdgedConfig;
 struct Flags {
   std::string config_path = edge::orchestrator::kDefaultConfigPath;
   std::optional<std::string> data_dir, run_dir, api_socket, api_socket_group, runtime,
-      docker_endpoint, log_level, node_name, listen;
+      docker_endpoint, log_level, node_name, listen, discovery_interfaces;
+  bool no_discovery = false;
 };
+
+std::vector<std::string> splitInterfaces(const std::string& v) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : v + ",") {
+    if (c == ',' || c == ' ') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  return out;
+}
 
 void applyFlags(const Flags& f, EdgedConfig* c) {
   if (f.data_dir) c->node.data_dir = *f.data_dir;
@@ -39,7 +54,10 @@ void applyFlags(const Flags& f, EdgedConfig* c) {
   if (f.docker_endpoint) c->node.docker_endpoint = *f.docker_endpoint;
   if (f.log_level) c->log_level = *f.log_level;
   if (f.node_name) c->node.node_name = *f.node_name;
-  if (f.listen) c->listen = *f.listen;
+  if (f.listen) c->node.listen = *f.listen;
+  if (f.no_discovery) c->node.discovery = false;
+  if (f.discovery_interfaces)
+    c->node.discovery_interfaces = splitInterfaces(*f.discovery_interfaces);
 }
 
 edge::Status loadConfig(const Flags& f, bool config_given, EdgedConfig* out) {
@@ -84,6 +102,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", f.log_level, "debug | info | warn | error | off [info]");
   app.add_option("--node-name", f.node_name, "this node's name [the host name]");
   app.add_option("--listen", f.listen, "cluster-facing address [0.0.0.0:8083]");
+  app.add_flag("--no-discovery", f.no_discovery,
+               "join no cluster: no multicast, no cluster sessions (config: discovery: false)");
+  app.add_option("--discovery-interfaces", f.discovery_interfaces,
+                 "interfaces whose links to join, comma-separated [every link interface]");
   CLI11_PARSE(app, argc, argv);
   bool config_given = cfg_opt->count() > 0;
 
@@ -150,7 +172,8 @@ int main(int argc, char** argv) {
                             fresh.node.runtime != config.node.runtime ||
                             fresh.node.docker_endpoint != config.node.docker_endpoint ||
                             fresh.node.run_dir != config.node.run_dir ||
-                            fresh.listen != config.listen;
+                            fresh.node.listen != config.node.listen ||
+                            fresh.node.discovery != config.node.discovery;
       LOG_INFO("config reloaded")
           .kv("log_level", fresh.log_level)
           .kv("restart_needed_for_other_changes", restart_needed);

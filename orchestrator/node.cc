@@ -1,5 +1,7 @@
 #include "orchestrator/node.h"
 
+#include "common/fs.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -55,20 +57,29 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
   if (!rt.isOk()) return rt.status().withContext("container runtime");
   node->runtime_ = std::move(*rt);
 
-  // The node's id survives restarts with the desired state; instances are labelled with
-  // it so a shared Docker Engine can hold several nodes' containers.
-  auto id = node->store_->getMeta("node_id");
-  if (!id.isOk()) return id.status().withContext("desired-state store");
-  if (id->has_value()) {
-    node->id_ = **id;
+  // The node's id derives from its key, so it is the same everywhere it is shown and
+  // no other node can claim it. Instances are labelled with the id the store holds: a
+  // data dir from before node keys keeps its old label id, so its instances stay adopted.
+  auto identity = discovery::NodeIdentity::loadOrCreate(config.data_dir + "/node.key");
+  if (!identity.isOk()) return identity.status().withContext("node key");
+  node->identity_ = std::move(*identity);
+  node->id_ = node->identity_->id();
+  auto stored = node->store_->getMeta("node_id");
+  if (!stored.isOk()) return stored.status().withContext("desired-state store");
+  std::string label_id = node->id_;
+  if (stored->has_value()) {
+    label_id = **stored;
+    if (label_id != node->id_)
+      LOG_INFO("instances keep the node id this data dir had before node keys")
+          .kv("label_id", label_id)
+          .kv("node_id", node->id_);
   } else {
-    node->id_ = crypto::randomHex(8);
     RETURN_IF_ERROR(node->store_->putMeta("node_id", node->id_));
   }
 
   node->health_ = std::make_unique<HealthMonitor>(*node->clock_, node->prober_);
   ReconcilerOptions opts;
-  opts.node_id = node->id_;
+  opts.node_id = label_id;
   opts.port_range_first = config.port_range_first;
   opts.port_range_last = config.port_range_last;
   node->reconciler_ = std::make_unique<Reconciler>(*node->runtime_, *node->clock_, *node->health_,
@@ -79,10 +90,68 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
 }
 
 discovery::ClusterSnapshot Node::clusterSnapshot() const {
+  if (discovery_) return discovery_->snapshot();
   discovery::ClusterSnapshot s;
   s.node_id = id_;
   s.node_name = name_;
   return s;
+}
+
+Status Node::startDiscovery() {
+  if (!config_.discovery) return Status::ok();
+  discovery::DiscoveryOptions o;
+  o.interfaces = config_.discovery_interfaces;
+  auto colon = config_.discovery_group.rfind(':');
+  o.group = config_.discovery_group.substr(0, colon);
+  if (colon != std::string::npos) {
+    std::string port = config_.discovery_group.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos)
+      return Status::invalidArgument("discovery_group: \"" + config_.discovery_group +
+                                     "\" is not a multicast address and port");
+    o.port = std::stoi(port);
+  }
+  o.listen = config_.listen;
+  o.advertise = config_.advertise;
+  o.power = config_.power;
+  o.persistent = config_.persistent;
+  o.account_id = config_.account_id;
+  o.public_address = config_.public_address;
+  if (!config_.cluster_key_file.empty()) {
+    auto key = fs::readFile(config_.cluster_key_file);
+    if (!key.isOk()) return key.status().withContext("cluster_key_file");
+    if (key->size() < 16)
+      return Status::invalidArgument("cluster_key_file " + config_.cluster_key_file +
+                                     ": a cluster key needs at least 16 random bytes (e.g. head "
+                                     "-c 32 /dev/urandom > FILE)");
+    o.cluster_key = *key;
+  }
+  o.node_name = name_;
+  o.runtime_kind = runtime_->kind();
+  o.data_dir = config_.data_dir;
+  o.beacon_interval = std::chrono::milliseconds(config_.beacon_interval_ms);
+  o.supernode_timeout = std::chrono::milliseconds(config_.supernode_timeout_ms);
+  o.member_timeout = std::max(std::chrono::milliseconds(4000), 4 * o.supernode_timeout);
+  o.blacklist_period = std::chrono::seconds(config_.blacklist_seconds);
+  auto d = discovery::Discovery::create(
+      o, *identity_, *clock_,
+      [this](const std::string& type, const std::string& node, const std::string& message) {
+        events_.appendNode(type, node, message);
+      });
+  if (!d.isOk()) return d.status().withContext("discovery");
+  discovery_ = std::move(*d);
+  RETURN_IF_ERROR(discovery_->start());
+  publishServices();
+  return Status::ok();
+}
+
+void Node::publishServices() {
+  if (!discovery_) return;
+  auto records = store_->list();
+  if (!records.isOk()) return;
+  std::vector<std::string> names;
+  for (const auto& r : *records) names.push_back(r.name);
+  discovery_->setServices(std::move(names));
 }
 
 Status Node::refreshDesired() {
@@ -99,6 +168,7 @@ Status Node::refreshDesired() {
     desired.push_back(std::move(d));
   }
   reconciler_->setDesired(std::move(desired));
+  publishServices();
   return Status::ok();
 }
 
@@ -125,12 +195,21 @@ Status Node::start() {
     health_->stop();
     return listening.withContext("node API on " + config_.api_socket);
   }
+  Status disc = startDiscovery();
+  if (!disc.isOk()) {
+    api_->stop();
+    reconciler_->stop();
+    health_->stop();
+    return disc;
+  }
   events_.append("node.started", "", "",
-                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket);
+                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
+                     (discovery_ ? ", discovery on" : ", discovery off"));
   return Status::ok();
 }
 
 void Node::stop() {
+  if (discovery_) discovery_->stop();  // members are told, a supernode hands over
   if (api_) api_->stop();
   if (reconciler_) {
     reconciler_->stop();

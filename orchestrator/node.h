@@ -19,6 +19,8 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "discovery/discovery.h"
+#include "discovery/identity.h"
 #include "discovery/types.h"
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
@@ -43,6 +45,21 @@ struct NodeConfig {
   std::string docker_endpoint = "unix:///var/run/docker.sock";
   int port_range_first = 20000;  // dynamic service ports
   int port_range_last = 29999;
+  std::string listen = "0.0.0.0:8083";  // cluster-facing TCP (discovery sessions, gateway)
+
+  // Discovery: the clusters of this host's links (docs/discovery.md).
+  bool discovery = true;
+  std::vector<std::string> discovery_interfaces;  // empty = every link interface
+  std::string discovery_group = "239.255.83.83:8083";
+  std::string advertise;        // "addr:port" peers use; "" = interface address + listen port
+  std::string power = "mains";  // mains | battery: the host cannot always tell
+  bool persistent = true;       // an always-on host
+  std::string account_id;
+  std::string public_address;
+  std::string cluster_key_file;  // 32 random bytes shared by the cluster's nodes; "" = none
+  int blacklist_seconds = 600;
+  int beacon_interval_ms = 250;
+  int supernode_timeout_ms = 1000;
 };
 
 struct ApplyResult {
@@ -70,7 +87,7 @@ class Node {
 
   const NodeConfig& config() const { return config_; }
   const std::string& name() const { return name_; }
-  // Random, made on first start and kept in the store.
+  // Derived from the node key (data_dir/node.key), made on first start.
   const std::string& id() const { return id_; }
   WallTime startedAt() const { return started_at_; }
   StateStore& store() { return *store_; }
@@ -89,6 +106,9 @@ class Node {
 
  private:
   explicit Node(const NodeConfig& config);
+  Status startDiscovery();
+  // Tells discovery which services this node hosts (they are in its profile).
+  void publishServices();
 
   NodeConfig config_;
   std::string name_;
@@ -102,6 +122,8 @@ class Node {
   std::unique_ptr<HealthMonitor> health_;
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<api::ApiServer> api_;
+  std::optional<discovery::NodeIdentity> identity_;
+  std::unique_ptr<discovery::Discovery> discovery_;
   std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> request_errors_{0};

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -23,6 +24,42 @@ Status parsePortRange(const std::string& text, NodeConfig* node) {
   node->port_range_first = first;
   node->port_range_last = last;
   return Status::ok();
+}
+
+bool parseBool(const std::string& v, bool* out) {
+  if (v == "true" || v == "yes" || v == "on") {
+    *out = true;
+    return true;
+  }
+  if (v == "false" || v == "no" || v == "off") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+bool parseInt(const std::string& v, int lo, int hi, int* out) {
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  int x = std::stoi(v);
+  if (x < lo || x > hi) return false;
+  *out = x;
+  return true;
+}
+
+// "eth0, eth1" or "eth0,eth1" -> {"eth0", "eth1"}.
+std::vector<std::string> splitList(const std::string& v) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : v + ",") {
+    if (c == ',' || c == ' ') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -49,6 +86,11 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
     }
     std::string value = v.IsNull() ? "" : v.as<std::string>("");
     if (key == "node_name") {
+      bool printable = std::all_of(value.begin(), value.end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+      });
+      if (value.size() > 253 || !printable)
+        errors.push_back("node_name: at most 253 printable characters (peers refuse others)");
       n.node_name = value;
     } else if (key == "data_dir") {
       n.data_dir = value;
@@ -71,7 +113,39 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
                          "\" is not a level; use debug, info, warn, error or off");
       config->log_level = value;
     } else if (key == "listen") {
-      config->listen = value;
+      n.listen = value;
+    } else if (key == "discovery") {
+      if (!parseBool(value, &n.discovery))
+        errors.push_back("discovery: \"" + value + "\" is not true or false");
+    } else if (key == "discovery_interfaces") {
+      n.discovery_interfaces = splitList(value);
+    } else if (key == "discovery_group") {
+      n.discovery_group = value;
+    } else if (key == "advertise") {
+      n.advertise = value;
+    } else if (key == "power") {
+      if (value != "mains" && value != "battery")
+        errors.push_back("power: \"" + value + "\" is not a power source; use mains or battery");
+      n.power = value;
+    } else if (key == "persistent") {
+      if (!parseBool(value, &n.persistent))
+        errors.push_back("persistent: \"" + value + "\" is not true or false");
+    } else if (key == "account_id") {
+      n.account_id = value;
+    } else if (key == "public_address") {
+      n.public_address = value;
+    } else if (key == "cluster_key_file") {
+      n.cluster_key_file = value;
+    } else if (key == "blacklist_seconds") {
+      if (!parseInt(value, 1, 86400 * 30, &n.blacklist_seconds))
+        errors.push_back("blacklist_seconds: \"" + value +
+                         "\" is not a number of seconds in 1..2592000");
+    } else if (key == "beacon_interval_ms") {
+      if (!parseInt(value, 50, 5000, &n.beacon_interval_ms))
+        errors.push_back("beacon_interval_ms: \"" + value + "\" is not in 50..5000");
+    } else if (key == "supernode_timeout_ms") {
+      if (!parseInt(value, 200, 60000, &n.supernode_timeout_ms))
+        errors.push_back("supernode_timeout_ms: \"" + value + "\" is not in 200..60000");
     } else if (key == "port_range") {
       Status s = parsePortRange(value, &n);
       if (!s.isOk()) errors.push_back(s.message());
@@ -79,9 +153,16 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
       errors.push_back(key +
                        ": unknown setting; known: node_name, data_dir, run_dir, api_socket, "
                        "api_socket_group, runtime, docker_endpoint, log_level, listen, "
-                       "port_range");
+                       "port_range, discovery, discovery_interfaces, discovery_group, "
+                       "advertise, power, persistent, account_id, public_address, "
+                       "cluster_key_file, blacklist_seconds, beacon_interval_ms, "
+                       "supernode_timeout_ms");
     }
   }
+  if (n.supernode_timeout_ms < 2 * n.beacon_interval_ms)
+    errors.push_back("supernode_timeout_ms (" + std::to_string(n.supernode_timeout_ms) +
+                     ") must be at least two beacon intervals (" +
+                     std::to_string(2 * n.beacon_interval_ms) + ")");
   for (const auto* p : {&n.data_dir, &n.run_dir, &n.api_socket})
     if (!p->empty() && (*p)[0] != '/') errors.push_back("\"" + *p + "\" must be an absolute path");
   if (!errors.empty()) {

@@ -18,7 +18,6 @@ inline constexpr char kDefaultConfigPath[] = "/etc/edged/config.yaml";
 struct EdgedConfig {
   NodeConfig node;
   std::string log_level = "info";
-  std::string listen = "0.0.0.0:8083";  // the cluster-facing port (used by the gateway)
 };
 
 // Applies the keys of the YAML document `text` over `config`. `source` names the file

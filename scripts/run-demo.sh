@@ -41,8 +41,10 @@ ninja -C build edged edgectl edge-shim edge_test_images >/dev/null
 
 mkdir -p "$state"
 stop_edged
-# Embedded defaults, except where the state lives: this checkout, not /var/lib/edged.
-build/bin/edged --data-dir "$state/data" >>"$state/edged.log" 2>&1 &
+# Embedded defaults, except where the state lives (this checkout, not /var/lib/edged)
+# and discovery: a demo does not announce itself on the network it runs on. Without
+# --no-discovery, edged joins (or forms) the cluster of every link of this host.
+build/bin/edged --data-dir "$state/data" --no-discovery >>"$state/edged.log" 2>&1 &
 echo $! >"$state/edged.pid"
 for _ in $(seq 100); do "$edgectl" status >/dev/null 2>&1 && break; sleep 0.1; done
 if ! "$edgectl" status; then

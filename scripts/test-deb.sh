@@ -86,6 +86,7 @@ run_dir: $tmp/run
 api_socket: $tmp/edged.sock
 runtime: light
 listen: 127.0.0.1:$((20000 + RANDOM % 10000))
+discovery: false
 CONF
   /usr/bin/edged --config "$tmp/config.yaml" >"$tmp/edged.log" 2>&1 &
   edged_pid=$!
