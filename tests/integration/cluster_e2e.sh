@@ -265,7 +265,7 @@ scenario_3() {
   # have registered with the old supernode); since all showed n5, nothing changed.
   hist=$("${VIEW[@]}" supernode_history "$VD" "$t_join" 1 2 3 4 5)
   while read -r node seq; do
-    [ "${seq##* }" = n5 ] || bad="$bad $node[$seq]"
+    [ "${seq##* }" = n5 ] || bad="$bad ${node}[$seq]"
   done <<<"$hist"
   local later
   later=$("${VIEW[@]}" supernode_history "$VD" "$t_all" 1 2 3 4 5 | awk 'NF > 1' | tr '\n' ' ')

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the NC_* globals are for the caller
 # netns_cluster.sh: a cluster of hosts made of network namespaces on bridges, for tests
 # and benchmarks that need several nodes on one link. Sourced, not run (needs root,
 # iproute2, nsenter, curl).
