@@ -38,6 +38,8 @@ const json& arr(const json& j, const char* key) {
   return *it;
 }
 
+constexpr size_t kMaxSendersTracked = 4096;
+
 std::string shortId(const std::string& id) {
   return id.substr(0, 8);
 }
@@ -250,6 +252,13 @@ void LinkAgent::tick() {
 // ---------------------------------------------------------------------------------------
 // Datagrams
 
+void LinkAgent::addKeyProof(json* body) const {
+  if (options_.cluster_key.empty()) return;
+  std::string data =
+      identity_.id() + "|" + boot_nonce_ + "|" + std::to_string((*body)["seq"].get<uint64_t>());
+  (*body)["proof"] = toHex(clusterKeyProof(options_.cluster_key, data));
+}
+
 void LinkAgent::sendProbe() {
   json body{{"t", "probe"},
             {"id", identity_.id()},
@@ -258,6 +267,7 @@ void LinkAgent::sendProbe() {
             {"score", selfScore()},
             {"boot", boot_nonce_},
             {"seq", ++beacon_seq_}};
+  addKeyProof(&body);
   auto dg = encodeDatagram(DatagramType::kProbe, body.dump(), identity_);
   if (dg.isOk()) io_.multicast(*dg);
   ++probes_sent_;
@@ -276,6 +286,7 @@ void LinkAgent::sendBeacon() {
             {"boot", boot_nonce_},
             {"seq", ++beacon_seq_}};
   if (!lost_supernode_.empty()) body["takeover_from"] = lost_supernode_;
+  addKeyProof(&body);
   auto dg = encodeDatagram(DatagramType::kBeacon, body.dump(), identity_);
   if (dg.isOk()) io_.multicast(*dg);
   next_beacon_ = clock_.now() + options_.beacon_interval;
@@ -308,10 +319,25 @@ void LinkAgent::onDatagram(std::string_view bytes) {
     ++counters_.dropped_blacklisted;
     return;
   }
+  if (!options_.cluster_key.empty()) {
+    auto proof = fromHex(str(*j, "proof"));
+    if (!proof.isOk() ||
+        !checkClusterKeyProof(options_.cluster_key,
+                              id + "|" + str(*j, "boot") + "|" + std::to_string(num(*j, "seq")),
+                              *proof)) {
+      ++counters_.dropped_forged;  // not a holder of this cluster's key
+      return;
+    }
+  }
   if (str(*j, "cluster") != options_.cluster_id) return;  // another network on this link
   // Replays: a sender's (boot, seq) only moves forward.
   std::string boot = str(*j, "boot");
   auto seq = static_cast<uint64_t>(num(*j, "seq", -1));
+  if (beacon_seen_.size() >= kMaxSendersTracked && !beacon_seen_.count(id)) {
+    // Anyone can mint keys: remember senders that are members, forget the rest, so a
+    // flood of valid signatures cannot grow this map.
+    std::erase_if(beacon_seen_, [&](const auto& e) { return !members_.count(e.first); });
+  }
   auto& seen = beacon_seen_[id];
   if (seen.first == boot && seq <= seen.second) {
     ++counters_.dropped_forged;
@@ -466,6 +492,10 @@ void LinkAgent::joinFailed(const std::string& why) {
     electNext();
     return;
   }
+  // A supernode we cannot join (unreachable, another cluster key, refusing us) is left
+  // alone for a while: this node forms its own cluster meanwhile, and merges later.
+  if (!join_target_.empty() && !refused_by_.count(join_target_))
+    refused_by_[join_target_] = clock_.now() + std::chrono::seconds(5);
   startProbing();
 }
 

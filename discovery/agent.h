@@ -120,6 +120,8 @@ class LinkAgent {
   int selfScore() const;
 
   // Datagrams.
+  // With a cluster key, probes and beacons prove the sender holds it.
+  void addKeyProof(nlohmann::json* body) const;
   void sendProbe();
   void sendBeacon();
   void handleProbe(const nlohmann::json& j);

@@ -586,4 +586,13 @@ std::string randomBytes(size_t n) {
   return out;
 }
 
+std::string clusterKeyProof(std::string_view cluster_key, std::string_view data) {
+  return hmacSha256(cluster_key, "edgecloud datagram proof v1", data);
+}
+
+bool checkClusterKeyProof(std::string_view cluster_key, std::string_view data,
+                          std::string_view proof) {
+  return equalConstantTime(clusterKeyProof(cluster_key, data), proof);
+}
+
 }  // namespace edge::discovery

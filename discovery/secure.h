@@ -104,6 +104,14 @@ std::string sealGroup(std::string_view key, std::string_view aad, std::string_vi
 // PermissionDenied when it does not authenticate (wrong key, wrong aad, altered).
 Result<std::string> openGroup(std::string_view key, std::string_view aad, std::string_view sealed);
 
+// Proof that the sender of a probe or beacon holds the cluster key (when one is
+// configured): HMAC-SHA256 over a label and `data` (the sender's id, run nonce and
+// sequence number, so a proof cannot be reused with another beacon). 32 bytes.
+std::string clusterKeyProof(std::string_view cluster_key, std::string_view data);
+// Constant-time comparison with the expected proof.
+bool checkClusterKeyProof(std::string_view cluster_key, std::string_view data,
+                          std::string_view proof);
+
 // `n` bytes from the CSPRNG.
 std::string randomBytes(size_t n);
 

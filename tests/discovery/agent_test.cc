@@ -47,8 +47,9 @@ struct FakeNode {
   std::unique_ptr<LinkAgent> agent;
   NodeProfile profile;
   bool alive = false;
-  bool listening = true;  // whether its advertised endpoint answers
-  int group = 0;          // partition group; -1 = cut off
+  bool listening = true;    // whether its advertised endpoint answers
+  int group = 0;            // partition group; -1 = cut off
+  std::string cluster_key;  // sessions need the same key at both ends
   std::vector<std::pair<std::string, std::string>> events;  // type, node
 };
 
@@ -61,7 +62,8 @@ class FakeNet {
  public:
   FakeClock clock;
 
-  FakeNode& add(const std::string& power = "mains", bool persistent = true) {
+  FakeNode& add(const std::string& power = "mains", bool persistent = true,
+                const std::string& cluster_key = "") {
     auto id = NodeIdentity::generate();
     EXPECT_TRUE(id.isOk());
     auto n = std::make_unique<FakeNode>(*id);
@@ -84,6 +86,8 @@ class FakeNet {
     ao.interface = "eth0";
     ao.cluster_id = "198.18.0.0/24";
     ao.seed = 1000 + static_cast<uint64_t>(n->index);
+    ao.cluster_key = cluster_key;
+    n->cluster_key = cluster_key;
     FakeNode* raw = n.get();
     n->agent = std::make_unique<LinkAgent>(
         ao, n->identity, clock, *n->io,
@@ -234,7 +238,8 @@ SessionId FakeIo::connect(const std::string& endpoint) {
   net_.after(1ms, [this, id, to, &self] {
     auto& s = net_.sessions_[id];
     if (!s.open || !self.alive) return;
-    if (to < 0 || !net_.reachable(index_, to) || !net_.node(to).listening) {
+    if (to < 0 || !net_.reachable(index_, to) || !net_.node(to).listening ||
+        net_.node(to).cluster_key != self.cluster_key) {
       s.open = false;
       self.agent->onSessionDown(id);
       return;
@@ -576,6 +581,21 @@ TEST(LinkAgent, ForgedAndMalformedDatagramsAreCountedAndDropped) {
   int64_t forged = a.agent->view().counters.dropped_forged;
   a.agent->onDatagram(*good);
   EXPECT_EQ(a.agent->view().counters.dropped_forged, forged + 1);
+}
+
+TEST(LinkAgent, WithAClusterKeyNodesWithoutItAreNeitherHeardNorAdmitted) {
+  FakeNet net;
+  const std::string key(32, 'k');
+  for (int i = 0; i < 3; ++i) net.add("mains", true, key);
+  auto& outsider = net.add("mains", true, "");
+  for (int i = 0; i < 3; ++i) net.start(net.node(i));
+  ASSERT_TRUE(net.runUntil([&] { return net.agreed(range(0, 3)); }, 5s));
+  net.start(outsider);
+  net.run(5s);
+  EXPECT_TRUE(net.agreed(range(0, 3)));
+  EXPECT_EQ(outsider.agent->state(), LinkAgent::State::kSupernode) << "alone in its own cluster";
+  EXPECT_GT(net.node(0).agent->view().counters.dropped_forged, 0)
+      << "its probes and beacons carry no proof of the key";
 }
 
 TEST(Election, ScoreOrderAndSuccessor) {
