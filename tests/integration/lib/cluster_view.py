@@ -9,8 +9,11 @@ tests/integration/cluster_e2e.sh and bench/discovery_bench.sh.
                                                cluster on IFACE with the same supernode
                                                and N members; prints what they show
   cluster_view.py converge DIR IFACE T0 I...   per node, when its view became final
-                                               (events); prints max seconds since T0 and
-                                               max seconds since the node's node.started
+                                               (its last event the view needed; one from
+                                               before T0, e.g. a node already up, counts
+                                               as T0); prints max seconds since T0 and
+                                               max seconds since the later of T0 and the
+                                               node's own node.started
   cluster_view.py failover DIR IFACE K I...    per node, its first cluster.supernode
                                                event for the current supernode after K;
                                                prints max seconds since K
@@ -134,7 +137,7 @@ def cmd_converge(d, iface, t0, nodes):
         names = names_of(v, c)
         last = None
         started = [event_ns(e) for e in ev if e.get("type") == "node.started"]
-        started = [t for t in started if t is not None and t >= t0]
+        started = [t for t in started if t is not None]
         need = [("cluster.supernode", sup)] + [
             ("cluster.member_joined", m.get("node_id"))
             for m in c.get("members", [])
@@ -142,14 +145,16 @@ def cmd_converge(d, iface, t0, nodes):
         ]
         for typ, nid in need:
             ts = [event_ns(e) for e in ev if e.get("type") == typ and is_node(e, nid, names.get(nid))]
-            ts = [t for t in ts if t is not None and t >= t0]
+            ts = [t for t in ts if t is not None]
             if not ts:
                 missing.append(f"n{i}:{typ}({names.get(nid, nid)})")
                 continue
-            last = max(last or 0, max(ts))
+            # A node that was up before T0 (the settled first node) has part of its view
+            # from then: that part was ready at T0.
+            last = max(last or t0, max(ts))
         if last is not None:
             worst = max(worst, last - t0)
-            own = last - (min(started) if started else t0)
+            own = last - max([t0] + started)
             worst_own = max(worst_own, own)
             report.append(f"n{i}={(last - t0) / 1e9:.3f}/{own / 1e9:.3f}")
     print(f"{worst / 1e9:.3f} {worst_own / 1e9:.3f}")
