@@ -38,6 +38,7 @@ const json& arr(const json& j, const char* key) {
   return *it;
 }
 
+constexpr size_t kMaxEarlyDeltas = 32;
 constexpr size_t kMaxSendersTracked = 4096;
 
 std::string shortId(const std::string& id) {
@@ -430,7 +431,19 @@ void LinkAgent::handleDelta(const Datagram& d) {
     ++counters_.dropped_malformed;
     return;
   }
-  if (state_ != State::kMember || body->sender_id != supernode_id_) return;
+  if ((state_ == State::kJoining || state_ == State::kElecting) && join_session_ &&
+      body->sender_id == join_target_) {
+    // Changes the supernode publishes while our welcome is on its way: kept, and
+    // applied after the welcome (which holds the key), so a node joining together with
+    // others does not wait for a sync to learn about them.
+    if (early_deltas_.size() < kMaxEarlyDeltas) early_deltas_.push_back(d);
+    return;
+  }
+  if (state_ != State::kMember || body->sender_id != supernode_id_) {
+    // A sealed delta from a node we know nothing of cannot be checked at all.
+    if (!members_.count(body->sender_id)) ++counters_.dropped_forged;
+    return;
+  }
   auto it = members_.find(supernode_id_);
   if (it == members_.end() ||
       !verifySignature(it->second.profile.public_key, d.signed_part, d.signature)) {
@@ -480,6 +493,7 @@ void LinkAgent::join(const std::string& target_id, const std::string& endpoint,
   if (state_ != State::kElecting) state_ = State::kJoining;
   join_target_ = target_id;
   join_succession_of_ = succession_of;
+  early_deltas_.clear();
   join_deadline_ = clock_.now() + deadline;
   join_session_ = io_.connect(endpoint);
 }
@@ -761,6 +775,9 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
   next_ping_ = now + options_.ping_interval;
   behind_since_ = {};
   sync_requested_ = false;
+  auto early = std::move(early_deltas_);
+  early_deltas_.clear();
+  for (const auto& e : early) handleDelta(e);
   if (auto me = members_.find(identity_.id());
       me != members_.end() && me->second.roles != old_roles)
     emit("cluster.role", identity_.id(),
@@ -829,8 +846,8 @@ bool LinkAgent::applyDelta(const json& d) {
   if (auto roles = d.find("roles"); roles != d.end() && roles->is_object()) {
     for (auto& [id, mem] : members_) {
       auto r = roles->find(id);
-      std::vector<std::string> next =
-          r != roles->end() ? stringList(*r) : std::vector<std::string>{};
+      if (r == roles->end()) continue;  // unchanged
+      std::vector<std::string> next = stringList(*r);
       if (id == identity_.id() && next != mem.roles) {
         std::string text;
         for (const auto& x : next) text += (text.empty() ? "" : ",") + x;
@@ -1171,10 +1188,13 @@ void LinkAgent::recomputeRoles(json* roles_out) {
   std::vector<Member> list;
   for (const auto& [id, m] : members_) list.push_back(m);
   auto roles = assignRoles(list, identity_.id());
+  // Only the roles that changed go into the delta, so its size does not grow with the
+  // cluster (a join must stay one datagram).
   *roles_out = json::object();
   for (auto& [id, m] : members_) {
     auto next = roles[id];
-    if (id == identity_.id() && next != m.roles) {
+    if (next == m.roles) continue;
+    if (id == identity_.id()) {
       std::string text;
       for (const auto& x : next) text += (text.empty() ? "" : ",") + x;
       emit("cluster.role", id, "this node's roles: " + (text.empty() ? "none" : text));

@@ -194,6 +194,7 @@ class LinkAgent {
   std::string lost_supernode_;
   std::vector<std::string> excluded_;
   std::map<std::string, SteadyTime> refused_by_;  // supernodes that rejected us, until
+  std::vector<Datagram> early_deltas_;            // from the join target, before its welcome
 
   // Member.
   SessionId super_session_ = 0;
