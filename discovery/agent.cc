@@ -275,13 +275,23 @@ void LinkAgent::sendProbe() {
   next_probe_ = clock_.now() + (probe_deadline_ - clock_.now()) / 2;
 }
 
+int64_t LinkAgent::activeMembers() const {
+  // Members inherited from a lost supernode count once they have registered: a node
+  // that took over a stale list alone (its link was down) must not outweigh the
+  // cluster the others kept.
+  int64_t n = 1;
+  for (const auto& [id, s] : member_sessions_)
+    if (s) ++n;
+  return n;
+}
+
 void LinkAgent::sendBeacon() {
   json body{{"t", "beacon"},
             {"id", identity_.id()},
             {"pub", toHex(identity_.publicKey())},
             {"cluster", options_.cluster_id},
             {"score", selfScore()},
-            {"members", static_cast<int64_t>(members_.size())},
+            {"members", activeMembers()},
             {"version", version_},
             {"endpoint", self_.endpoint},
             {"boot", boot_nonce_},
@@ -394,9 +404,11 @@ void LinkAgent::handleBeacon(const json& j) {
         }
         return;
       }
-      // A node that took over from our supernode (handover or a failover we have not
-      // seen ourselves yet).
-      if (str(j, "takeover_from") == supernode_id_) {
+      // A node that took over from our supernode in a failover we have not seen
+      // ourselves yet; followed only when ours has gone quiet too, since a node that
+      // was cut off and took over alone says the same while ours is alive and well.
+      if (str(j, "takeover_from") == supernode_id_ &&
+          now - last_heard_super_ > 2 * options_.beacon_interval) {
         if (super_session_) io_.close(super_session_);
         super_session_ = 0;
         join(id, endpoint, supernode_id_, options_.supernode_timeout);
@@ -408,7 +420,7 @@ void LinkAgent::handleBeacon(const json& j) {
       int their_score = static_cast<int>(num(j, "score"));
       int64_t their_members = num(j, "members");
       int mine = selfScore();
-      auto my_members = static_cast<int64_t>(members_.size());
+      int64_t my_members = activeMembers();
       bool they_win;
       if (clearlyBetter(their_score, mine)) {
         they_win = true;

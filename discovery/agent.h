@@ -118,6 +118,7 @@ class LinkAgent {
   int64_t nowUnix() const;
   void signSelf();
   int selfScore() const;
+  int64_t activeMembers() const;
 
   // Datagrams.
   // With a cluster key, probes and beacons prove the sender holds it.

@@ -36,6 +36,7 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(2);
 constexpr auto kCheckTimeout = std::chrono::seconds(1);
 constexpr auto kRescanEvery = std::chrono::seconds(5);
 constexpr size_t kMaxSessions = 1024;
+constexpr size_t kMaxHandshakesPerAddress = 8;
 constexpr size_t kMaxPendingOutput = 4 << 20;
 
 bool parseHostPort(const std::string& text, sockaddr_in* out) {
@@ -91,6 +92,7 @@ struct Conn {
   std::string out;
   SteadyTime deadline{};   // handshake (or check) must finish by then
   bool announced = false;  // onSessionUp() was called
+  uint32_t peer_addr = 0;  // inbound: the remote address (network order)
 };
 
 class DiscoveryImpl final : public Discovery {
@@ -528,9 +530,18 @@ class DiscoveryImpl final : public Discovery {
 
   void acceptAll() {
     for (int i = 0; i < 64; ++i) {
-      int fd = accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_in from{};
+      socklen_t len = sizeof(from);
+      int fd = accept4(listener_, reinterpret_cast<sockaddr*>(&from), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;
-      if (conns_.size() >= kMaxSessions) {
+      // One address cannot hold more than a few handshakes open at once, so a peer that
+      // opens connections and says nothing cannot lock members out.
+      size_t unauthenticated = 0;
+      for (const auto& [id, c] : conns_)
+        if (!c.outbound && !c.sec->established() && c.peer_addr == from.sin_addr.s_addr)
+          ++unauthenticated;
+      if (conns_.size() >= kMaxSessions || unauthenticated >= kMaxHandshakesPerAddress) {
         ::close(fd);
         continue;
       }
@@ -542,6 +553,7 @@ class DiscoveryImpl final : public Discovery {
       c.sec = std::make_unique<SecureSession>(SecureSession::Role::kResponder, identity_,
                                               options_.cluster_key);
       c.deadline = clock_.now() + kHandshakeTimeout;
+      c.peer_addr = from.sin_addr.s_addr;
       conns_.emplace(c.id, std::move(c));
     }
   }

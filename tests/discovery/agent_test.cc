@@ -476,6 +476,26 @@ TEST(LinkAgent, PartitionedHalvesEachElectAndMergeBackWithoutLosingMembers) {
   EXPECT_LT(*took, 2s);
 }
 
+TEST(LinkAgent, MemberBackFromABriefCutRejoinsWithoutMovingTheCluster) {
+  FakeNet net;
+  for (int i = 0; i < 6; ++i) net.add();
+  for (int i = 0; i < 6; ++i) net.start(net.node(i));
+  ASSERT_TRUE(net.runUntil([&] { return net.agreed(range(0, 6)); }, 5s));
+  std::string super = net.node(0).agent->supernodeId();
+  // The successor-to-be: cut off, it takes over the list it holds, alone.
+  std::vector<Member> others;
+  for (const auto& m : net.node(0).agent->view().members)
+    if (m.profile.node_id != super) others.push_back(m);
+  int cut = net.indexOf(successor(others, {}));
+  net.cut(net.node(cut));
+  net.run(2s);  // past the supernode timeout, within the member timeout
+  EXPECT_EQ(net.node(cut).agent->state(), LinkAgent::State::kSupernode);
+  net.setGroup(net.node(cut), 0);
+  ASSERT_TRUE(net.runUntil([&] { return net.agreed(range(0, 6)); }, 5s));
+  EXPECT_EQ(net.node(0).agent->supernodeId(), super)
+      << "the five that stayed together keep their supernode";
+}
+
 TEST(LinkAgent, NodeWhoseAdvertisedEndpointDoesNotAnswerIsBlacklisted) {
   FakeNet net;
   for (int i = 0; i < 3; ++i) net.add();
