@@ -53,6 +53,14 @@ json blacklistEntryJson(const BlacklistEntry& b) {
               {"until", b.until}};
 }
 
+BlacklistEntry blacklistEntryFromJson(const json& e) {
+  return BlacklistEntry{.node_id = str(e, "node_id"),
+                        .address = str(e, "address"),
+                        .reason = str(e, "reason"),
+                        .since = num(e, "since"),
+                        .until = num(e, "until")};
+}
+
 std::vector<std::string> stringList(const json& j) {
   std::vector<std::string> out;
   if (!j.is_array()) return out;
@@ -743,13 +751,15 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
   }
   std::map<std::string, BlacklistEntry> bl;
   for (const auto& e : arr(m, "blacklist")) {
-    BlacklistEntry b{.node_id = str(e, "node_id"),
-                     .address = str(e, "address"),
-                     .reason = str(e, "reason"),
-                     .since = num(e, "since"),
-                     .until = num(e, "until")};
+    BlacklistEntry b = blacklistEntryFromJson(e);
     if (!b.node_id.empty()) bl[b.node_id] = b;
   }
+  for (const auto& [id, mem] : members)
+    if (!members_.count(id) && id != identity_.id())
+      emit("cluster.member_joined", id, mem.profile.name + " (" + shortId(id) + ") is a member");
+  for (const auto& [id, mem] : members_)
+    if (!members.count(id) && id != identity_.id())
+      emit("cluster.member_left", id, mem.profile.name + " (" + shortId(id) + ") is gone");
   if (first) {
     join_session_ = 0;
     super_session_ = s;
@@ -757,22 +767,9 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
     state_ = State::kMember;
     lost_supernode_.clear();
     excluded_.clear();
-    for (const auto& [id, mem] : members)
-      if (!members_.count(id) && id != identity_.id())
-        emit("cluster.member_joined", id, mem.profile.name + " (" + shortId(id) + ") is a member");
-    for (const auto& [id, mem] : members_)
-      if (!members.count(id) && id != identity_.id())
-        emit("cluster.member_left", id, mem.profile.name + " (" + shortId(id) + ") is gone");
     if (!was_member_of_lost || supernode_id_ != peer)
       emit("cluster.joined", peer,
            "member of the cluster with " + std::to_string(members.size()) + " members");
-  } else {
-    for (const auto& [id, mem] : members)
-      if (!members_.count(id) && id != identity_.id())
-        emit("cluster.member_joined", id, mem.profile.name + " (" + shortId(id) + ") is a member");
-    for (const auto& [id, mem] : members_)
-      if (!members.count(id) && id != identity_.id())
-        emit("cluster.member_left", id, mem.profile.name + " (" + shortId(id) + ") is gone");
   }
   std::vector<std::string> old_roles;
   if (auto me = members_.find(identity_.id()); me != members_.end()) old_roles = me->second.roles;
@@ -792,12 +789,13 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
   for (const auto& e : early) handleDelta(e);
   if (auto me = members_.find(identity_.id());
       me != members_.end() && me->second.roles != old_roles)
-    emit("cluster.role", identity_.id(),
-         "this node's roles: " + (me->second.roles.empty() ? std::string("none") : [&] {
-           std::string r;
-           for (const auto& x : me->second.roles) r += (r.empty() ? "" : ",") + x;
-           return r;
-         }()));
+    emitOwnRoles(me->second.roles);
+}
+
+void LinkAgent::emitOwnRoles(const std::vector<std::string>& roles) {
+  std::string text;
+  for (const auto& r : roles) text += (text.empty() ? "" : ",") + r;
+  emit("cluster.role", identity_.id(), "this node's roles: " + (text.empty() ? "none" : text));
 }
 
 bool LinkAgent::applyDelta(const json& d) {
@@ -845,11 +843,7 @@ bool LinkAgent::applyDelta(const json& d) {
     members_.erase(it);
   }
   for (const auto& e : arr(d, "blacklist")) {
-    BlacklistEntry b{.node_id = str(e, "node_id"),
-                     .address = str(e, "address"),
-                     .reason = str(e, "reason"),
-                     .since = num(e, "since"),
-                     .until = num(e, "until")};
+    BlacklistEntry b = blacklistEntryFromJson(e);
     if (!b.node_id.empty() && !blacklist_.count(b.node_id)) {
       blacklist_[b.node_id] = b;
       emit("cluster.blacklisted", b.node_id, b.reason);
@@ -860,11 +854,7 @@ bool LinkAgent::applyDelta(const json& d) {
       auto r = roles->find(id);
       if (r == roles->end()) continue;  // unchanged
       std::vector<std::string> next = stringList(*r);
-      if (id == identity_.id() && next != mem.roles) {
-        std::string text;
-        for (const auto& x : next) text += (text.empty() ? "" : ",") + x;
-        emit("cluster.role", id, "this node's roles: " + (text.empty() ? "none" : text));
-      }
+      if (id == identity_.id() && next != mem.roles) emitOwnRoles(next);
       mem.roles = std::move(next);
     }
   }
@@ -1206,11 +1196,7 @@ void LinkAgent::recomputeRoles(json* roles_out) {
   for (auto& [id, m] : members_) {
     auto next = roles[id];
     if (next == m.roles) continue;
-    if (id == identity_.id()) {
-      std::string text;
-      for (const auto& x : next) text += (text.empty() ? "" : ",") + x;
-      emit("cluster.role", id, "this node's roles: " + (text.empty() ? "none" : text));
-    }
+    if (id == identity_.id()) emitOwnRoles(next);
     m.roles = next;
     (*roles_out)[id] = next;
   }

@@ -139,6 +139,7 @@ class LinkAgent {
   void applyWelcome(SessionId session, const std::string& peer_id, const nlohmann::json& m);
   bool applyDelta(const nlohmann::json& d);
   void supernodeLost(const std::string& why);
+  void emitOwnRoles(const std::vector<std::string>& roles);
 
   // Supernode side.
   void becomeSupernode(const std::string& takeover_from, const std::string& why);

@@ -31,20 +31,6 @@ struct Flags {
   bool no_discovery = false;
 };
 
-std::vector<std::string> splitInterfaces(const std::string& v) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : v + ",") {
-    if (c == ',' || c == ' ') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur.push_back(c);
-    }
-  }
-  return out;
-}
-
 void applyFlags(const Flags& f, EdgedConfig* c) {
   if (f.data_dir) c->node.data_dir = *f.data_dir;
   if (f.run_dir) c->node.run_dir = *f.run_dir;
@@ -57,7 +43,7 @@ void applyFlags(const Flags& f, EdgedConfig* c) {
   if (f.listen) c->node.listen = *f.listen;
   if (f.no_discovery) c->node.discovery = false;
   if (f.discovery_interfaces)
-    c->node.discovery_interfaces = splitInterfaces(*f.discovery_interfaces);
+    c->node.discovery_interfaces = edge::orchestrator::splitList(*f.discovery_interfaces);
 }
 
 edge::Status loadConfig(const Flags& f, bool config_given, EdgedConfig* out) {

@@ -47,7 +47,8 @@ bool parseInt(const std::string& v, int lo, int hi, int* out) {
   return true;
 }
 
-// "eth0, eth1" or "eth0,eth1" -> {"eth0", "eth1"}.
+}  // namespace
+
 std::vector<std::string> splitList(const std::string& v) {
   std::vector<std::string> out;
   std::string cur;
@@ -61,8 +62,6 @@ std::vector<std::string> splitList(const std::string& v) {
   }
   return out;
 }
-
-}  // namespace
 
 Status applyConfigText(const std::string& text, const std::string& source, EdgedConfig* config) {
   YAML::Node root;

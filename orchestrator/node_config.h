@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "orchestrator/node.h"
@@ -23,6 +24,9 @@ struct EdgedConfig {
 // Applies the keys of the YAML document `text` over `config`. `source` names the file
 // in errors.
 Status applyConfigText(const std::string& text, const std::string& source, EdgedConfig* config);
+
+// "eth0, eth1" or "eth0,eth1" -> {"eth0", "eth1"} (list settings and their flags).
+std::vector<std::string> splitList(const std::string& text);
 
 // Reads `path` and applies it. A missing file is an error unless `optional`.
 Status loadConfigFile(const std::string& path, bool optional, EdgedConfig* config);
