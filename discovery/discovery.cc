@@ -101,7 +101,12 @@ class DiscoveryImpl final : public Discovery {
                 EventSink events)
       : options_(options), identity_(identity), clock_(clock), events_(std::move(events)) {}
 
-  ~DiscoveryImpl() override { stop(); }
+  ~DiscoveryImpl() override {
+    stop();
+    // stop() does nothing when start() never ran (create() failed half way).
+    if (udp_ >= 0) ::close(udp_);
+    if (listener_ >= 0) ::close(listener_);
+  }
 
   Status init() {
     if (!parseHostPort(options_.listen, &listen_addr_))
