@@ -121,10 +121,17 @@ edged_agree() {  # N I...
 }
 
 edged_wait_agree() {  # TIMEOUT N I...
-  local limit=$1 deadline
+  local limit=$1 deadline i
   shift
   deadline=$(($(now) + limit * 1000000000))
   until edged_agree "$@"; do
+    # A crashed node never agrees: say so now rather than after the timeout.
+    for i in "${@:2}"; do
+      if ! nc_running "$i"; then
+        log "edged: n$i exited: $(tail -2 "$(nc_dir "$i")/edged.log" | tr '\n' ' ')"
+        return 1
+      fi
+    done
     if (($(now) > deadline)); then
       log "edged: no agreement after ${limit}s: $(cat "$VD/agree.out")"
       return 1
