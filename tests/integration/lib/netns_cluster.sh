@@ -48,6 +48,11 @@
 #   nc_link_stats [K]        "rx_packets rx_bytes tx_packets tx_bytes" summed over the
 #                            hub-side ports (of bridge K, default all); rx = what the
 #                            nodes put on the wire
+#   nc_static_neighbours     permanent ARP entries between all nodes added so far (per
+#                            bridge). The kernel's ARP table is shared by every
+#                            namespace (gc_thresh3, 1024 by default): a full mesh of
+#                            ~35+ nodes (Serf's gossip) overflows it and drops packets;
+#                            permanent entries do not count. Call after the last nc_add_node
 #   nc_cleanup               kills what the run started, deletes its namespaces (and
 #                            with them every veth and bridge), removes NC_DIR
 #
@@ -360,6 +365,27 @@ nc_wait() {
   until "$@" >/dev/null 2>&1; do
     (($(date +%s%N) < deadline)) || return 1
     sleep 0.2
+  done
+}
+
+nc_static_neighbours() {
+  local i j k dev batch
+  declare -A mac=()
+  for i in "${NC_NODES[@]}"; do
+    for k in ${NC_BRIDGES_OF[$i]}; do
+      mac[$i.$k]=$(ip -n "$(nc_ns "$i")" -br link show "eth$((k - 1))" | awk '{print $3}')
+    done
+  done
+  for i in "${NC_NODES[@]}"; do
+    batch=
+    for k in ${NC_BRIDGES_OF[$i]}; do
+      dev=eth$((k - 1))
+      for j in "${NC_NODES[@]}"; do
+        [ "$j" != "$i" ] && [ -n "${mac[$j.$k]:-}" ] || continue
+        batch+="neigh replace $(nc_addr "$j" "$k") lladdr ${mac[$j.$k]} dev $dev nud permanent"$'\n'
+      done
+    done
+    [ -z "$batch" ] || ip -n "$(nc_ns "$i")" -batch - <<<"$batch" || return 1
   done
 }
 
