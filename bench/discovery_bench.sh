@@ -18,10 +18,12 @@
 #               (event timestamps, same host clock; one from before the launch counts as
 #               the launch); same supernode and N members everywhere. serf: per agent,
 #               when its log showed the last of the N members alive (EventMemberJoin,
-#               lines stamped on arrival). The worst node counts. Also shown: edged from
-#               each node's own node.started event (without process start-up, which
-#               dominates at N=50 on 2 cores), and Serf's event handler time (Serf
-#               coalesces member events for a quiet second before running handlers).
+#               lines stamped on arrival). The worst node counts. Also shown: how long the
+#               launch loops took (they are timed too, and kept free of forks but the
+#               process's own), edged from the last node's node.started event (without
+#               launch and process start-up, which dominate at N=50 on 2 cores), and
+#               Serf's event handler time (Serf coalesces member events for a quiet
+#               second before running handlers).
 #  cold_start   edged only (no Serf counterpart, no ratio): all N started at once; the
 #               first claim of the supernode role waits out a probe window (150-450 ms).
 #  failover     edged: kill -9 of the supernode; until every other node has a
@@ -142,6 +144,13 @@ edged_wait_agree() {  # TIMEOUT N I...
   done
 }
 
+keep_views() {  # NAME: with --keep, this phase's views and events stay for a post-mortem
+  local i
+  [ -n "${NC_KEEP:-}" ] || return 0
+  cp -r "$VD" "$NC_DIR/views-$1"
+  for i in "${NC_NODES[@]}"; do cp "$(nc_dir "$i")/edged.log" "$NC_DIR/views-$1/$i.log" 2>/dev/null; done
+}
+
 edged_fresh() {  # I...: no state from an earlier phase
   local i
   for i in "$@"; do
@@ -183,6 +192,7 @@ edged_cold_start() {  # N
   snapshot events $all
   read -r R[edged_cold_$n] R[edged_cold_own_$n] < <("${VIEW[@]}" converge "$VD" eth0 "$t0" $all 2>"$VD/converge.err") ||
     log "edged N=$n: cold start from events incomplete: $(cat "$VD/converge.err")"
+  keep_views "cold_$n"
   R[edged_cold_poll_$n]=$(secs "$t0" "$tseen")
   log "edged N=$n: cold start converged in ${R[edged_cold_$n]}s by events (seen by polling at ${R[edged_cold_poll_$n]}s): $(cat "$VD/agree.out")"
   edged_stop_all
@@ -203,6 +213,7 @@ edged_convergence() {  # N
   fi
   t0=$(now)
   for i in $(seq 2 "$n"); do nc_start "$i"; done
+  R[edged_launch_$n]=$(secs "$t0" "$(now)")
   if ! edged_wait_agree 90 "$n" $all; then
     R[edged_conv_$n]=fail
     edged_stop_all
@@ -212,6 +223,7 @@ edged_convergence() {  # N
   snapshot events $all
   read -r R[edged_conv_$n] R[edged_conv_own_$n] < <("${VIEW[@]}" converge "$VD" eth0 "$t0" $all 2>"$VD/converge.err") ||
     log "edged N=$n: convergence from events incomplete: $(cat "$VD/converge.err")"
+  keep_views "conv_$n"
   R[edged_conv_poll_$n]=$(secs "$t0" "$tseen")
   log "edged N=$n: converged in ${R[edged_conv_$n]}s by events (seen by polling at ${R[edged_conv_poll_$n]}s): $(cat "$VD/agree.out")"
 
@@ -224,6 +236,7 @@ edged_convergence() {  # N
     snapshot events $rest
     R[edged_fail_$n]=$("${VIEW[@]}" failover "$VD" eth0 "$NC_KILL_NS" $rest 2>"$VD/failover.err") ||
       log "edged N=$n: failover from events incomplete: $(cat "$VD/failover.err")"
+    keep_views "fail_$n"
     R[edged_fail_poll_$n]=$(secs "$NC_KILL_NS" "$(now)")
     log "edged N=$n: new supernode everywhere after ${R[edged_fail_$n]}s: $(cat "$VD/agree.out")"
   else
@@ -247,6 +260,7 @@ edged_convergence() {  # N
       snapshot events $rest2
       R[edged_cut_$n]=$("${VIEW[@]}" failover "$VD" eth0 "$t_cut" $rest2 2>"$VD/failover.err") ||
         log "edged N=$n: failover after the cut, from events incomplete: $(cat "$VD/failover.err")"
+      keep_views "cut_$n"
       log "edged N=$n: new supernode everywhere ${R[edged_cut_$n]}s after the cut: $(cat "$VD/agree.out")"
     else
       R[edged_cut_$n]=fail
@@ -325,12 +339,12 @@ while IFS= read -r l; do printf '%s %s\n' "${EPOCHREALTIME/./}" "$l"; done
 EOF
 chmod +x "$SERF_HANDLER" "$SERF_STAMP"
 
+# No subshell here (nor in nc_start): the launch loop of the N-1 is part of what is timed.
 serf_start() {  # I [serf agent args...]
-  local i=$1 d
+  local i=$1 d=$NC_DIR/n$1
   shift
-  d=$(nc_dir "$i")
   nc_spawn "$i" "$d/serf.log" bash -c '"$@" 2>&1 | "'"$SERF_STAMP"'"' _ \
-    serf agent -node "n$i" -bind "$(nc_addr "$i"):7946" -rpc-addr 127.0.0.1:7373 \
+    serf agent -node "n$i" -bind "198.18.0.$((10 + i)):7946" -rpc-addr 127.0.0.1:7373 \
     -event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events" "$@"
 }
 
@@ -436,8 +450,12 @@ serf_convergence() {  # N
   serf_fresh
   log "serf N=$n: agent 1, then $((n - 1)) agents with -join $(nc_addr 1)"
   serf_first_up || { log "serf: agent 1 did not start: $(tail -5 "$(nc_dir 1)/serf.log")"; return 1; }
+  local join t_up
+  join=$(nc_addr 1)
   t0=$(now)
-  for i in $(seq 2 "$n"); do serf_start "$i" -join "$(nc_addr 1)"; done
+  for i in $(seq 2 "$n"); do serf_start "$i" -join "$join"; done
+  t_up=$(now)
+  R[serf_launch_$n]=$(secs "$t0" "$t_up")
   if out=$(serf_wait 90 joined "$n" "$t0" $(seq "$n")); then
     read -r R[serf_conv_$n] R[serf_conv_h_$n] <<<"$out"
     log "serf N=$n: every agent saw $n members after ${R[serf_conv_$n]}s (handler: ${R[serf_conv_h_$n]}s)"
@@ -529,9 +547,9 @@ printf '%-5s %-22s %12s %12s %8s   %s\n' N metric edged serf ratio "notes"
 for n in "${NS[@]}"; do
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" convergence_s "${R[edged_conv_$n]:--}" "${R[serf_conv_$n]:--}" \
     "$(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")" \
-    "node 1 settled, then $((n - 1)) at once; edged since each node's own start ${R[edged_conv_own_$n]:--}s, seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s"
+    "node 1 settled, then $((n - 1)) at once; launch loop edged ${R[edged_launch_$n]:--}s serf ${R[serf_launch_$n]:--}s; edged after the last node.started ${R[edged_conv_own_$n]:--}s, seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" cold_start_s "${R[edged_cold_$n]:--}" - - \
-    "edged only: all $n at once (probe window before the first claim); since each node's own start ${R[edged_cold_own_$n]:--}s, seen by polling ${R[edged_cold_poll_$n]:--}s"
+    "edged only: all $n at once (probe window before the first claim); after the last node.started ${R[edged_cold_own_$n]:--}s, seen by polling ${R[edged_cold_poll_$n]:--}s"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_s "${R[edged_fail_$n]:--}" "${R[serf_fail_$n]:--}" \
     "$(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")" \
     "edged seen by polling ${R[edged_fail_poll_$n]:--}s; serf handler ${R[serf_fail_h_$n]:--}s"
