@@ -367,9 +367,16 @@ serf_stop_all() {
   done
 }
 
-serf_fresh() {
+serf_fresh() {  # NAME of the phase that ends (with --keep, its logs stay in serf-NAME/)
   local i
-  for i in $(seq "$MAXN"); do rm -f "$(nc_dir "$i")/serf.log" "$(nc_dir "$i")/serf.events"; done
+  for i in $(seq "$MAXN"); do
+    if [ -n "${NC_KEEP:-}" ] && [ -n "${1:-}" ] && [ -f "$(nc_dir "$i")/serf.log" ]; then
+      mkdir -p "$NC_DIR/serf-$1"
+      cp "$(nc_dir "$i")/serf.log" "$NC_DIR/serf-$1/n$i.log"
+      cp "$(nc_dir "$i")/serf.events" "$NC_DIR/serf-$1/n$i.events" 2>/dev/null
+    fi
+    rm -f "$(nc_dir "$i")/serf.log" "$(nc_dir "$i")/serf.events"
+  done
 }
 
 # serf_view joined N T0 I... | failed NAME T0 I...: from the stamped logs and the
@@ -496,7 +503,7 @@ serf_convergence() {  # N
 
 serf_join_cost() {  # N
   local n=$1 m=$(($1 - 1)) s0 s1 s2 t1 t2
-  serf_fresh
+  serf_fresh "conv_$n"
   serf_first_up || return 1
   t1=$(now)
   for i in $(seq 2 "$m"); do serf_start "$i" -join "$(nc_addr 1)"; done
