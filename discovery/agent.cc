@@ -372,9 +372,15 @@ void LinkAgent::onDatagram(std::string_view bytes) {
 
 void LinkAgent::handleProbe(const json& /*j*/) {
   if (state_ != State::kSupernode) return;
-  // Answer at once, but a probe flood cannot turn into a beacon flood.
+  // Answer at once; probes that come quicker than one per 20 ms share the next answer
+  // (sent by tick()), so a probe flood cannot turn into a beacon flood, and two nodes
+  // starting together both hear back within the tick.
   SteadyTime now = clock_.now();
-  if (now - last_probe_answer_ < std::chrono::milliseconds(20)) return;
+  auto spacing = std::chrono::milliseconds(20);
+  if (now - last_probe_answer_ < spacing) {
+    next_beacon_ = std::min(next_beacon_, last_probe_answer_ + spacing);
+    return;
+  }
   last_probe_answer_ = now;
   sendBeacon();
 }
@@ -736,14 +742,24 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
   }
   std::map<std::string, Member> members;
   for (const auto& e : arr(m, "members")) {
-    NodeProfile p;
-    if (!verifyProfile(e.is_object() && e.contains("profile") ? e["profile"] : json(), "", &p)
-             .isOk()) {
-      ++counters_.dropped_forged;
-      continue;
-    }
+    const json& pj = e.is_object() && e.contains("profile") ? e["profile"] : json();
     Member mem;
-    mem.profile = std::move(p);
+    // A profile we already hold, with the same signature, was verified when it came:
+    // after a failover every member receives the whole list again, and checking fifty
+    // signatures each time is what made re-registration slow.
+    auto known = members_.find(str(pj, "node_id"));
+    if (known != members_.end() && !known->second.profile.signature.empty() &&
+        str(pj, "signature") == toHex(known->second.profile.signature) &&
+        num(pj, "seq", -1) == known->second.profile.seq) {
+      mem.profile = known->second.profile;
+    } else {
+      NodeProfile p;
+      if (!verifyProfile(pj, "", &p).isOk()) {
+        ++counters_.dropped_forged;
+        continue;
+      }
+      mem.profile = std::move(p);
+    }
     mem.roles = stringList(e.value("roles", json::array()));
     mem.score = static_cast<int>(num(e, "score"));
     mem.joined_at = num(e, "joined_at");

@@ -377,6 +377,20 @@ TEST(LinkAgent, NodesJoiningTogetherLearnOfEachOtherWithoutWaitingForASync) {
   EXPECT_LT(*took, 100ms);
 }
 
+TEST(LinkAgent, AProbeRightAfterAnotherIsStillAnsweredAtOnce) {
+  FakeNet net;
+  for (int i = 0; i < 3; ++i) net.add();
+  net.start(net.node(0));
+  net.run(1s);
+  ASSERT_EQ(net.node(0).agent->state(), LinkAgent::State::kSupernode);
+  net.start(net.node(1));
+  net.run(5ms);  // the beacon answering node 1 has gone out before node 2 listens
+  net.start(net.node(2));
+  auto took = net.runUntil([&] { return net.agreed(range(0, 3)); }, 1s);
+  ASSERT_TRUE(took);
+  EXPECT_LT(*took, 60ms) << "node 2's probe must not wait for the periodic beacon";
+}
+
 TEST(LinkAgent, KilledSupernodeIsReplacedByItsSuccessorWellWithinTwoSeconds) {
   FakeNet net;
   for (int i = 0; i < 6; ++i) net.add();
