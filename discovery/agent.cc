@@ -1115,12 +1115,17 @@ void LinkAgent::handleProfileUpdate(const std::string& peer, const json& m) {
   const NodeProfile& before = it->second.profile;
   if (before.boot_id == p.boot_id && before.started_at == p.started_at &&
       immutableFactsDiffer(before, p)) {
+    std::string changed;
+    auto note = [&](const std::string& what, const std::string& a, const std::string& b) {
+      if (a != b) changed += (changed.empty() ? "" : ", ") + what + " " + a + " -> " + b;
+    };
+    note("cpus", std::to_string(before.cpus), std::to_string(p.cpus));
+    note("memory", std::to_string(before.memory_bytes), std::to_string(p.memory_bytes));
+    note("arch", before.arch, p.arch);
     blacklist(peer, before.endpoint.substr(0, before.endpoint.rfind(':')),
               "contradictory re-announcement: facts that cannot change without a restart "
-              "changed (cpus " +
-                  std::to_string(before.cpus) + " -> " + std::to_string(p.cpus) + ", memory " +
-                  std::to_string(before.memory_bytes) + " -> " + std::to_string(p.memory_bytes) +
-                  ", arch " + before.arch + " -> " + p.arch + ")");
+              "changed under the same boot and start (" +
+                  changed + ")");
     removeMember(peer, "blacklisted", true);
     return;
   }

@@ -650,33 +650,5 @@ TEST(LinkAgent, WithAClusterKeyNodesWithoutItAreNeitherHeardNorAdmitted) {
       << "its probes and beacons carry no proof of the key";
 }
 
-TEST(Election, ScoreOrderAndSuccessor) {
-  NodeProfile mains;
-  mains.power = "mains";
-  mains.persistent = true;
-  NodeProfile battery = mains;
-  battery.power = "battery";
-  battery.persistent = false;
-  EXPECT_GT(meritScore(mains, 0), meritScore(battery, 0));
-  EXPECT_TRUE(clearlyBetter(meritScore(mains, 0), meritScore(battery, 0)));
-  EXPECT_FALSE(clearlyBetter(meritScore(mains, 0) + 9, meritScore(mains, 0)));
-  // Uptime counts in steps.
-  mains.started_at = 1000;
-  EXPECT_EQ(meritScore(mains, 1000 + 3599), meritScore(mains, 1000));
-  EXPECT_EQ(meritScore(mains, 1000 + 3600), meritScore(mains, 1000) + 5);
-  EXPECT_TRUE(ranksBefore(50, "b", 40, "a"));
-  EXPECT_TRUE(ranksBefore(50, "a", 50, "b"));
-  std::vector<Member> members(3);
-  members[0].profile.node_id = "a";
-  members[0].score = 40;
-  members[1].profile.node_id = "b";
-  members[1].score = 60;
-  members[2].profile.node_id = "c";
-  members[2].score = 60;
-  EXPECT_EQ(successor(members, {}), "b");
-  EXPECT_EQ(successor(members, {"b"}), "c");
-  EXPECT_EQ(successor(members, {"b", "c", "a"}), "");
-}
-
 }  // namespace
 }  // namespace edge::discovery
