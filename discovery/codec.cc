@@ -9,13 +9,6 @@ namespace {
 constexpr char kMagic[] = "ECD1";
 constexpr size_t kIdSize = 16;
 
-bool isHexId(std::string_view s) {
-  if (s.size() != kIdSize) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
 }  // namespace
 
 Result<std::string> encodeDatagram(DatagramType type, std::string_view body,
@@ -68,7 +61,7 @@ Result<nlohmann::json> openSignedJson(const Datagram& d) {
   if (!j->is_object()) return Status::invalidArgument("body is not a JSON object");
   auto id = j->find("id");
   auto pub = j->find("pub");
-  if (id == j->end() || !id->is_string() || !isHexId(id->get_ref<const std::string&>()))
+  if (id == j->end() || !id->is_string() || !isNodeId(id->get_ref<const std::string&>()))
     return Status::invalidArgument("\"id\" must be 16 lower-case hex characters");
   if (pub == j->end() || !pub->is_string() || pub->get_ref<const std::string&>().size() != 64)
     return Status::invalidArgument("\"pub\" must be 64 hex characters");
@@ -98,7 +91,7 @@ Result<DeltaBody> decodeDeltaBody(std::string_view body) {
                                    " bytes is too short");
   DeltaBody d;
   d.sender_id = std::string(body.substr(0, kIdSize));
-  if (!isHexId(d.sender_id)) return Status::invalidArgument("delta sender is not a node id");
+  if (!isNodeId(d.sender_id)) return Status::invalidArgument("delta sender is not a node id");
   for (size_t i = 0; i < 4; ++i) d.epoch = (d.epoch << 8) | static_cast<uint8_t>(body[kIdSize + i]);
   d.sealed = std::string(body.substr(kIdSize + 4));
   return d;

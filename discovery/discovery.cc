@@ -112,13 +112,10 @@ class DiscoveryImpl final : public Discovery {
     if (!parseHostPort(options_.listen, &listen_addr_))
       return Status::invalidArgument("listen: \"" + options_.listen +
                                      "\" is not an IPv4 address and port (e.g. 0.0.0.0:8083)");
-    if (inet_pton(AF_INET, options_.group.c_str(), &group_) != 1 ||
-        (ntohl(group_.s_addr) >> 28) != 0xe)
+    if (!parseHostPort(options_.group, &group_) || (ntohl(group_.sin_addr.s_addr) >> 28) != 0xe)
       return Status::invalidArgument("discovery_group: \"" + options_.group +
-                                     "\" is not an IPv4 multicast address (224.0.0.0/4)");
-    if (options_.port < 1 || options_.port > 65535)
-      return Status::invalidArgument("discovery port " + std::to_string(options_.port) +
-                                     " is outside 1..65535");
+                                     "\" is not an IPv4 multicast address (224.0.0.0/4) and "
+                                     "port (e.g. 239.255.83.83:8083)");
     if (!options_.advertise.empty()) {
       sockaddr_in a;
       if (!parseHostPort(options_.advertise, &a) || a.sin_addr.s_addr == htonl(INADDR_ANY))
@@ -211,12 +208,8 @@ class DiscoveryImpl final : public Discovery {
     m.imr_ifindex = link.ifindex;
     m.imr_address = link.address;
     setsockopt(udp_, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof(m));
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_addr = group_;
-    to.sin_port = htons(static_cast<uint16_t>(options_.port));
-    ssize_t n = sendto(udp_, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&to),
-                       sizeof(to));
+    ssize_t n = sendto(udp_, datagram.data(), datagram.size(), 0,
+                       reinterpret_cast<const sockaddr*>(&group_), sizeof(group_));
     if (n < 0) {
       LOG_DEBUG("discovery: multicast send failed")
           .kv("interface", link.interface)
@@ -314,10 +307,11 @@ class DiscoveryImpl final : public Discovery {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_ANY);
-    a.sin_port = htons(static_cast<uint16_t>(options_.port));
+    a.sin_port = group_.sin_port;
     if (bind(udp_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0)
       return Status::failedPrecondition("discovery: cannot bind UDP port " +
-                                        std::to_string(options_.port) + ": " + errnoText(errno));
+                                        std::to_string(ntohs(group_.sin_port)) + ": " +
+                                        errnoText(errno));
     listener_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listener_ < 0) return Status::internal("discovery: socket: " + errnoText(errno));
     setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -344,14 +338,7 @@ class DiscoveryImpl final : public Discovery {
   // Adds a link for every usable interface not yet covered (mu_ held).
   void addLinks() {
     if (base_profile_.name.empty()) {
-      ProfileInputs in;
-      in.node_name = options_.node_name;
-      in.runtime_kind = options_.runtime_kind;
-      in.data_dir = options_.data_dir;
-      in.power = options_.power;
-      in.persistent = options_.persistent;
-      in.account_id = options_.account_id;
-      in.public_address = options_.public_address;
+      ProfileInputs in = options_.profile;
       in.interfaces = options_.interfaces;
       base_profile_ = collectProfile(in, started_at_);
     }
@@ -371,7 +358,7 @@ class DiscoveryImpl final : public Discovery {
       if (link->ifindex == 0 || inet_pton(AF_INET, a.address.c_str(), &link->address) != 1)
         continue;
       ip_mreqn m{};
-      m.imr_multiaddr = group_;
+      m.imr_multiaddr = group_.sin_addr;
       m.imr_address = link->address;
       m.imr_ifindex = link->ifindex;
       if (setsockopt(udp_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m)) < 0) {
@@ -383,7 +370,8 @@ class DiscoveryImpl final : public Discovery {
       AgentOptions ao;
       ao.interface = a.interface;
       ao.cluster_id = networkOf(a);
-      if (!options_.public_address.empty()) ao.cluster_id += "@" + options_.public_address;
+      if (!options_.profile.public_address.empty())
+        ao.cluster_id += "@" + options_.profile.public_address;
       ao.beacon_interval = options_.beacon_interval;
       ao.supernode_timeout = options_.supernode_timeout;
       ao.member_timeout = options_.member_timeout;
@@ -694,7 +682,7 @@ class DiscoveryImpl final : public Discovery {
   int udp_ = -1;
   int listener_ = -1;
   sockaddr_in listen_addr_{};
-  in_addr group_{};
+  sockaddr_in group_{};
   NodeProfile base_profile_;
   std::vector<std::string> services_;
   std::vector<std::unique_ptr<Link>> links_;

@@ -18,6 +18,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "discovery/profile.h"
 #include "discovery/types.h"
 
 namespace edge::discovery {
@@ -25,19 +26,14 @@ namespace edge::discovery {
 class NodeIdentity;
 
 struct DiscoveryOptions {
-  std::vector<std::string> interfaces;  // empty = every multicast-capable IPv4 interface
-  std::string group = "239.255.83.83";  // multicast group of beacons and probes
-  int port = 8083;                      // UDP port of the group
-  std::string listen = "0.0.0.0:8083";  // TCP: registrations and member sessions
-  std::string advertise;                // "addr:port" peers should use; "" = derived
-  std::string power = "mains";          // "mains" | "battery"
-  bool persistent = true;
-  std::string account_id;
-  std::string public_address;
-  std::string cluster_key;  // optional pre-shared key (raw bytes); "" = none
-  std::string node_name;
-  std::string runtime_kind;
-  std::string data_dir;  // free storage is measured here
+  std::vector<std::string> interfaces;       // empty = every multicast-capable IPv4 interface
+  std::string group = "239.255.83.83:8083";  // multicast group and UDP port of the beacons
+  std::string listen = "0.0.0.0:8083";       // TCP: registrations and member sessions
+  std::string advertise;                     // "addr:port" peers should use; "" = derived
+  std::string cluster_key;                   // optional pre-shared key (raw bytes); "" = none
+  // What the profile says about this node (name, runtime, power, account, ...); its
+  // interfaces and endpoint are filled in per link.
+  ProfileInputs profile;
   std::chrono::milliseconds beacon_interval{250};
   std::chrono::milliseconds supernode_timeout{1000};
   std::chrono::milliseconds member_timeout{4000};

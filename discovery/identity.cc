@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <algorithm>
 
 #include <cerrno>
 #include <cstdlib>
@@ -158,6 +159,12 @@ std::string NodeIdentity::sign(std::string_view message) const {
   // sensible can continue then (same stance as common/crypto.cc).
   if (!ok || len != kSignatureBytes) std::abort();
   return sig;
+}
+
+bool isNodeId(std::string_view text) {
+  return text.size() == 16 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string nodeIdFromPublicKey(std::string_view raw_public_key) {

@@ -49,6 +49,8 @@ class NodeIdentity {
 
 // 16 lower-case hex chars: the first 8 bytes of SHA-256(raw public key).
 std::string nodeIdFromPublicKey(std::string_view raw_public_key);
+// Whether `text` has the form of a node id (16 lower-case hex chars).
+bool isNodeId(std::string_view text);
 
 // True only when `signature` is a valid Ed25519 signature of `message` by
 // `raw_public_key`. Malformed keys or signatures (any size but 32/64) are simply false.

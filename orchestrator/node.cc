@@ -101,22 +101,9 @@ Status Node::startDiscovery() {
   if (!config_.discovery) return Status::ok();
   discovery::DiscoveryOptions o;
   o.interfaces = config_.discovery_interfaces;
-  auto colon = config_.discovery_group.rfind(':');
-  o.group = config_.discovery_group.substr(0, colon);
-  if (colon != std::string::npos) {
-    std::string port = config_.discovery_group.substr(colon + 1);
-    if (port.empty() || port.size() > 5 ||
-        port.find_first_not_of("0123456789") != std::string::npos)
-      return Status::invalidArgument("discovery_group: \"" + config_.discovery_group +
-                                     "\" is not a multicast address and port");
-    o.port = std::stoi(port);
-  }
+  o.group = config_.discovery_group;
   o.listen = config_.listen;
   o.advertise = config_.advertise;
-  o.power = config_.power;
-  o.persistent = config_.persistent;
-  o.account_id = config_.account_id;
-  o.public_address = config_.public_address;
   if (!config_.cluster_key_file.empty()) {
     auto key = fs::readFile(config_.cluster_key_file);
     if (!key.isOk()) return key.status().withContext("cluster_key_file");
@@ -126,9 +113,13 @@ Status Node::startDiscovery() {
                                      "-c 32 /dev/urandom > FILE)");
     o.cluster_key = *key;
   }
-  o.node_name = name_;
-  o.runtime_kind = runtime_->kind();
-  o.data_dir = config_.data_dir;
+  o.profile.node_name = name_;
+  o.profile.runtime_kind = runtime_->kind();
+  o.profile.data_dir = config_.data_dir;
+  o.profile.power = config_.power;
+  o.profile.persistent = config_.persistent;
+  o.profile.account_id = config_.account_id;
+  o.profile.public_address = config_.public_address;
   o.beacon_interval = std::chrono::milliseconds(config_.beacon_interval_ms);
   o.supernode_timeout = std::chrono::milliseconds(config_.supernode_timeout_ms);
   o.member_timeout = std::max(std::chrono::milliseconds(4000), 4 * o.supernode_timeout);
@@ -140,25 +131,16 @@ Status Node::startDiscovery() {
       });
   if (!d.isOk()) return d.status().withContext("discovery");
   discovery_ = std::move(*d);
-  RETURN_IF_ERROR(discovery_->start());
-  publishServices();
-  return Status::ok();
-}
-
-void Node::publishServices() {
-  if (!discovery_) return;
-  auto records = store_->list();
-  if (!records.isOk()) return;
-  std::vector<std::string> names;
-  for (const auto& r : *records) names.push_back(r.name);
-  discovery_->setServices(std::move(names));
+  return discovery_->start();
 }
 
 Status Node::refreshDesired() {
   auto records = store_->list();
   if (!records.isOk()) return records.status();
   std::vector<DesiredService> desired;
+  std::vector<std::string> names;
   for (auto& r : *records) {
+    names.push_back(r.name);
     DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
     auto meta = store_->getMeta(kRestartMetaPrefix + r.name);
     if (meta.isOk() && meta->has_value()) {
@@ -168,13 +150,21 @@ Status Node::refreshDesired() {
     desired.push_back(std::move(d));
   }
   reconciler_->setDesired(std::move(desired));
-  publishServices();
+  // The services are part of this node's profile.
+  if (discovery_) discovery_->setServices(std::move(names));
   return Status::ok();
 }
 
 Status Node::start() {
   started_at_ = clock_->wallNow();
-  RETURN_IF_ERROR(refreshDesired());
+  // Discovery first: discovery_ is set before any API request can read it, and the
+  // first refreshDesired() below puts the services in the profile.
+  RETURN_IF_ERROR(startDiscovery());
+  Status loaded = refreshDesired();
+  if (!loaded.isOk()) {
+    if (discovery_) discovery_->stop();
+    return loaded;
+  }
   api::ApiServer::Options ao;
   ao.unix_socket = config_.api_socket;
   ao.socket_group = config_.api_socket_group;
@@ -193,14 +183,8 @@ Status Node::start() {
   if (!listening.isOk()) {
     reconciler_->stop();
     health_->stop();
+    if (discovery_) discovery_->stop();
     return listening.withContext("node API on " + config_.api_socket);
-  }
-  Status disc = startDiscovery();
-  if (!disc.isOk()) {
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    return disc;
   }
   events_.append("node.started", "", "",
                  "runtime " + runtime_->kind() + ", API on " + config_.api_socket +

@@ -107,8 +107,6 @@ class Node {
  private:
   explicit Node(const NodeConfig& config);
   Status startDiscovery();
-  // Tells discovery which services this node hosts (they are in its profile).
-  void publishServices();
 
   NodeConfig config_;
   std::string name_;
