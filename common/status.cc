@@ -29,6 +29,8 @@ std::string_view statusCodeName(StatusCode code) {
       return "Unimplemented";
     case StatusCode::kCancelled:
       return "Cancelled";
+    case StatusCode::kAborted:
+      return "Aborted";
     case StatusCode::kInternal:
       return "Internal";
   }

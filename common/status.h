@@ -27,6 +27,7 @@ enum class StatusCode {
   kResourceExhausted,
   kUnimplemented,
   kCancelled,
+  kAborted,   // a concurrent change won (compare-and-swap); re-read and retry
   kInternal,  // a bug or an unexpected system error
 };
 
@@ -58,6 +59,7 @@ class [[nodiscard]] Status {
   }
   static Status unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
   static Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+  static Status aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
   // A Status from errno: ENOENT -> NotFound, EACCES/EPERM -> PermissionDenied, ... The

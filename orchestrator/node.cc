@@ -9,7 +9,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "orchestrator/api/docker_api.h"
-#include "orchestrator/api/http_server.h"
+#include "common/http_server.h"
 #include "orchestrator/api/rest_api.h"
 #include "runtime-shim/factory.h"
 
@@ -165,10 +165,10 @@ Status Node::start() {
     if (discovery_) discovery_->stop();
     return loaded;
   }
-  api::ApiServer::Options ao;
+  http::ApiServer::Options ao;
   ao.unix_socket = config_.api_socket;
   ao.socket_group = config_.api_socket_group;
-  api_ = std::make_unique<api::ApiServer>(ao);
+  api_ = std::make_unique<http::ApiServer>(ao);
   registerRestApi(*api_, *this);
   DockerApiOptions dopts;
   dopts.node_name = name_;

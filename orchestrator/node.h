@@ -29,11 +29,11 @@
 #include "orchestrator/store.h"
 #include "runtime-shim/runtime.h"
 
-namespace edge::orchestrator {
-
-namespace api {
+namespace edge::http {
 class ApiServer;
 }
+
+namespace edge::orchestrator {
 
 struct NodeConfig {
   std::string node_name;  // "" = the host name
@@ -119,7 +119,7 @@ class Node {
   SystemProber prober_;
   std::unique_ptr<HealthMonitor> health_;
   std::unique_ptr<Reconciler> reconciler_;
-  std::unique_ptr<api::ApiServer> api_;
+  std::unique_ptr<http::ApiServer> api_;
   std::optional<discovery::NodeIdentity> identity_;
   std::unique_ptr<discovery::Discovery> discovery_;
   std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time

@@ -27,6 +27,7 @@
 namespace edge::orchestrator::api {
 namespace {
 
+using http::ApiServer;
 using json::Json;
 using runtime::ContainerInfo;
 using runtime::ContainerRuntime;
@@ -1648,7 +1649,7 @@ bool matchesFilters(const ContainerInfo& c, const ContainerFilters& f,
 
 namespace edge::orchestrator {
 
-using api::ApiServer;
+using http::ApiServer;
 using namespace api;  // the helpers above
 
 void registerDockerApi(ApiServer& server, runtime::ContainerRuntime& rt, DockerApiOptions options) {

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "common/http_server.h"
 #include "common/json.h"
 #include "common/status.h"
-#include "orchestrator/api/http_server.h"
 #include "runtime-shim/runtime.h"
 
 namespace edge::orchestrator {
@@ -41,7 +41,7 @@ struct DockerApiOptions {
   std::function<void()> on_change;
 };
 
-void registerDockerApi(api::ApiServer& server, runtime::ContainerRuntime& runtime,
+void registerDockerApi(http::ApiServer& server, runtime::ContainerRuntime& runtime,
                        DockerApiOptions options);
 
 }  // namespace edge::orchestrator

@@ -12,14 +12,14 @@
 #include <thread>
 
 #include "common/crypto.h"
+#include "common/http_server.h"
 #include "common/log.h"
-#include "orchestrator/api/http_server.h"
 #include "orchestrator/node.h"
 
 namespace edge::orchestrator {
 namespace {
 
-using api::ApiServer;
+using http::ApiServer;
 using nlohmann::json;
 using runtime::ContainerState;
 

@@ -5,13 +5,14 @@
 // when the client goes away or the server stops.
 #pragma once
 
-namespace edge::orchestrator {
-
-namespace api {
+namespace edge::http {
 class ApiServer;
 }
+
+namespace edge::orchestrator {
+
 class Node;
 
-void registerRestApi(api::ApiServer& server, Node& node);
+void registerRestApi(http::ApiServer& server, Node& node);
 
 }  // namespace edge::orchestrator

@@ -27,9 +27,9 @@
 #include <string>
 #include <thread>
 
+#include "common/http_server.h"
 #include "common/log.h"
 #include "orchestrator/api/docker_api.h"
-#include "orchestrator/api/http_server.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {
@@ -120,7 +120,7 @@ struct Harness {
   std::string dir;
   std::string socket;
   StubRuntime runtime;
-  std::unique_ptr<orchestrator::api::ApiServer> server;
+  std::unique_ptr<http::ApiServer> server;
 };
 
 Harness* harness = nullptr;
@@ -144,7 +144,7 @@ Harness& start() {
   harness = new Harness;
   harness->dir = tmpl;
   harness->socket = harness->dir + "/api.sock";
-  orchestrator::api::ApiServer::Options o;
+  http::ApiServer::Options o;
   o.unix_socket = harness->socket;
   // Short enough that a stalled read ends well within the 4 s answer budget.
   o.read_timeout = 1s;
@@ -152,7 +152,7 @@ Harness& start() {
   o.keep_alive_timeout = 1s;
   o.max_body_bytes = 1 << 20;
   o.stop_grace = 100ms;
-  harness->server = std::make_unique<orchestrator::api::ApiServer>(o);
+  harness->server = std::make_unique<http::ApiServer>(o);
   orchestrator::registerDockerApi(*harness->server, harness->runtime,
                                   {.node_name = "fuzz",
                                    .version = "0.0.0",

@@ -17,14 +17,15 @@
 
 #include "common/fs.h"
 #include "common/http.h"
+#include "common/http_server.h"
 #include "common/json.h"
 #include "orchestrator/api/docker_api.h"
-#include "orchestrator/api/http_server.h"
 #include "runtime-shim/docker/docker_frames.h"
 
 namespace edge::orchestrator::api {
 namespace {
 
+using http::ApiServer;
 using json::Json;
 using runtime::ContainerInfo;
 using runtime::ContainerState;

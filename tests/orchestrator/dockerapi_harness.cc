@@ -13,16 +13,16 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/http_server.h"
 #include "common/log.h"
 #include "orchestrator/api/docker_api.h"
-#include "orchestrator/api/http_server.h"
 #include "runtime-shim/factory.h"
 
 int main(int argc, char** argv) {
   using namespace edge;
   CLI::App app{"Serves the Docker API subset over an Edgecloud runtime (a test harness)"};
   runtime::RuntimeOptions ro;
-  orchestrator::api::ApiServer::Options so;
+  http::ApiServer::Options so;
   std::string level = "info";
   app.add_option("--runtime", ro.kind, "auto | docker | light")->capture_default_str();
   app.add_option("--docker-endpoint", ro.docker_endpoint)->capture_default_str();
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   {
-    orchestrator::api::ApiServer server(so);
+    http::ApiServer server(so);
     orchestrator::DockerApiOptions o;
     o.node_name = "harness";
     o.version = "0.0.0-harness";

@@ -1,4 +1,4 @@
-#include "orchestrator/api/http_server.h"
+#include "common/http_server.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -22,7 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 
-namespace edge::orchestrator::api {
+namespace edge::http {
 
 // httplib parses and routes; we own the sockets. httplib's own listen() would give us
 // one listener per Server and no handle on the connection's socket, and we need both
@@ -713,4 +713,4 @@ std::string ApiServer::pathApiVersion(std::string_view path) {
   return n == 0 ? std::string() : std::string(path.substr(2, n - 2));
 }
 
-}  // namespace edge::orchestrator::api
+}  // namespace edge::http

@@ -1,9 +1,8 @@
-// ApiServer: the node API's HTTP/1.1 server, on a unix socket and optionally a TCP
-// address, with cpp-httplib doing request parsing and routing.
+// ApiServer: the HTTP/1.1 server of the node API and the backend, on a unix socket and optionally a
+// TCP address, with cpp-httplib doing request parsing and routing.
 //
-// Internal to the orchestrator: httplib appears in this header so the route modules in
-// orchestrator/api/ (the REST API, the Docker API subset) can register handlers on
-// raw(); it stays out of every other header.
+// httplib appears in this header so route modules (orchestrator/api/, backend/) can
+// register handlers on raw(); keep this header out of every other public header.
 //
 // Connections: one thread per connection, at most Options::max_connections at once; a
 // connection beyond the cap gets a 503 and is closed, so a flood of idle connections
@@ -48,7 +47,7 @@
 
 #include "common/status.h"
 
-namespace edge::orchestrator::api {
+namespace edge::http {
 
 class ApiServer {
  public:
@@ -146,4 +145,4 @@ class ApiServer {
   std::set<int> connections_;  // fds being served; under mu_
 };
 
-}  // namespace edge::orchestrator::api
+}  // namespace edge::http

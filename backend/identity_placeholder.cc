@@ -1,0 +1,2 @@
+// Placeholder until the identity sources land; replaced by them.
+namespace edge::backend {}

@@ -1,0 +1,1 @@
+target_sources(edge_backend PRIVATE relay_placeholder.cc)

@@ -1,0 +1,2 @@
+// Placeholder until the relay sources land; replaced by them.
+namespace edge::backend {}

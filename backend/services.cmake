@@ -1,0 +1,1 @@
+target_sources(edge_backend PRIVATE http_util.cc)

@@ -1,0 +1,2 @@
+// Placeholder until the peer sources land; replaced by them.
+namespace edge::gateway {}

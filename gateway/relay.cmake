@@ -1,0 +1,1 @@
+target_sources(edge_gateway PRIVATE relay_placeholder.cc)
