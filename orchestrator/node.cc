@@ -7,9 +7,9 @@
 #include <filesystem>
 
 #include "common/crypto.h"
+#include "common/http_server.h"
 #include "common/log.h"
 #include "orchestrator/api/docker_api.h"
-#include "common/http_server.h"
 #include "orchestrator/api/rest_api.h"
 #include "runtime-shim/factory.h"
 
