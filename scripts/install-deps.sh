@@ -23,6 +23,9 @@ packages=(
   # bench/discovery_bench.sh measures edged's discovery side by side with HashiCorp Serf;
   # the cluster scripts read JSON views and events with python3
   serf python3
+  # edge-backend's EtcdStore runs on etcd v3.4 (its JSON gateway); the store tests start
+  # their own etcd processes, etcdctl is for looking into them by hand
+  etcd-server etcd-client
 )
 
 missing=()
@@ -40,3 +43,15 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# etcd-server's postinst starts and enables a system etcd on 127.0.0.1:2379 (wherever
+# services may start); nothing of ours uses it (the tests run their own etcd processes),
+# so a freshly installed one is stopped and disabled rather than left holding the port.
+if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  else
+    /etc/init.d/etcd stop >/dev/null 2>&1 || true
+    update-rc.d etcd disable >/dev/null 2>&1 || true
+  fi
+fi
