@@ -26,6 +26,8 @@ packages=(
   # edge-backend's EtcdStore runs on etcd v3.4 (its JSON gateway); the store tests start
   # their own etcd processes, etcdctl is for looking into them by hand
   etcd-server etcd-client
+  # tests/charts/check_charts.py parses the Helm charts' values and rendered manifests
+  python3-yaml
 )
 
 missing=()
