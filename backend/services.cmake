@@ -1,1 +1,1 @@
-target_sources(edge_backend PRIVATE http_util.cc)
+target_sources(edge_backend PRIVATE http_util.cc discovery_service.cc)

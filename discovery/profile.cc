@@ -223,6 +223,9 @@ NodeProfile collectProfile(const ProfileInputs& in, WallTime started_at) {
   std::sort(p.services.begin(), p.services.end());
   p.services.erase(std::unique(p.services.begin(), p.services.end()), p.services.end());
   p.account_id = in.account_id;
+  p.has_location = in.has_location;
+  p.latitude = in.latitude;
+  p.longitude = in.longitude;
   // What the wire form admits (types.cc): a profile peers would refuse is worse than a
   // shortened one.
   if (p.addresses.size() > kMaxProfileAddresses) p.addresses.resize(kMaxProfileAddresses);

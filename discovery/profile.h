@@ -24,6 +24,9 @@ struct ProfileInputs {
   std::string power = "mains";
   std::string account_id;
   std::string public_address;
+  bool has_location = false;
+  double latitude = 0;
+  double longitude = 0;
   std::string endpoint;  // "addr:port" peers use; copied as given
   bool persistent = true;
   std::vector<std::string> interfaces;  // empty = every link interface (linkInterfaces())

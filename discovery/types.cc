@@ -299,6 +299,19 @@ Status parseProfile(const json& j, NodeProfile* p) {
     }
   }
   r.string("account_id", &p->account_id, kMaxString);
+  if (const json* loc = r.find("location")) {
+    const json* lat = loc->is_object() && loc->contains("lat") ? &(*loc)["lat"] : nullptr;
+    const json* lon = loc->is_object() && loc->contains("lon") ? &(*loc)["lon"] : nullptr;
+    if (lat == nullptr || lon == nullptr || !lat->is_number() || !lon->is_number()) {
+      r.fail("location", "expected {\"lat\": <-90..90>, \"lon\": <-180..180>}");
+    } else {
+      p->latitude = lat->get<double>();
+      p->longitude = lon->get<double>();
+      p->has_location = true;
+      if (!(p->latitude >= -90 && p->latitude <= 90 && p->longitude >= -180 && p->longitude <= 180))
+        r.fail("location", "lat must lie in -90..90 and lon in -180..180");
+    }
+  }
   std::string sig_hex;
   if (r.hex("signature", &sig_hex, kSignatureHex, false, true))
     p->signature = fromHexLower(sig_hex);
@@ -332,6 +345,7 @@ nlohmann::json profileToJson(const NodeProfile& p) {
          {"public_address", p.public_address},
          {"services", p.services},
          {"account_id", p.account_id}};
+  if (p.has_location) j["location"] = json{{"lat", p.latitude}, {"lon", p.longitude}};
   // Unsigned profiles carry no signature key at all, so they read the same before and
   // after signing apart from that one key.
   if (!p.signature.empty()) j["signature"] = toHexLower(p.signature);

@@ -50,7 +50,11 @@ struct NodeProfile {
   std::string public_address;  // configured, "" = unknown
   std::vector<std::string> services;
   std::string account_id;  // "" = none configured
-  std::string signature;   // Ed25519 over canonical JSON without it (64 bytes raw)
+  // Where the node is (configured; proximity queries of the global discovery use it).
+  bool has_location = false;
+  double latitude = 0;    // -90..90
+  double longitude = 0;   // -180..180
+  std::string signature;  // Ed25519 over canonical JSON without it (64 bytes raw)
 };
 
 nlohmann::json profileToJson(const NodeProfile& p);

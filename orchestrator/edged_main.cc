@@ -27,7 +27,8 @@ using edge::orchestrator::EdgedConfig;
 struct Flags {
   std::string config_path = edge::orchestrator::kDefaultConfigPath;
   std::optional<std::string> data_dir, run_dir, api_socket, api_socket_group, runtime,
-      docker_endpoint, log_level, node_name, listen, discovery_interfaces;
+      docker_endpoint, log_level, node_name, listen, discovery_interfaces, backend,
+      backend_join_token_file;
   bool no_discovery = false;
 };
 
@@ -44,6 +45,8 @@ void applyFlags(const Flags& f, EdgedConfig* c) {
   if (f.no_discovery) c->node.discovery = false;
   if (f.discovery_interfaces)
     c->node.discovery_interfaces = edge::orchestrator::splitList(*f.discovery_interfaces);
+  if (f.backend) c->node.backend = *f.backend;
+  if (f.backend_join_token_file) c->node.backend_join_token_file = *f.backend_join_token_file;
 }
 
 edge::Status loadConfig(const Flags& f, bool config_given, EdgedConfig* out) {
@@ -57,6 +60,9 @@ edge::Status loadConfig(const Flags& f, bool config_given, EdgedConfig* out) {
   if (c.node.runtime != "auto" && c.node.runtime != "docker" && c.node.runtime != "light")
     return edge::Status::invalidArgument("--runtime: \"" + c.node.runtime +
                                          "\" is not a runtime; use auto, docker or light");
+  if (!c.node.backend.empty() && c.node.backend.rfind("http://", 0) != 0)
+    return edge::Status::invalidArgument("--backend: \"" + c.node.backend +
+                                         "\" is not an http://host:port URL of edge-backend");
   *out = c;
   return edge::Status::ok();
 }
@@ -92,6 +98,9 @@ int main(int argc, char** argv) {
                "join no cluster: no multicast, no cluster sessions (config: discovery: false)");
   app.add_option("--discovery-interfaces", f.discovery_interfaces,
                  "interfaces whose links to join, comma-separated [every link interface]");
+  app.add_option("--backend", f.backend, "edge-backend URL, http://host:port [none]");
+  app.add_option("--backend-join-token-file", f.backend_join_token_file,
+                 "an account's join token for the first registration with the backend");
   CLI11_PARSE(app, argc, argv);
   bool config_given = cfg_opt->count() > 0;
 

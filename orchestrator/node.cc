@@ -120,6 +120,9 @@ Status Node::startDiscovery() {
   o.profile.persistent = config_.persistent;
   o.profile.account_id = config_.account_id;
   o.profile.public_address = config_.public_address;
+  o.profile.has_location = config_.has_location;
+  o.profile.latitude = config_.latitude;
+  o.profile.longitude = config_.longitude;
   o.beacon_interval = std::chrono::milliseconds(config_.beacon_interval_ms);
   o.supernode_timeout = std::chrono::milliseconds(config_.supernode_timeout_ms);
   o.member_timeout = std::max(std::chrono::milliseconds(4000), 4 * o.supernode_timeout);

@@ -60,6 +60,14 @@ struct NodeConfig {
   int blacklist_seconds = 600;
   int beacon_interval_ms = 250;
   int supernode_timeout_ms = 1000;
+
+  // Central services (docs/backend.md): "" = none; the node and its link clusters work
+  // without them.
+  std::string backend;                  // "http://host:port" of edge-backend
+  std::string backend_join_token_file;  // an account's join token, for the first start
+  bool has_location = false;            // location: "lat,lon", for proximity queries
+  double latitude = 0;
+  double longitude = 0;
 };
 
 struct ApplyResult {

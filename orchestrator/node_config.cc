@@ -63,6 +63,30 @@ std::vector<std::string> splitList(const std::string& v) {
   return out;
 }
 
+// "lat,lon" in degrees; "" clears it.
+static Status parseLocation(const std::string& value, NodeConfig* n) {
+  n->has_location = false;
+  if (value.empty()) return Status::ok();
+  auto comma = value.find(',');
+  char* end = nullptr;
+  double lat = std::strtod(value.c_str(), &end);
+  bool ok = comma != std::string::npos && end == value.c_str() + comma;
+  double lon = 0;
+  if (ok) {
+    const char* start = value.c_str() + comma + 1;
+    lon = std::strtod(start, &end);
+    ok = end != start && *end == '\0';
+  }
+  if (!ok || !(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180))
+    return Status::invalidArgument("location: \"" + value +
+                                   "\" is not \"lat,lon\" in degrees (lat -90..90, lon "
+                                   "-180..180), e.g. 48.8566,2.3522");
+  n->has_location = true;
+  n->latitude = lat;
+  n->longitude = lon;
+  return Status::ok();
+}
+
 Status applyConfigText(const std::string& text, const std::string& source, EdgedConfig* config) {
   YAML::Node root;
   try {
@@ -145,6 +169,16 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
     } else if (key == "supernode_timeout_ms") {
       if (!parseInt(value, 200, 60000, &n.supernode_timeout_ms))
         errors.push_back("supernode_timeout_ms: \"" + value + "\" is not in 200..60000");
+    } else if (key == "backend") {
+      if (!value.empty() && value.rfind("http://", 0) != 0)
+        errors.push_back("backend: \"" + value +
+                         "\" is not an http://host:port URL of edge-backend");
+      n.backend = value;
+    } else if (key == "backend_join_token_file") {
+      n.backend_join_token_file = value;
+    } else if (key == "location") {
+      Status s = parseLocation(value, &n);
+      if (!s.isOk()) errors.push_back(s.message());
     } else if (key == "port_range") {
       Status s = parsePortRange(value, &n);
       if (!s.isOk()) errors.push_back(s.message());
@@ -155,7 +189,7 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
                        "port_range, discovery, discovery_interfaces, discovery_group, "
                        "advertise, power, persistent, account_id, public_address, "
                        "cluster_key_file, blacklist_seconds, beacon_interval_ms, "
-                       "supernode_timeout_ms");
+                       "supernode_timeout_ms, backend, backend_join_token_file, location");
     }
   }
   if (n.supernode_timeout_ms < 2 * n.beacon_interval_ms)
