@@ -1,2 +1,0 @@
-// Placeholder until the identity sources land; replaced by them.
-namespace edge::backend {}
