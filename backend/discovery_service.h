@@ -33,6 +33,7 @@
 #include <string>
 
 #include "backend/auth.h"
+#include "backend/geo.h"
 #include "backend/store.h"
 #include "common/clock.h"
 #include "common/json.h"
@@ -43,18 +44,6 @@ class ApiServer;
 }
 
 namespace edge::backend {
-
-struct GeoPoint {
-  double lat = 0;
-  double lon = 0;
-};
-
-// Great-circle distance in km.
-double distanceKm(const GeoPoint& a, const GeoPoint& b);
-// {"lat": .., "lon": ..} with lat in [-90, 90] and lon in [-180, 180]; errors name `path`.
-Result<GeoPoint> parseGeoPoint(const nlohmann::json& j, std::string_view path);
-// "lat,lon" (query strings, flags).
-Result<GeoPoint> parseGeoPointText(std::string_view text, std::string_view what);
 
 struct NodesQuery {
   std::string scope = "account";                     // "account" | "proximity" | "network"
