@@ -212,7 +212,11 @@ def render_and_check(meta, vals, files, defines, label):
                 objects.append((f"{path} (values: {label})", obj))
     if not problems:
         external = {v for v in _strings(vals)}  # names of objects the user provides
-        problems += check_objects(objects, root, external)
+        try:
+            problems += check_objects(objects, root, external)
+        except (AttributeError, TypeError, KeyError) as e:  # a field of an unexpected type
+            problems.append(f"{meta['name']} (values: {label}): an object has a field of an "
+                            f"unexpected type ({type(e).__name__}: {e}); see --show")
     return problems
 
 
