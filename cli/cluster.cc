@@ -137,7 +137,8 @@ Table nodesTable(const Json& nodes_answer) {
     t.addRow({dashIfEmpty(field(n, "node_id")), dashIfEmpty(field(n, "name")),
               dashIfEmpty(field(n, "endpoint")), rolesText(n, false), field(n, "score", "-"),
               dashIfEmpty(field(at(n, "profile"), "runtime")), uptimeText(n),
-              dashIfEmpty(joined(at(n, "clusters"), ","))});
+              dashIfEmpty(n.contains("clusters") ? joined(at(n, "clusters"), ",")
+                                                 : field(n, "cluster_id"))});
   }
   return t;
 }

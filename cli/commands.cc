@@ -837,15 +837,63 @@ int cmdImagesRm(const Context& ctx, const std::string& ref, bool force) {
 
 // ---- discovery ------------------------------------------------------------------------
 
+int cmdCall(const Context& ctx, const CallArgs& args) {
+  if (args.path.empty() || args.path[0] != '/')
+    return ctx.usage("PATH must start with '/', e.g. /api/v1/node");
+  http::Request req;
+  req.method = args.method;
+  req.path = "/api/v1/peers/" + seg(args.node) + "/proxy" + args.path;
+  if (!args.data.empty()) {
+    if (args.data == "@-") {
+      std::ostringstream in;
+      in << std::cin.rdbuf();
+      req.body = in.str();
+    } else if (args.data[0] == '@') {
+      auto text = fs::readFile(args.data.substr(1));
+      if (!text.isOk()) return ctx.fail(text.status());
+      req.body = *text;
+    } else {
+      req.body = args.data;
+    }
+    req.content_type = "application/json";
+  }
+  auto r = ctx.node->send(req);
+  if (!r.isOk()) return ctx.fail(r.status());
+  std::string via = r->header("X-Edge-Peer-Path");
+  if (!r->isSuccess()) {
+    std::string msg = r->body;
+    auto j = json::parse(r->body, "answer");
+    if (j.isOk() && j->is_object() && j->contains("message")) msg = field(*j, "message");
+    *ctx.err << "edgectl: node " << args.node << " answered " << r->status << ": " << msg << "\n"
+             << std::flush;
+    return r->status == 404 ? kExitNotFound : kExitError;
+  }
+  if (!ctx.quiet && !via.empty()) *ctx.err << "(via " << via << ")\n";
+  *ctx.out << r->body;
+  if (!r->body.empty() && r->body.back() != '\n') *ctx.out << "\n";
+  *ctx.out << std::flush;
+  return kExitOk;
+}
+
 int cmdNodes(const Context& ctx, const NodesArgs& args) {
   std::string scope =
       args.scope.empty() ? (args.account.empty() ? "network" : "account") : args.scope;
   if (scope != "account" && !args.account.empty()) {
     return ctx.usage("--account applies to --scope account, not --scope " + scope);
   }
+  if (scope == "proximity" && args.box.empty() && (args.near.empty() || args.radius_km <= 0))
+    return ctx.usage(
+        "--scope proximity needs --near LAT,LON with --radius-km KM, or --box "
+        "SOUTH,WEST,NORTH,EAST");
+  if (scope != "proximity" && (!args.near.empty() || !args.box.empty()))
+    return ctx.usage("--near and --box apply to --scope proximity, not --scope " + scope);
   std::string path = "/api/v1/nodes?scope=" + seg(scope);
   if (!args.account.empty()) path += "&account=" + seg(args.account);
   if (!args.interface.empty()) path += "&interface=" + seg(args.interface);
+  if (!args.network.empty()) path += "&network=" + seg(args.network);
+  if (!args.near.empty()) path += "&near=" + seg(args.near);
+  if (args.radius_km > 0) path += "&radius_km=" + std::to_string(args.radius_km);
+  if (!args.box.empty()) path += "&box=" + seg(args.box);
   Result<Json> r = ctx.node->get(path);
   if (!r.isOk()) return ctx.fail(r.status());
   if (printDocument(ctx, *r)) return kExitOk;

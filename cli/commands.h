@@ -50,6 +50,17 @@ struct NodesArgs {
   std::string scope;  // "" = network, or account when `account` is given
   std::string account;
   std::string interface;
+  std::string network;  // a cluster id (backend scopes)
+  std::string near;     // "lat,lon" (proximity)
+  double radius_km = 0;
+  std::string box;  // "south,west,north,east" (proximity)
+};
+
+struct CallArgs {
+  std::string node;
+  std::string path;
+  std::string method = "GET";
+  std::string data;  // request body; "@FILE" reads it from a file, "@-" from stdin
 };
 
 int cmdStatus(const Context& ctx);
@@ -67,6 +78,8 @@ int cmdImagesRm(const Context& ctx, const std::string& ref, bool force);
 int cmdEvents(const Context& ctx, bool follow, const std::string& service);
 // The nodes of this node's clusters (GET /api/v1/nodes); -q prints their ids.
 int cmdNodes(const Context& ctx, const NodesArgs& args);
+// Calls another node's API through this node (a peer channel, direct or relayed).
+int cmdCall(const Context& ctx, const CallArgs& args);
 // This node's clusters, members and blacklist (GET /api/v1/cluster); -q prints cluster ids.
 int cmdCluster(const Context& ctx);
 

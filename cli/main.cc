@@ -128,7 +128,7 @@ int run(int argc, char** argv) {
       ->add_option("--scope", nodes_args.scope,
                    "network (the clusters of this node's links) or account (the nodes of one "
                    "account); default network, or account with --account")
-      ->check(CLI::IsMember({"network", "account"}))
+      ->check(CLI::IsMember({"network", "account", "proximity"}))
       ->type_name("SCOPE");
   nodes
       ->add_option("--account", nodes_args.account,
@@ -136,6 +136,23 @@ int run(int argc, char** argv) {
       ->type_name("ID");
   nodes->add_option("--interface", nodes_args.interface, "Only the cluster on this interface")
       ->type_name("NAME");
+  nodes->add_option("--network", nodes_args.network, "Only nodes of this cluster id (backend)")
+      ->type_name("CLUSTER");
+  nodes->add_option("--near", nodes_args.near, "--scope proximity: the centre, lat,lon")
+      ->type_name("LAT,LON");
+  nodes->add_option("--radius-km", nodes_args.radius_km, "--scope proximity: the radius")
+      ->type_name("KM");
+  nodes->add_option("--box", nodes_args.box, "--scope proximity: a box instead of a radius")
+      ->type_name("S,W,N,E");
+
+  CLI::App* call = app.add_subcommand(
+      "call", "Call another node's API through this node (direct or through the relays)");
+  CallArgs call_args;
+  call->add_option("NODE", call_args.node, "the target's node id")->required();
+  call->add_option("PATH", call_args.path, "the path on the target, e.g. /api/v1/node")->required();
+  call->add_option("-X,--method", call_args.method, "GET, POST, PUT or DELETE [GET]")
+      ->check(CLI::IsMember({"GET", "POST", "PUT", "DELETE"}));
+  call->add_option("-d,--data", call_args.data, "request body; @FILE or @- to read it");
 
   CLI::App* cluster = app.add_subcommand(
       "cluster", "Show this node's clusters: supernode, members, roles, blacklist");
@@ -202,6 +219,7 @@ int run(int argc, char** argv) {
   if (*images || *images_ls) return cmdGet(ctx, "images", "");
   if (*events) return cmdEvents(ctx, events_follow, events_service);
   if (*nodes) return cmdNodes(ctx, nodes_args);
+  if (*call) return cmdCall(ctx, call_args);
   if (*cluster) return cmdCluster(ctx);
   return kExitUsage;
 }

@@ -57,9 +57,11 @@ class NodeClient {
   Result<json::Json> upload(const std::string& path, const std::string& content_type,
                             std::function<Result<size_t>(char*, size_t)> source) const;
 
+  // Any request; the raw answer whatever its status (transport errors are the Status).
+  Result<http::Response> send(http::Request req) const;
+
  private:
   NodeClient(http::Endpoint endpoint, std::string where, NodeOptions options);
-  Result<http::Response> send(http::Request req) const;
   std::chrono::milliseconds streamTimeout() const;
 
   http::Client client_;
