@@ -1,1 +1,2 @@
-target_sources(edge_gateway PRIVATE peer_placeholder.cc)
+# peer channels: the encrypted node-to-node stream, the server that answers it, the client
+target_sources(edge_gateway PRIVATE peer_channel.cc peer_protocol.cc peer_server.cc peer_client.cc)

@@ -1,2 +1,0 @@
-// Placeholder until the peer sources land; replaced by them.
-namespace edge::gateway {}
