@@ -93,6 +93,13 @@ struct Conn {
   SteadyTime deadline{};   // handshake (or check) must finish by then
   bool announced = false;  // onSessionUp() was called
   uint32_t peer_addr = 0;  // inbound: the remote address (network order)
+  bool sniffed = false;    // inbound: its first bytes were looked at
+};
+
+// A connection that is not ours, on its way to DiscoveryOptions::on_foreign_connection.
+struct Handoff {
+  int fd = -1;
+  std::string already_read;
 };
 
 class DiscoveryImpl final : public Discovery {
@@ -481,17 +488,23 @@ class DiscoveryImpl final : public Discovery {
     }
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(timeout.count()));
     if (n <= 0) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (fds[0].revents & POLLIN) readDatagrams();
-    if (fds[1].revents & POLLIN) acceptAll();
-    for (size_t i = 2; i < fds.size(); ++i) {
-      if (!fds[i].revents) continue;
-      SessionId id = ids[i - 2];
-      if (fds[i].revents & POLLOUT) writeConn(id);
-      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) readConn(id);
+    std::vector<Handoff> handoffs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fds[0].revents & POLLIN) readDatagrams();
+      if (fds[1].revents & POLLIN) acceptAll();
+      for (size_t i = 2; i < fds.size(); ++i) {
+        if (!fds[i].revents) continue;
+        SessionId id = ids[i - 2];
+        if (fds[i].revents & POLLOUT) writeConn(id);
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) readConn(id);
+        settle();
+      }
       settle();
+      handoffs.swap(handoffs_);
     }
-    settle();
+    // Outside mu_: the receiver may take its time without stalling snapshot() callers.
+    for (auto& h : handoffs) options_.on_foreign_connection(h.fd, std::move(h.already_read));
   }
 
   void readDatagrams() {
@@ -535,7 +548,9 @@ class DiscoveryImpl final : public Discovery {
         if (!c.outbound && !c.sec->established() && c.peer_addr == from.sin_addr.s_addr)
           ++unauthenticated;
       if (conns_.size() >= kMaxSessions || unauthenticated >= kMaxHandshakesPerAddress) {
-        ::close(fd);
+        // A burst of peer channels from one node is not a silent handshake: those whose
+        // first bytes are already here are handed over rather than refused.
+        if (!handOverIfForeign(fd)) ::close(fd);
         continue;
       }
       int one = 1;
@@ -549,6 +564,20 @@ class DiscoveryImpl final : public Discovery {
       c.peer_addr = from.sin_addr.s_addr;
       conns_.emplace(c.id, std::move(c));
     }
+  }
+
+  // Hands a just-accepted connection over when its first bytes have arrived and are not
+  // a discovery session's; false leaves it to the caller.
+  bool handOverIfForeign(int fd) {
+    char buf[4096];
+    if (!options_.on_foreign_connection || recv(fd, buf, 1, MSG_PEEK) != 1 || buf[0] == 0)
+      return false;
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    handoffs_.push_back({fd, std::string(buf, static_cast<size_t>(n))});
+    return true;
   }
 
   void writeConn(SessionId id) {
@@ -594,6 +623,19 @@ class DiscoveryImpl final : public Discovery {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
         failConn(id, errnoText(errno));
         return;
+      }
+      if (!c.outbound && !c.sniffed) {
+        c.sniffed = true;
+        if (buf[0] != 0 && options_.on_foreign_connection) {
+          // Not a discovery session (whose frame length starts with 0x00): hand it over.
+          // Gone from conns_, it no longer counts against the per-address handshake cap.
+          int fd = c.fd;
+          conns_.erase(it);
+          int flags = fcntl(fd, F_GETFL);
+          if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+          handoffs_.push_back({fd, std::string(buf, static_cast<size_t>(n))});
+          return;
+        }
       }
       bool was_established = c.sec->established();
       std::vector<std::string> messages;
@@ -690,6 +732,7 @@ class DiscoveryImpl final : public Discovery {
   SessionId next_id_ = 1;
   std::vector<Failure> failed_;
   std::vector<SessionId> closing_now_;
+  std::vector<Handoff> handoffs_;  // read in pollOnce(), handed over outside mu_
   SteadyTime last_scan_{};
 };
 

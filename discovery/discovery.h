@@ -38,6 +38,12 @@ struct DiscoveryOptions {
   std::chrono::milliseconds supernode_timeout{1000};
   std::chrono::milliseconds member_timeout{4000};
   std::chrono::seconds blacklist_period{600};
+  // Connections to `listen` that are not discovery sessions (their first byte is not
+  // 0x00, the top byte of a handshake frame's length): a peer channel starts with "ECP1".
+  // When set, such a connection leaves the discovery loop and is handed over — blocking
+  // again, with the bytes already read from it — on the loop thread, which this call must
+  // not hold up (start a thread or queue it). Unset: they are closed.
+  std::function<void(int fd, std::string already_read)> on_foreign_connection;
 };
 
 // type: "cluster.joined", "cluster.member_joined", "cluster.member_left",
