@@ -1,2 +1,0 @@
-// Placeholder until the relay sources land; replaced by them.
-namespace edge::gateway {}
