@@ -373,14 +373,16 @@ Result<json> DiscoveryService::queryNodes(const Caller& caller, const NodesQuery
   for (const auto& kv : ckvs) {
     json rec = parseRecord(kv);
     if (rec.value("expires_at", int64_t{0}) <= now) continue;
-    clusters[rec.value("cluster_key", "")] = std::move(rec);
+    std::string key = rec.value("cluster_key", "");
+    clusters[key] = std::move(rec);
   }
   std::map<std::string, json> reach;
   ASSIGN_OR_RETURN(auto rkvs, store_.list("disc/reach/" + account + "/"));
   for (const auto& kv : rkvs) {
     json rec = parseRecord(kv);
     if (rec.value("expires_at", int64_t{0}) <= now) continue;
-    reach[rec.value("node_id", "")] = std::move(rec);
+    std::string id = rec.value("node_id", "");
+    reach[id] = std::move(rec);
   }
   ASSIGN_OR_RETURN(auto nkvs, store_.list("disc/nodes/" + account + "/"));
 
