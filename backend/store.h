@@ -7,9 +7,11 @@
 // read-modify-write goes through commit() with a revision compare, so two replicas
 // racing on one key cannot both win (the loser gets kAborted, re-reads and retries).
 //
-// Keys are byte strings up to kMaxKeyBytes, values up to kMaxValueBytes (JSON by
-// convention). Every successful write advances the store's revision by one, and the
-// key's `revision` becomes that value, so revisions of one key only grow.
+// Keys are byte strings of 1 to kMaxKeyBytes, values up to kMaxValueBytes (JSON by
+// convention; empty is allowed). Every commit that changes something advances the
+// store's revision by one, and each key it wrote gets that revision, so revisions of
+// one key only grow and a key's revision is never 0. A commit that changes nothing
+// (checks only, deletes of absent keys) leaves the revision as it is.
 //
 // Implementations: SqliteStore (the default: one file, no setup) and EtcdStore (etcd v3
 // through its JSON gateway, for a backend with several replicas). Both pass the same
@@ -17,10 +19,10 @@
 //
 // Thread-safety: every method may be called from any thread at once.
 //
-// Errors: kInvalidArgument for an empty or oversized key or value; kAborted when a
-// compare of commit() fails (nothing was written); kUnavailable when the store cannot
-// be reached (etcd down; retrying may help); kInternal for a corrupt store or a reply
-// that makes no sense.
+// Errors: kInvalidArgument for an empty or oversized key, an oversized value or commit
+// (checked before anything is sent); kAborted when a compare of commit() fails (nothing
+// was written); kUnavailable when the store cannot be reached (etcd down; retrying may
+// help); kInternal for a corrupt store or a reply that makes no sense.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +69,8 @@ class Store {
   static constexpr size_t kMaxKeyBytes = 1024;
   static constexpr size_t kMaxValueBytes = 1 << 20;
   static constexpr size_t kMaxOpsPerCommit = 64;  // etcd's default --max-txn-ops is 128
+  // Keys and values of one commit together; etcd's default --max-request-bytes is 1.5 MiB.
+  static constexpr size_t kMaxCommitBytes = (1 << 20) + (1 << 18);
 
   virtual ~Store() = default;
 
@@ -93,7 +97,8 @@ class Store {
     return commit({StoreOp::remove(std::move(key), expected)});
   }
 
-  // The current store revision (0 for an empty, never-written store).
+  // The current store revision: SqliteStore starts at 0, etcd at 1, so compare it only
+  // with revisions this store returned.
   virtual Result<int64_t> revision() = 0;
 
   // What this store is, for logs and /healthz: "sqlite:/var/lib/edge-backend/backend.db",
