@@ -29,6 +29,7 @@ constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kMaxParamBytes = 4096;
 constexpr std::chrono::seconds kForcedReloadInterval{5};
+constexpr std::chrono::seconds kRefreshSweepInterval{3600};
 
 struct CipherCtxFree {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
@@ -160,6 +161,10 @@ Result<std::unique_ptr<TokenService>> TokenService::create(Store& store, Identit
                                    std::to_string(options.rotation_lead.count()) +
                                    " s) must be positive and shorter than rotation_period (" +
                                    std::to_string(options.rotation_period.count()) + " s)");
+  if (options.jwks_max_age >= options.rotation_lead)
+    return Status::invalidArgument(
+        "tokens: jwks_max_age must be shorter than rotation_lead, or verifiers holding a "
+        "cached JWKS would meet a key they have not seen");
   std::unique_ptr<TokenService> s(
       new TokenService(store, identity, std::move(options), std::move(clock)));
   RETURN_IF_ERROR(s->maintain());
@@ -382,10 +387,35 @@ Status TokenService::reloadRevoked(int64_t now) {
   return Status::ok();
 }
 
+Status TokenService::sweepRefresh(int64_t now) {
+  std::string after;
+  while (true) {
+    ASSIGN_OR_RETURN(auto page, store_.list(kRefreshPrefix, 500, after));
+    for (const auto& kv : page) {
+      json rec = json::parse(kv.value, nullptr, false);
+      if (rec.is_object() && intField(rec, "expires_at") > now) continue;
+      (void)store_.remove(kv.key, kv.revision);  // a racing replica may have done it
+    }
+    if (page.size() < 500) return Status::ok();
+    after = page.back().key;
+  }
+}
+
 Status TokenService::maintain() {
   int64_t now = nowSeconds();
   RETURN_IF_ERROR(rotate(now));
-  return reloadRevoked(now);
+  RETURN_IF_ERROR(reloadRevoked(now));
+  // Expired refresh families are deleted when presented; the rest are swept now and then.
+  bool sweep = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SteadyTime steady = clock_->now();
+    if (!last_sweep_ || steady - *last_sweep_ >= kRefreshSweepInterval) {
+      last_sweep_ = steady;
+      sweep = true;
+    }
+  }
+  return sweep ? sweepRefresh(now) : Status::ok();
 }
 
 void TokenService::startMaintenance() {
@@ -498,9 +528,14 @@ OAuthReply TokenService::issue(const Grant& grant, bool with_refresh, const std:
     auto put =
         store_.put(kRefreshPrefix + fam, record.dump(), family.empty() ? 0 : family_revision);
     if (!put.isOk()) {
-      if (put.status().code() == StatusCode::kAborted)
+      if (put.status().code() == StatusCode::kAborted && !family.empty()) {
+        // Another use of the same token won the race: that is a reuse too.
+        Status revoked =
+            revokeFamily(kRefreshPrefix + fam, "the refresh token was used twice at once");
+        if (!revoked.isOk()) return serverError(revoked);
         return oauthError(400, "invalid_grant",
-                          "refresh token was used concurrently; its family is revoked");
+                          "refresh token was used concurrently; its whole family is revoked");
+      }
       return serverError(put.status());
     }
   }
@@ -661,6 +696,19 @@ OAuthReply TokenService::password(const OAuthRequest& req, const ClientInfo& cli
   return issue(g, /*with_refresh=*/true, "", 0);
 }
 
+Status TokenService::revokeFamily(const std::string& key, const std::string& reason) {
+  return retryOnAbort([&]() -> Status {
+    auto kv = store_.get(key);
+    if (kv.status().code() == StatusCode::kNotFound) return Status::ok();
+    RETURN_IF_ERROR(kv.status());
+    json rec = json::parse(kv->value, nullptr, false);
+    if (!rec.is_object()) return store_.remove(key, kv->revision).status();
+    rec["revoked"] = true;
+    rec["revoked_reason"] = reason;
+    return store_.put(key, rec.dump(), kv->revision).status();
+  });
+}
+
 OAuthReply TokenService::refresh(const OAuthRequest& req, const ClientInfo& client) {
   auto token = single(req, "refresh_token");
   auto scope = single(req, "scope");
@@ -688,24 +736,21 @@ OAuthReply TokenService::refresh(const OAuthRequest& req, const ClientInfo& clie
   json rec = json::parse(kv->value, nullptr, false);
   if (!rec.is_object()) return serverError(Status::internal(key + " is not a JSON object"));
   auto str = [&](const char* f) { return strField(rec, f); };
+  if (intField(rec, "expires_at") <= now) {
+    (void)store_.remove(key, kv->revision);
+    return oauthError(400, "invalid_grant", "refresh token expired");
+  }
   if (rec.contains("revoked") && rec["revoked"].is_boolean() && rec["revoked"].get<bool>())
     return oauthError(400, "invalid_grant",
                       "refresh token family was revoked (" + str("revoked_reason") + ")");
   if (str("client_id") != client.id)
     return oauthError(400, "invalid_grant", "refresh token was issued to another client");
-  if (intField(rec, "expires_at") <= now) {
-    (void)store_.remove(key, kv->revision);
-    return oauthError(400, "invalid_grant", "refresh token expired");
-  }
   std::string current = str("current"), presented_hash = sha256Hex(presented);
   if (current.size() != presented_hash.size() ||
       CRYPTO_memcmp(current.data(), presented_hash.data(), current.size()) != 0) {
     // A spent token came back: the holder and someone else both have the family.
-    rec["revoked"] = true;
-    rec["revoked_reason"] = "a spent refresh token was presented again";
-    auto put = store_.put(key, rec.dump(), kv->revision);
-    if (!put.isOk() && put.status().code() != StatusCode::kAborted)
-      return serverError(put.status());
+    Status revoked = revokeFamily(key, "a spent refresh token was presented again");
+    if (!revoked.isOk()) return serverError(revoked);
     LOG_WARN("tokens.refresh_reuse").kv("family", parts[1]).kv("client", client.id);
     return oauthError(400, "invalid_grant",
                       "refresh token was already used; its whole family is revoked (reuse "

@@ -29,7 +29,8 @@
 //
 // Store keys: "tok/keys" (the key ring), "tok/refresh/<family>" (one record per refresh
 // token family: the SHA-256 of its current token, client, subject, scope, expiry,
-// revoked), "tok/revoked/<jti>" (revoked access tokens, until their exp).
+// revoked; deleted once expired, when presented or by an hourly sweep of maintain()),
+// "tok/revoked/<jti>" (revoked access tokens, until their exp).
 //
 // Thread-safety: every method may be called from any thread at once. Time comes from the
 // Clock, so tests drive expiry and rotation with a FakeClock.
@@ -45,6 +46,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -153,6 +155,7 @@ class TokenService : public Authenticator {
   Result<std::shared_ptr<const Ring>> buildRing(int64_t revision, std::vector<KeyEntry> entries);
   Status reloadRing();
   Status reloadRevoked(int64_t now);
+  Status sweepRefresh(int64_t now);
   std::shared_ptr<const Ring> ring() const;
 
   Result<std::string> seal(const jwt::SigningKey& key) const;
@@ -163,6 +166,9 @@ class TokenService : public Authenticator {
   OAuthReply clientCredentials(const OAuthRequest& request, const ClientInfo& client);
   OAuthReply password(const OAuthRequest& request, const ClientInfo& client);
   OAuthReply refresh(const OAuthRequest& request, const ClientInfo& client);
+  // Marks the refresh family at `key` revoked (kept until it expires, so its holders
+  // are told why), retrying lost races.
+  Status revokeFamily(const std::string& key, const std::string& reason);
   Result<std::string> signAccessToken(const Grant& grant, int64_t now, std::string* jti);
 
   Store& store_;
@@ -175,6 +181,7 @@ class TokenService : public Authenticator {
   std::map<std::string, jwt::SigningKey> unsealed_;  // by kid; under mu_
   std::map<std::string, int64_t> revoked_;           // jti -> exp; under mu_
   SteadyTime last_forced_reload_{};                  // under mu_
+  std::optional<SteadyTime> last_sweep_;             // under mu_
 
   std::mutex thread_mu_;
   std::condition_variable thread_cv_;

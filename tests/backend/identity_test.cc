@@ -350,6 +350,35 @@ TEST_F(KeyRingTest, AuthenticateExplainsRefusals) {
   EXPECT_EQ(check(*tokens_, t).message(), "token expired 31 s ago");
 }
 
+TEST_F(KeyRingTest, RefreshFamiliesExpireAndAreSwept) {
+  auto cli = identity_.createClient("acme", {"cli", ClientKind::kApplication, {}});
+  ASSERT_TRUE(cli.isOk());
+  ASSERT_TRUE(identity_.createUser("acme", "ada", "correct horse", {}).isOk());
+  OAuthRequest login;
+  login.params = {{"grant_type", "password"},
+                  {"client_id", "cli"},
+                  {"client_secret", *cli},
+                  {"username", "ada"},
+                  {"password", "correct horse"}};
+  OAuthReply first = tokens_->token(login);
+  ASSERT_EQ(first.status, 200) << first.body.dump();
+  ASSERT_TRUE(tokens_->token(login).status == 200);  // a second session
+  EXPECT_EQ(store_.list("tok/refresh/")->size(), 2u);
+
+  clock_->advance(std::chrono::hours(24 * 30));
+  OAuthRequest refresh;
+  refresh.params = {{"grant_type", "refresh_token"},
+                    {"client_id", "cli"},
+                    {"client_secret", *cli},
+                    {"refresh_token", first.body["refresh_token"]}};
+  OAuthReply r = tokens_->token(refresh);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body["error_description"], "refresh token expired");
+  EXPECT_EQ(store_.list("tok/refresh/")->size(), 1u);  // deleted when presented
+  ASSERT_TRUE(tokens_->maintain().isOk());             // the hourly sweep takes the other
+  EXPECT_EQ(store_.list("tok/refresh/")->size(), 0u);
+}
+
 // --- rate limits ---
 
 TEST(RateLimiterTest, BucketsPerClientAndAddress) {
