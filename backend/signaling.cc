@@ -95,6 +95,26 @@ Result<std::string> getKind(const json& body, std::string_view field, std::strin
   return kind;
 }
 
+// An integer field within [lo, hi]. Checked here rather than by a cast, so 1e300 is an
+// error message and not undefined behaviour.
+Result<int64_t> getBoundedInt(const json& body, const char* key, int64_t fallback, int64_t lo,
+                              int64_t hi, std::string_view unit) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return fallback;
+  std::string range = "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                      std::string(unit) + ", got " + it->dump();
+  if (it->is_number_integer()) {
+    int64_t v = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX)
+                    ? INT64_MAX
+                    : it->get<int64_t>();
+    if (v < lo || v > hi) return Status::invalidArgument("." + std::string(key) + ": " + range);
+    return v;
+  }
+  if (it->is_number_float()) return Status::invalidArgument("." + std::string(key) + ": " + range);
+  return Status::invalidArgument("." + std::string(key) + ": expected an integer, got " +
+                                 ej::typeName(*it));
+}
+
 Status requireNode(const Caller& caller, std::string_view what) {
   if (!caller.node_id.empty()) return Status::ok();
   return Status::permissionDenied("only a node may " + std::string(what) +
@@ -333,15 +353,10 @@ Result<json> Signaling::openBep(const Caller& caller, const json& body) {
   if (signal_id.size() != 16 || !discovery::fromHex(signal_id).isOk())
     return Status::invalidArgument(".signal: expected the 16-hex-character id of a signal, got \"" +
                                    signal_id.substr(0, 64) + "\"");
-  ASSIGN_OR_RETURN(int64_t ttl, ej::getInt(body, "ttl_seconds", "", kDefaultTtlSeconds));
-  if (ttl < 1 || ttl > kMaxTtlSeconds)
-    return Status::invalidArgument(".ttl_seconds: must be between 1 and " +
-                                   std::to_string(kMaxTtlSeconds) + ", got " + std::to_string(ttl));
-  ASSIGN_OR_RETURN(int64_t max_conn, ej::getInt(body, "max_connections", "", 1));
-  if (max_conn < 1 || max_conn > kMaxBepConnections)
-    return Status::invalidArgument(".max_connections: must be between 1 and " +
-                                   std::to_string(kMaxBepConnections) + " (leg pairs), got " +
-                                   std::to_string(max_conn));
+  ASSIGN_OR_RETURN(int64_t ttl,
+                   getBoundedInt(body, "ttl_seconds", kDefaultTtlSeconds, 1, kMaxTtlSeconds, ""));
+  ASSIGN_OR_RETURN(int64_t max_conn, getBoundedInt(body, "max_connections", 1, 1,
+                                                   kMaxBepConnections, " (leg pairs)"));
   ASSIGN_OR_RETURN(auto location, getLocation(body));
 
   std::string signal_key = std::string(kRelaySignalPrefix) + signal_id;
