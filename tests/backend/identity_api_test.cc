@@ -1,28 +1,42 @@
 // The identity and token endpoints through a real http::ApiServer on 127.0.0.1:0, as a
-// node, a CLI or an operator would call them.
+// node, a CLI or an operator would call them, with the state in a real SqliteStore.
 #include "backend/identity_api.h"
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
 #include "common/http.h"
 #include "common/jwt.h"
 #include "discovery/identity.h"
-#include "tests/backend/memory_store.h"
+
+#include "backend/sqlite_store.h"
+#include "common/fs.h"
 
 namespace edge::backend {
 namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using testing::MemoryStore;
 
 constexpr char kAdminSecret[] = "bootstrap-admin-secret";
 
 class IdentityApiTest : public ::testing::Test {
  protected:
-  void SetUp() override { start({}); }
+  void SetUp() override {
+    char dir[] = "/tmp/edge-identity-api-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    auto store = SqliteStore::open(dir_ + "/backend.db");
+    ASSERT_TRUE(store.isOk()) << store.status().toString();
+    store_ = std::move(store).value();
+    start({});
+  }
   void TearDown() override {
     if (server_) server_->stop();
+    server_.reset();
+    tokens_.reset();
+    store_.reset();
+    (void)fs::removeAll(dir_);
   }
 
   void start(RateLimiter::Options limits) {
@@ -30,11 +44,11 @@ class IdentityApiTest : public ::testing::Test {
     io.password_iterations = 1000;
     io.secret_iterations = 10;
     io.admin_secret = kAdminSecret;
-    identity_ = std::make_unique<IdentityService>(store_, io, clock_);
+    identity_ = std::make_unique<IdentityService>(*store_, io, clock_);
     TokenOptions to;
     to.issuer = "https://backend.test";
     to.kek = std::string(32, 'k');
-    auto t = TokenService::create(store_, *identity_, to, clock_);
+    auto t = TokenService::create(*store_, *identity_, to, clock_);
     ASSERT_TRUE(t.isOk()) << t.status().toString();
     tokens_ = std::move(t).value();
     limiter_ = std::make_unique<RateLimiter>(limits, clock_);
@@ -120,7 +134,8 @@ class IdentityApiTest : public ::testing::Test {
   }
 
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
-  MemoryStore store_;
+  std::string dir_;
+  std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<IdentityService> identity_;
   std::unique_ptr<TokenService> tokens_;
   std::unique_ptr<RateLimiter> limiter_;
@@ -328,7 +343,7 @@ TEST_F(IdentityApiTest, Revocation) {
   EXPECT_EQ(caller.status().message(), "token was revoked");
   // Another replica learns it at its next maintenance.
   TokenOptions to = tokens_->options();
-  auto other = TokenService::create(store_, *identity_, to, clock_);
+  auto other = TokenService::create(*store_, *identity_, to, clock_);
   ASSERT_TRUE(other.isOk());
   EXPECT_EQ((*other)->authenticate("Bearer " + access).status().message(), "token was revoked");
 
