@@ -15,6 +15,7 @@
 
 #include "common/fs.h"
 #include "common/http.h"
+#include "common/json.h"
 
 namespace edge::backend::testing {
 
@@ -207,6 +208,32 @@ Status EtcdCluster::wipe() {
     return Status::ok();
   }
   return Status::unavailable("no etcd member is running");
+}
+
+Result<int> EtcdCluster::leader() const {
+  // Each member's status names itself (header.member_id) and the leader it follows.
+  std::string leader_id;
+  std::vector<std::string> ids(members_.size());
+  for (int i = 0; i < size(); ++i) {
+    if (members_[i].pid <= 0) continue;
+    http::Client client(*http::Endpoint::parse(clientUrl(i)));
+    http::Request req;
+    req.method = "POST";
+    req.path = "/v3/maintenance/status";
+    req.content_type = "application/json";
+    req.body = "{}";
+    auto r = client.send(req);
+    if (!r.isOk() || !r->isSuccess()) continue;
+    auto j = json::parse(r->body, "etcd status");
+    if (!j.isOk() || !j->is_object()) continue;
+    ids[i] = j->value("header", json::Json::object()).value("member_id", "");
+    std::string l = j->value("leader", "");
+    if (!l.empty() && l != "0") leader_id = l;
+  }
+  for (int i = 0; i < size(); ++i) {
+    if (!leader_id.empty() && ids[i] == leader_id) return i;
+  }
+  return Status::unavailable("no running etcd member knows a leader among the running ones");
 }
 
 std::string EtcdCluster::logTail(int i) const {

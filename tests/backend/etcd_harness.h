@@ -39,6 +39,8 @@ class EtcdCluster {
   void kill(int i);
   // Starts member i again on its data dir and ports; waits until it answers.
   Status restart(int i);
+  // The index of the member that leads now, as the running members see it.
+  Result<int> leader() const;
   // Deletes every key (between tests sharing one cluster).
   Status wipe();
 

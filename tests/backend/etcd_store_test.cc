@@ -21,19 +21,25 @@ std::unique_ptr<EtcdCluster> startCluster(int members) {
   return c.isOk() ? std::move(c).value() : nullptr;
 }
 
-TEST(EtcdStoreTest, AThreeMemberClusterKeepsServingWhenAMemberDies) {
+TEST(EtcdStoreTest, AThreeMemberClusterKeepsServingWhenItsLeaderDies) {
   auto cluster = startCluster(3);
   ASSERT_NE(cluster, nullptr);
-  auto opened = openStore("etcd:" + cluster->clientUrls());
+  auto leader = cluster->leader();
+  ASSERT_TRUE(leader.isOk()) << leader.status().toString();
+  // The leader's endpoint first: the store talks to it until it dies, so the test covers
+  // both a dead endpoint and an election.
+  std::string urls = cluster->clientUrl(*leader);
+  for (int i = 0; i < 3; ++i) {
+    if (i != *leader) urls += "," + cluster->clientUrl(i);
+  }
+  auto opened = openStore("etcd:" + urls);
   ASSERT_TRUE(opened.isOk()) << opened.status().toString();
   StorePtr store = std::move(opened).value();
-  EXPECT_EQ(store->describe(), "etcd:" + cluster->clientUrls());
-
+  EXPECT_EQ(store->describe(), "etcd:" + urls);
   auto r = store->put("cluster/counter", "0");
   ASSERT_TRUE(r.isOk()) << r.status().toString();
-  // The store talks to the first endpoint; kill it (with m0 started first it is often
-  // the leader too, so this covers an election).
-  cluster->kill(0);
+
+  cluster->kill(*leader);
   for (int i = 1; i <= 20; ++i) {
     auto cur = store->get("cluster/counter");
     ASSERT_TRUE(cur.isOk()) << "step " << i << ": " << cur.status().toString();
@@ -44,18 +50,21 @@ TEST(EtcdStoreTest, AThreeMemberClusterKeepsServingWhenAMemberDies) {
   ASSERT_TRUE(list.isOk()) << list.status().toString();
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ((*list)[0].value, "20");
+  auto now = cluster->leader();
+  ASSERT_TRUE(now.isOk()) << now.status().toString();
+  EXPECT_NE(*now, *leader);
 
   // A new handle, with the dead member still first in its list, opens and works.
-  auto again = openStore("etcd:" + cluster->clientUrls());
+  auto again = openStore("etcd:" + urls);
   ASSERT_TRUE(again.isOk()) << again.status().toString();
   EXPECT_EQ((*again)->get("cluster/counter")->value, "20");
 
   // The member comes back and catches up; the store works through it alone.
-  Status st = cluster->restart(0);
+  Status st = cluster->restart(*leader);
   ASSERT_TRUE(st.isOk()) << st.toString();
-  auto only0 = openStore("etcd:" + cluster->clientUrl(0));
-  ASSERT_TRUE(only0.isOk()) << only0.status().toString();
-  EXPECT_EQ((*only0)->get("cluster/counter")->value, "20");
+  auto alone = openStore("etcd:" + cluster->clientUrl(*leader));
+  ASSERT_TRUE(alone.isOk()) << alone.status().toString();
+  EXPECT_EQ((*alone)->get("cluster/counter")->value, "20");
 }
 
 TEST(EtcdStoreTest, AStoppedEtcdIsUnavailableAndTheStoreRecoversWhenItIsBack) {

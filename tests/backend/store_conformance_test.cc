@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <thread>
@@ -86,12 +87,18 @@ class EtcdEnv : public StoreEnv {
 };
 #endif
 
-using EnvFactory = std::function<std::unique_ptr<StoreEnv>()>;
+struct Backend {
+  const char* name;
+  std::function<std::unique_ptr<StoreEnv>()> make;
+};
+void PrintTo(const Backend& b, std::ostream* os) {
+  *os << b.name;
+}
 
-class StoreConformance : public ::testing::TestWithParam<EnvFactory> {
+class StoreConformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    env_ = GetParam()();
+    env_ = GetParam().make();
     Status st = env_->setUp();
     ASSERT_TRUE(st.isOk()) << st.toString();
     auto s = env_->open();
@@ -498,12 +505,17 @@ TEST_P(StoreConformance, TenThousandKeysListInOrder) {
 }
 
 #ifdef EDGE_STORE_CONFORMANCE_ETCD
-INSTANTIATE_TEST_SUITE_P(Etcd, StoreConformance,
-                         ::testing::Values(EnvFactory([] { return std::make_unique<EtcdEnv>(); })));
+INSTANTIATE_TEST_SUITE_P(
+    Etcd, StoreConformance,
+    ::testing::Values(Backend{
+        "etcd", [] { return std::unique_ptr<StoreEnv>(std::make_unique<EtcdEnv>()); }}),
+    [](const auto& info) { return std::string(info.param.name); });
 #else
-INSTANTIATE_TEST_SUITE_P(Sqlite, StoreConformance, ::testing::Values(EnvFactory([] {
-                           return std::make_unique<SqliteEnv>();
-                         })));
+INSTANTIATE_TEST_SUITE_P(
+    Sqlite, StoreConformance,
+    ::testing::Values(Backend{
+        "sqlite", [] { return std::unique_ptr<StoreEnv>(std::make_unique<SqliteEnv>()); }}),
+    [](const auto& info) { return std::string(info.param.name); });
 #endif
 
 }  // namespace
