@@ -62,21 +62,25 @@ class SqliteEnv : public StoreEnv {
 
 #ifdef EDGE_STORE_CONFORMANCE_ETCD
 // One etcd for the whole suite (starting one per test would dominate its run time);
-// each test starts with every key deleted.
+// each test starts with every key deleted. A failed start fails every test with its
+// message (etcd missing: run scripts/install-deps.sh), it is never skipped.
 class EtcdEnv : public StoreEnv {
  public:
   static testing::EtcdCluster* cluster() {
-    static Result<std::unique_ptr<testing::EtcdCluster>>* started = nullptr;
-    if (started == nullptr) {
-      started = new Result<std::unique_ptr<testing::EtcdCluster>>(testing::EtcdCluster::start(1));
+    if (!started_) {
+      started_ = true;
+      auto c = testing::EtcdCluster::start(1);
+      start_status_ = c.status();
+      if (c.isOk()) cluster_ = std::move(c).value();
     }
-    startStatus() = started->status();
-    return started->isOk() ? started->value().get() : nullptr;
+    return cluster_.get();
   }
-  static Status& startStatus() {
-    static Status s;
-    return s;
-  }
+  static Status startStatus() { return start_status_; }
+  // Kills etcd and removes its data dir when the tests are done.
+  class Teardown : public ::testing::Environment {
+   public:
+    void TearDown() override { cluster_.reset(); }
+  };
 
   Status setUp() override {
     if (cluster() == nullptr) return startStatus();
@@ -84,7 +88,14 @@ class EtcdEnv : public StoreEnv {
   }
   Result<StorePtr> open() override { return openStore("etcd:" + cluster()->clientUrls()); }
   Status restart() override { return cluster()->restart(0); }
+
+ private:
+  static inline bool started_ = false;
+  static inline Status start_status_;
+  static inline std::unique_ptr<testing::EtcdCluster> cluster_;
 };
+::testing::Environment* const kEtcdTeardown =
+    ::testing::AddGlobalTestEnvironment(new EtcdEnv::Teardown);
 #endif
 
 struct Backend {
