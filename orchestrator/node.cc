@@ -127,6 +127,10 @@ Status Node::startDiscovery() {
   o.supernode_timeout = std::chrono::milliseconds(config_.supernode_timeout_ms);
   o.member_timeout = std::max(std::chrono::milliseconds(4000), 4 * o.supernode_timeout);
   o.blacklist_period = std::chrono::seconds(config_.blacklist_seconds);
+  // Peer channels (and later the gateway) share the cluster port with discovery.
+  o.on_foreign_connection = [this](int fd, std::string already_read) {
+    backend_->serveForeign(fd, std::move(already_read));
+  };
   auto d = discovery::Discovery::create(
       o, *identity_, *clock_,
       [this](const std::string& type, const std::string& node, const std::string& message) {
@@ -160,6 +164,14 @@ Status Node::refreshDesired() {
 
 Status Node::start() {
   started_at_ = clock_->wallNow();
+  BackendLink::Options bo;
+  bo.backend = config_.backend;
+  bo.join_token_file = config_.backend_join_token_file;
+  bo.data_dir = config_.data_dir;
+  bo.local_api = config_.api_socket;
+  bo.endpoint = config_.advertise;
+  if (!config_.discovery) bo.listen = config_.listen;
+  backend_ = std::make_unique<BackendLink>(bo, *identity_, *clock_);
   // Discovery first: discovery_ is set before any API request can read it, and the
   // first refreshDesired() below puts the services in the profile.
   RETURN_IF_ERROR(startDiscovery());
@@ -189,6 +201,14 @@ Status Node::start() {
     if (discovery_) discovery_->stop();
     return listening.withContext("node API on " + config_.api_socket);
   }
+  Status linked = backend_->start(discovery_.get());
+  if (!linked.isOk()) {
+    api_->stop();
+    reconciler_->stop();
+    health_->stop();
+    if (discovery_) discovery_->stop();
+    return linked.withContext("backend");
+  }
   events_.append("node.started", "", "",
                  "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
                      (discovery_ ? ", discovery on" : ", discovery off"));
@@ -196,6 +216,7 @@ Status Node::start() {
 }
 
 void Node::stop() {
+  if (backend_) backend_->stop();
   if (discovery_) discovery_->stop();  // members are told, a supernode hands over
   if (api_) api_->stop();
   if (reconciler_) {

@@ -22,6 +22,7 @@
 #include "discovery/discovery.h"
 #include "discovery/identity.h"
 #include "discovery/types.h"
+#include "orchestrator/backend_link.h"
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
 #include "orchestrator/manifest.h"
@@ -107,6 +108,8 @@ class Node {
   Status refreshDesired();
   // The clusters this node belongs to; enabled=false when discovery is off.
   discovery::ClusterSnapshot clusterSnapshot() const;
+  // The node's side of edge-backend (configured() is false without one).
+  BackendLink& backend() { return *backend_; }
   // Counts API requests for /metrics.
   void countRequest(bool error);
   int64_t requests() const { return requests_.load(); }
@@ -130,6 +133,7 @@ class Node {
   std::unique_ptr<http::ApiServer> api_;
   std::optional<discovery::NodeIdentity> identity_;
   std::unique_ptr<discovery::Discovery> discovery_;
+  std::unique_ptr<BackendLink> backend_;
   std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> request_errors_{0};

@@ -667,11 +667,22 @@ void registerEvents(ApiServer& server, Node& node) {
 void registerCluster(ApiServer& server, Node& node) {
   auto& s = server.raw();
   s.Get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
-    sendJson(
-        res, 200,
-        discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow())));
+    json j = discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow()));
+    j["backend"] = node.backend().state();
+    sendJson(res, 200, j);
   });
   s.Get("/api/v1/nodes", [&node](const httplib::Request& req, httplib::Response& res) {
+    std::string scope = req.get_param_value("scope");
+    // Beyond the links, the backend knows: account scope when one is configured (it sees
+    // every network of the account), proximity always (only it holds locations).
+    if (scope == "proximity" || (scope == "account" && node.backend().configured())) {
+      std::string query;
+      for (const auto& [k, v] : req.params)
+        query += (query.empty() ? "" : "&") + http::urlEncode(k) + "=" + http::urlEncode(v);
+      auto answer = node.backend().queryNodes(query);
+      if (!answer.isOk()) return sendError(res, answer.status());
+      return sendJson(res, 200, *answer);
+    }
     discovery::NodesQuery q;
     if (req.has_param("scope")) q.scope = req.get_param_value("scope");
     if (req.has_param("interface")) q.interface = req.get_param_value("interface");
@@ -685,6 +696,41 @@ void registerCluster(ApiServer& server, Node& node) {
 
 }  // namespace
 
+// Calls another node's API through a peer channel (docs/relay.md): directly when it is
+// reachable, else through the backend's relays.
+void registerPeers(ApiServer& server, Node& node) {
+  auto& s = server.raw();
+  s.Get(R"(/api/v1/peers/([0-9a-f]{16}))",
+        [&node](const httplib::Request& req, httplib::Response& res) {
+          auto r = node.backend().route(req.matches[1]);
+          if (!r.isOk()) return sendError(res, r.status());
+          sendJson(res, 200, *r);
+        });
+  auto proxy = [&node](const httplib::Request& req, httplib::Response& res) {
+    http::Request out;
+    out.method = req.method;
+    out.path = req.matches[2].str().empty() ? "/" : req.matches[2].str();
+    std::string query;
+    for (const auto& [k, v] : req.params)
+      query += (query.empty() ? "?" : "&") + http::urlEncode(k) + "=" + http::urlEncode(v);
+    out.path += query;
+    out.body = req.body;
+    out.content_type = req.get_header_value("Content-Type");
+    auto r = node.backend().callPeer(req.matches[1], out);
+    if (!r.isOk()) return sendError(res, r.status());
+    res.status = r->status;
+    std::string path = r->header("X-Edge-Peer-Path");
+    if (!path.empty()) res.set_header("X-Edge-Peer-Path", path);
+    std::string type = r->header("Content-Type");
+    res.set_content(r->body, type.empty() ? "application/octet-stream" : type);
+  };
+  const char* pattern = R"(/api/v1/peers/([0-9a-f]{16})/proxy(/.*)?)";
+  s.Get(pattern, proxy);
+  s.Post(pattern, proxy);
+  s.Put(pattern, proxy);
+  s.Delete(pattern, proxy);
+}
+
 void registerRestApi(ApiServer& server, Node& node) {
   server.allowStreamedBody([](const std::string& method, const std::string& path) {
     return method == "POST" && path == "/api/v1/images/load";
@@ -695,6 +741,7 @@ void registerRestApi(ApiServer& server, Node& node) {
   registerImages(server, node);
   registerEvents(server, node);
   registerCluster(server, node);
+  registerPeers(server, node);
   server.raw().set_logger([&node](const httplib::Request& req, const httplib::Response& res) {
     node.countRequest(res.status >= 400);
     LOG_DEBUG("api request").kv("method", req.method).kv("path", req.path).kv("status", res.status);

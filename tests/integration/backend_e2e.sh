@@ -148,13 +148,20 @@ reachability() {  # I -> true|false|None
   nc_api "$1" /api/v1/cluster | jq_ 'd.get("backend", {}).get("reachable")'
 }
 is_reachable() { [ "$(reachability "$1")" = "$2" ]; }
-node_id() { nc_api "$1" /api/v1/cluster | jq_ 'd["node_id"]'; }
+node_id() {  # I -> the node's id; fails unless it is one
+  local id
+  id=$(nc_api "$1" /api/v1/cluster 2>/dev/null | jq_ 'd["node_id"]' 2>/dev/null)
+  [[ $id =~ ^[0-9a-f]{16}$ ]] || { fail "node $1 has no node id ('$id')"; return 1; }
+  echo "$id"
+}
 account_count() {  # I -> number of nodes the account scope shows from node I
   nc_edgectl "$1" nodes --scope account -o json | jq_ 'd["count"]'
 }
 has_count() { [ "$(account_count "$1")" = "$2" ]; }
-call_answers() { nc_edgectl "$1" call "$2" /api/v1/node 2>/dev/null | grep -q "$2"; }  # I TARGET
-sep_held() { nc_api "$1" /api/v1/cluster | jq_ 'd["backend"].get("relay", {}).get("sep_connected", False)' | grep -q True; }
+call_answers() {  # I TARGET: the target's API answers with its own id
+  [ -n "$2" ] && nc_edgectl "$1" call "$2" /api/v1/node 2>/dev/null | grep -q "\"$2\""
+}
+sep_held() { nc_api "$1" /api/v1/cluster | jq_ 'd["backend"].get("relay", {}).get("sep", {}).get("connected", False)' | grep -q True; }
 
 setup_accounts() {
   ADMIN_TOKEN=$(admin_token) || return 1
@@ -172,8 +179,8 @@ scenario_nat() {
   start_node $A http://$BK_IP:8080 "$NC_DIR/acme.join" 48.85,2.35
   start_node $B http://$BK_IP:8080 "$NC_DIR/acme.join" 45.76,4.84
   start_node $C http://$BK_IP3:8080 "$NC_DIR/other.join" 43.30,5.37
-  nc_wait $A && nc_wait $B && nc_wait $C || fail "nodes did not start" || return 1
-  ID_A=$(node_id $A) ID_B=$(node_id $B) ID_C=$(node_id $C)
+  nc_wait 20 nc_healthy $A && nc_wait 20 nc_healthy $B && nc_wait 20 nc_healthy $C || fail "nodes did not start" || return 1
+  ID_A=$(node_id $A) && ID_B=$(node_id $B) && ID_C=$(node_id $C) || return 1
   log "A=$ID_A B=$ID_B C=$ID_C"
   wait_for 20 "A reachable" is_reachable $A True || return 1
   wait_for 20 "B unreachable (behind NAT)" is_reachable $B False || return 1
@@ -261,8 +268,8 @@ scenario_etcd() {
   setup_accounts || fail "accounts on etcd" || return 1
   start_node $A http://$BK_IP:8080 "$NC_DIR/acme.join" 48.85,2.35
   start_node $B http://$BK_IP:8081 "$NC_DIR/acme.join" 45.76,4.84
-  nc_wait $A && nc_wait $B || fail "nodes did not start" || return 1
-  ID_A=$(node_id $A) ID_B=$(node_id $B)
+  nc_wait 20 nc_healthy $A && nc_wait 20 nc_healthy $B || fail "nodes did not start" || return 1
+  ID_A=$(node_id $A) && ID_B=$(node_id $B) || return 1
   wait_for 30 "A (replica 1) sees B (replica 2) by account" has_count $A 2 || return 1
   wait_for 30 "B (replica 2) sees A (replica 1) by account" has_count $B 2 || return 1
   wait_for 20 "B unreachable" is_reachable $B False || return 1
