@@ -28,6 +28,8 @@ packages=(
   etcd-server etcd-client
   # tests/charts/check_charts.py parses the Helm charts' values and rendered manifests
   python3-yaml
+  # tests/integration/backend_e2e.sh puts one network behind a NAT router (masquerade)
+  iptables
 )
 
 missing=()
