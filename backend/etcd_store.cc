@@ -246,7 +246,11 @@ struct EtcdStore::Impl {
               path + ": " + resp->body.substr(0, 200) + " (is this an etcd v3.4+ client URL?)");
         }
         auto code = int64Field(*reply, "code");
-        std::string msg = reply->value("error", reply->value("message", std::string()));
+        std::string msg;
+        for (const char* field : {"message", "error"}) {
+          auto it = reply->find(field);
+          if (it != reply->end() && it->is_string()) msg = it->get<std::string>();
+        }
         int64_t grpc = code.isOk() ? *code : 2;
         Status st = fromGrpc(grpc, "etcd " + where + ": " + msg);
         if (transient(grpc, msg) && (mode == Mode::kRead || notApplied(msg))) {
@@ -397,7 +401,8 @@ Result<std::vector<KeyValue>> EtcdStore::list(std::string_view prefix, size_t li
       }
       out.push_back(std::move(kv));
     }
-    bool more = reply.value("more", false);
+    auto more_field = reply.find("more");
+    bool more = more_field != reply.end() && more_field->is_boolean() && more_field->get<bool>();
     if (!more || page->empty() || (limit != 0 && out.size() >= limit)) break;
     from = out.back().key + '\0';
   }
@@ -437,7 +442,8 @@ Result<int64_t> EtcdStore::commit(const std::vector<StoreOp>& ops) {
   ASSIGN_OR_RETURN(Json reply, impl_->call("/v3/kv/txn", body, Mode::kWrite));
   auto rev = headerRevision(reply);
   if (!rev.isOk()) return Impl::badReply("/v3/kv/txn", rev.status());
-  if (reply.value("succeeded", false)) return *rev;
+  auto succeeded = reply.find("succeeded");
+  if (succeeded != reply.end() && succeeded->is_boolean() && succeeded->get<bool>()) return *rev;
 
   auto responses = reply.find("responses");
   if (responses == reply.end() || !responses->is_array() || responses->size() != compared.size()) {

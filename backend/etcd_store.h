@@ -17,7 +17,11 @@
 // its own connection).
 //
 // Errors: as Store. kUnavailable names the endpoints and what each said; etcd's own
-// errors ({"error": ..., "code": ...}) keep etcd's message and map its gRPC code.
+// errors ({"error": ..., "code": ...}) keep etcd's message and map its gRPC code. But
+// the gateway sends those replies chunked with HTTP trailers, which Debian's
+// cpp-httplib 0.11 cannot read: until common/http.cc copes, they arrive as a read
+// failure (a read is then retried; a commit reports that its outcome is unknown). Hence
+// everything etcd would refuse (empty keys, sizes) is refused here before sending.
 #pragma once
 
 #include <chrono>
