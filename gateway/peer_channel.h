@@ -22,8 +22,8 @@
 // kDeadlineExceeded when the socket makes no progress within the timeout (receive: no
 // complete message within it; the channel stays usable), kUnavailable when the peer
 // closed or the socket failed, kInvalidArgument/kPermissionDenied for frames that are
-// malformed or do not authenticate, kFailedPrecondition after close() or after any of
-// those final errors.
+// malformed or do not authenticate (final: later calls return the same error; send()
+// returns kFailedPrecondition with its message), kFailedPrecondition after close().
 #pragma once
 
 #include <chrono>
