@@ -50,7 +50,33 @@ json memberSummary(const discovery::Member& m) {
 }  // namespace
 
 BackendLink::BackendLink(Options options, discovery::NodeIdentity identity, Clock& clock)
-    : options_(std::move(options)), identity_(std::move(identity)), clock_(clock) {}
+    : options_(std::move(options)), identity_(std::move(identity)), clock_(clock) {
+  // Made here, not in start(): discovery starts first and may hand over a peer channel
+  // before start() runs. Until the node API is up such a call fails like any other.
+  gateway::PeerServer::Options po;
+  po.local_api = options_.local_api;
+  po.verify = [this](std::string_view token, std::string_view caller) {
+    return verifyPeerToken(token, caller);
+  };
+  peers_ = std::make_unique<gateway::PeerServer>(identity_, po);
+  if (options_.backend.empty()) return;
+  discovery::BackendClient::Options bo;
+  bo.url = options_.backend;
+  bo.data_dir = options_.data_dir;
+  bo.join_token_file = options_.join_token_file;
+  auto client = discovery::BackendClient::create(bo, identity_, clock_);
+  if (!client.isOk()) {
+    init_error_ = client.status();
+    return;
+  }
+  client_ = std::move(*client);
+  gateway::RelayClient::Options ro;
+  ro.backend_url = options_.backend;
+  ro.node_id = identity_.id();
+  ro.access_token = [this] { return client_->accessToken("edge-backend"); };
+  ro.node_token = [this](const std::string&) { return client_->accessToken("edge-node"); };
+  relay_ = std::make_unique<gateway::RelayClient>(ro);
+}
 
 BackendLink::~BackendLink() {
   stop();
@@ -58,28 +84,10 @@ BackendLink::~BackendLink() {
 
 Status BackendLink::start(discovery::Discovery* discovery) {
   discovery_ = discovery;
-  gateway::PeerServer::Options po;
-  po.local_api = options_.local_api;
-  po.verify = [this](std::string_view token, std::string_view caller) {
-    return verifyPeerToken(token, caller);
-  };
-  peers_ = std::make_unique<gateway::PeerServer>(identity_, po);
-  if (options_.backend.empty()) return Status::ok();
-  if (discovery_ == nullptr && !options_.listen.empty())
+  RETURN_IF_ERROR(init_error_);
+  if (!client_) return Status::ok();
+  if (discovery == nullptr && !options_.listen.empty())
     RETURN_IF_ERROR(peers_->listen(options_.listen));
-
-  discovery::BackendClient::Options bo;
-  bo.url = options_.backend;
-  bo.data_dir = options_.data_dir;
-  bo.join_token_file = options_.join_token_file;
-  ASSIGN_OR_RETURN(client_, discovery::BackendClient::create(bo, identity_, clock_));
-
-  gateway::RelayClient::Options ro;
-  ro.backend_url = options_.backend;
-  ro.node_id = identity_.id();
-  ro.access_token = [this] { return client_->accessToken("edge-backend"); };
-  ro.node_token = [this](const std::string&) { return client_->accessToken("edge-node"); };
-  relay_ = std::make_unique<gateway::RelayClient>(ro);
 
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -101,10 +109,6 @@ void BackendLink::stop() {
 }
 
 void BackendLink::serveForeign(int fd, std::string already_read) {
-  if (!peers_) {
-    ::close(fd);
-    return;
-  }
   peers_->serve(fd, std::move(already_read));
 }
 
@@ -127,8 +131,9 @@ void BackendLink::loop() {
 
 std::string BackendLink::ownEndpoint() const {
   if (!options_.endpoint.empty()) return options_.endpoint;
-  if (discovery_ == nullptr) return "";
-  auto snap = discovery_->snapshot();
+  discovery::Discovery* d = discovery_.load();
+  if (d == nullptr) return "";
+  auto snap = d->snapshot();
   for (const auto& c : snap.clusters)
     for (const auto& m : c.members)
       if (m.profile.node_id == identity_.id() && !m.profile.endpoint.empty())
@@ -193,8 +198,9 @@ void BackendLink::checkReachability(const std::string& endpoint) {
 }
 
 void BackendLink::registerClusters() {
-  if (discovery_ == nullptr) return;
-  auto snap = discovery_->snapshot();
+  discovery::Discovery* d = discovery_.load();
+  if (d == nullptr) return;
+  auto snap = d->snapshot();
   for (const auto& c : snap.clusters) {
     if (c.state != "supernode" || c.supernode_id != identity_.id()) continue;
     json members = json::array();
@@ -279,8 +285,8 @@ Result<json> BackendLink::route(const std::string& node_id) {
   if (!discovery::isNodeId(node_id))
     return Status::invalidArgument("node id \"" + node_id +
                                    "\" is not 16 lower-case hex characters");
-  if (discovery_ != nullptr) {
-    auto snap = discovery_->snapshot();
+  if (discovery::Discovery* d = discovery_.load()) {
+    auto snap = d->snapshot();
     for (const auto& c : snap.clusters)
       for (const auto& m : c.members)
         if (m.profile.node_id == node_id)

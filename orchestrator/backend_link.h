@@ -101,7 +101,9 @@ class BackendLink {
   Options options_;
   discovery::NodeIdentity identity_;
   Clock& clock_;
-  discovery::Discovery* discovery_ = nullptr;
+  // Set by start(), read by API and peer threads that may already run.
+  std::atomic<discovery::Discovery*> discovery_{nullptr};
+  Status init_error_;  // a bad backend URL, reported by start()
   std::unique_ptr<discovery::BackendClient> client_;
   std::unique_ptr<gateway::PeerServer> peers_;
   std::unique_ptr<gateway::RelayClient> relay_;
