@@ -205,7 +205,11 @@ void BackendLink::registerClusters() {
     if (c.state != "supernode" || c.supernode_id != identity_.id()) continue;
     json members = json::array();
     json location;
+    std::string account = client_->account();
     for (const auto& m : c.members) {
+      // A link may carry nodes of several accounts: a member that names another account
+      // in its profile is not registered under ours.
+      if (!m.profile.account_id.empty() && m.profile.account_id != account) continue;
       members.push_back(memberSummary(m));
       if (m.profile.node_id == identity_.id() && m.profile.has_location)
         location = {{"lat", m.profile.latitude}, {"lon", m.profile.longitude}};
