@@ -1,5 +1,8 @@
 #include "common/json.h"
 
+#include <cmath>
+#include <limits>
+
 namespace edge::json {
 namespace {
 
@@ -62,12 +65,31 @@ Result<int64_t> getInt(const Json& obj, std::string_view key, std::string_view p
     if (fallback) return *fallback;
     return Status::invalidArgument(fieldPath(path, key) + ": required number is missing");
   }
-  if (v->is_number_integer() || v->is_number_unsigned()) return v->get<int64_t>();
+  auto outOfRange = [&] {
+    return Status::invalidArgument(fieldPath(path, key) + ": " + v->dump() +
+                                   " is out of range; allowed: integers from " +
+                                   std::to_string(std::numeric_limits<int64_t>::min()) + " to " +
+                                   std::to_string(std::numeric_limits<int64_t>::max()));
+  };
+  if (v->is_number_unsigned()) {
+    // Above INT64_MAX, get<int64_t>() would wrap to a negative number.
+    if (v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return outOfRange();
+    return v->get<int64_t>();
+  }
+  if (v->is_number_integer()) return v->get<int64_t>();
   if (v->is_number_float()) {
     double d = v->get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
-    return Status::invalidArgument(fieldPath(path, key) + ": expected an integer, got " +
-                                   v->dump());
+    // Converting a double outside int64_t's range (or a NaN) is undefined behaviour, so the
+    // range is checked first. -2^63 is exact as a double and 2^63 is the first double above
+    // INT64_MAX; the negated form also refuses NaN.
+    constexpr double kLow = -9223372036854775808.0;
+    constexpr double kHigh = 9223372036854775808.0;
+    if (!(d >= kLow && d < kHigh)) return outOfRange();
+    if (std::trunc(d) != d)
+      return Status::invalidArgument(fieldPath(path, key) + ": expected an integer, got " +
+                                     v->dump());
+    return static_cast<int64_t>(d);
   }
   return wrongType(path, key, "an integer", *v);
 }

@@ -387,6 +387,12 @@ TEST_F(IdentityApiTest, NodeRegistersThenGetsNodeTokens) {
       postJson("/v1/accounts/acme/join-tokens", {{"ttl_seconds", 600}, {"max_uses", 1}}, admin);
   ASSERT_EQ(j.status, 201) << j.body;
   std::string join = body(j)["join_token"];
+  // A number no int64_t holds is a 400 naming the field, not a cast.
+  auto huge = postJson("/v1/accounts/acme/join-tokens", {{"ttl_seconds", 1e300}}, admin);
+  EXPECT_EQ(huge.status, 400);
+  EXPECT_EQ(body(huge)["message"],
+            "request body.ttl_seconds: 1e+300 is out of range; allowed: integers from "
+            "-9223372036854775808 to 9223372036854775807");
 
   auto node = discovery::NodeIdentity::generate();
   ASSERT_TRUE(node.isOk());
