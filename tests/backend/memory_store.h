@@ -1,6 +1,8 @@
 // MemoryStore: the Store in a std::map, for hermetic unit tests of services built on it.
 // Faithful to backend/store.h: a global revision, per-key revisions, all-or-nothing
-// commits with revision compares (kAborted naming the key), the size limits. A test can
+// commits with revision compares (kAborted naming the key), and the argument checks and
+// messages of the real stores (it calls the same store_internal.h helpers, so a limit
+// added to store.h, like kMaxCommitBytes, holds here too). A test can
 // make the next commits fail with kAborted (failNextCommits) to exercise retry loops, as a
 // racing replica would.
 //
@@ -9,35 +11,33 @@
 
 #include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "backend/store.h"
+#include "backend/store_internal.h"
 
 namespace edge::backend::testing {
 
 class MemoryStore final : public Store {
  public:
   Result<KeyValue> get(std::string_view key) override {
+    RETURN_IF_ERROR(internal::validateKey(key, "key"));
     std::lock_guard<std::mutex> lock(mu_);
-    RETURN_IF_ERROR(checkKey(key));
     auto it = data_.find(std::string(key));
-    if (it == data_.end()) return Status::notFound("key " + std::string(key) + " not found");
+    if (it == data_.end())
+      return Status::notFound("key " + internal::quoteKey(key) + " does not exist");
     return it->second;
   }
 
   Result<std::vector<KeyValue>> list(std::string_view prefix, size_t limit = 0,
                                      std::string_view start_after = {}) override {
+    RETURN_IF_ERROR(internal::validateList(prefix, start_after));
+    const std::string end = internal::prefixEnd(prefix);  // empty: no upper end
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<KeyValue> out;
-    auto it = start_after.empty() ? data_.lower_bound(std::string(prefix))
-                                  : data_.upper_bound(std::string(start_after));
-    for (; it != data_.end(); ++it) {
-      if (it->first.compare(0, prefix.size(), prefix) != 0) {
-        if (it->first > prefix) break;
-        continue;
-      }
+    for (auto it = data_.lower_bound(internal::listStart(prefix, start_after));
+         it != data_.end() && (end.empty() || it->first < end); ++it) {
       out.push_back(it->second);
       if (limit != 0 && out.size() == limit) break;
     }
@@ -47,28 +47,16 @@ class MemoryStore final : public Store {
   Result<int64_t> commit(const std::vector<StoreOp>& ops) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++commits_;
-    if (ops.size() > kMaxOpsPerCommit)
-      return Status::invalidArgument("commit of " + std::to_string(ops.size()) + " ops; at most " +
-                                     std::to_string(kMaxOpsPerCommit));
-    std::set<std::string> seen;
-    for (const auto& op : ops) {
-      RETURN_IF_ERROR(checkKey(op.key));
-      if (op.value.size() > kMaxValueBytes)
-        return Status::invalidArgument("value of " + op.key + " is too large");
-      if (!seen.insert(op.key).second)
-        return Status::invalidArgument("key " + op.key + " appears twice in one commit");
-    }
+    RETURN_IF_ERROR(internal::validateOps(ops));
     if (fail_next_ > 0) {
       --fail_next_;
       return Status::aborted("injected: a concurrent writer won");
     }
     for (const auto& op : ops) {
-      if (op.expected_revision == StoreOp::kAny) continue;
       auto it = data_.find(op.key);
       int64_t have = it == data_.end() ? 0 : it->second.revision;
-      if (have != op.expected_revision)
-        return Status::aborted("key " + op.key + " is at revision " + std::to_string(have) +
-                               ", expected " + std::to_string(op.expected_revision));
+      if (!internal::compareHolds(op.expected_revision, have))
+        return internal::compareFailed(op, have);
     }
     bool changes = false;
     for (const auto& op : ops) {
@@ -104,12 +92,6 @@ class MemoryStore final : public Store {
   }
 
  private:
-  static Status checkKey(std::string_view key) {
-    if (key.empty()) return Status::invalidArgument("empty key");
-    if (key.size() > kMaxKeyBytes) return Status::invalidArgument("key too long");
-    return Status::ok();
-  }
-
   mutable std::mutex mu_;
   std::map<std::string, KeyValue> data_;
   int64_t revision_ = 0;
