@@ -17,7 +17,11 @@ void RateLimiter::refill(Bucket& b, double rate, double burst, SteadyTime now) {
 std::chrono::seconds RateLimiter::wait(const Bucket& b, double rate) {
   double missing = 1.0 - b.tokens;
   double s = rate > 0 ? std::ceil(missing / rate) : 3600;
-  return std::chrono::seconds(std::max<int64_t>(1, static_cast<int64_t>(s)));
+  // A tiny rate makes `s` too large for int64_t (converting it would be undefined
+  // behaviour); nobody waits a day for a token anyway.
+  if (!(s >= 1)) s = 1;  // also a NaN
+  if (s > 86400) s = 86400;
+  return std::chrono::seconds(static_cast<int64_t>(s));
 }
 
 RateLimiter::Bucket& RateLimiter::bucket(Table& t, std::string_view key, double burst,

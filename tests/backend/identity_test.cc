@@ -404,6 +404,19 @@ TEST(RateLimiterTest, BucketsPerClientAndAddress) {
   EXPECT_TRUE(l.admit("10.0.0.1", "a").allowed);
 }
 
+TEST(RateLimiterTest, ATinyRateWaitsAtMostADay) {
+  auto clock = std::make_shared<FakeClock>();
+  RateLimiter::Options o;
+  o.client_rate = 1e-300;  // 1e300 s to the next token: more than an int64_t of seconds
+  o.client_burst = 1;
+  RateLimiter l(o, clock);
+  EXPECT_TRUE(l.admit("10.0.0.1", "a").allowed);
+  auto d = l.admit("10.0.0.1", "a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.retry_after, 24h);
+  EXPECT_EQ(d.message, "too many token requests for client a; retry in 86400 s");
+}
+
 TEST(RateLimiterTest, MemoryIsBounded) {
   auto clock = std::make_shared<FakeClock>();
   RateLimiter::Options o;
