@@ -69,6 +69,9 @@ Status storeError(const Status& s) {
 
 // Fields a request may carry; anything else is a typo the caller should hear about.
 Status checkFields(const json& body, std::initializer_list<std::string_view> allowed) {
+  if (!body.is_object())
+    return Status::invalidArgument("request body: expected a JSON object, got " +
+                                   std::string(body.type_name()));
   for (auto it = body.begin(); it != body.end(); ++it) {
     bool ok = false;
     for (auto a : allowed) ok = ok || it.key() == a;

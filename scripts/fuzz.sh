@@ -54,7 +54,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 for t in "${targets[@]}"; do
   if [ ! -d "tests/fuzz/corpus/$t" ]; then
-    echo "fuzz.sh: no target '$t' (no tests/fuzz/corpus/$t); known: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz" >&2
+    echo "fuzz.sh: no target '$t' (no tests/fuzz/corpus/$t); known: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz backend_fuzz" >&2
     exit 2
   fi
 done

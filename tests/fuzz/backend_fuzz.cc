@@ -25,7 +25,8 @@ namespace {
 
 using namespace edge;
 using namespace edge::backend;
-using nlohmann::json;
+using Json = nlohmann::json;
+using testing::MemoryStore;
 
 class FixedAuth : public Authenticator {
  public:
@@ -53,9 +54,12 @@ struct World {
 
   World() {
     keys.add(key);
-    json claims = {{"iss", "http://backend"}, {"aud", "edge-node"}, {"sub", "node:x"},
-                   {"exp", 1'900'000'000},     {"iat", 1'800'000'000}};
-    valid_token = *key.sign(json{{"typ", "at+jwt"}}, claims);
+    Json claims = {{"iss", "http://backend"},
+                   {"aud", "edge-node"},
+                   {"sub", "node:x"},
+                   {"exp", 1'900'000'000},
+                   {"iat", 1'800'000'000}};
+    valid_token = *key.sign(Json{{"typ", "at+jwt"}}, claims);
   }
 };
 
@@ -100,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 2: {
       MemoryStore store;
       DiscoveryService svc(store, w.auth, w.clock, {});
-      json body = json::parse(input, nullptr, false);
+      Json body = Json::parse(input, nullptr, false);
       if (body.is_discarded()) break;
       auto r = svc.registerCluster(node("aaaaaaaaaaaaaaa1"), body, "198.18.0.10");
       if (!r.isOk()) {
@@ -119,7 +123,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return Status::unavailable("no");
       };
       DiscoveryService svc(store, w.auth, w.clock, o);
-      json body = json::parse(input, nullptr, false);
+      Json body = Json::parse(input, nullptr, false);
       if (!body.is_discarded()) {
         auto r = svc.checkReachability(node("aaaaaaaaaaaaaaa1"), body, "198.18.0.10");
         if (!r.isOk()) checkRefusal(r.status(), "reachability");
@@ -140,7 +144,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       so.relay_address = "198.18.0.14:8085";
       so.clock = w.clock_ptr;
       Signaling sig(store, w.auth, so);
-      json body = json::parse(input, nullptr, false);
+      Json body = Json::parse(input, nullptr, false);
       if (!body.is_discarded()) {
         auto r = sig.openBep(node("aaaaaaaaaaaaaaa1"), body);
         if (!r.isOk()) checkRefusal(r.status(), "openBep");
