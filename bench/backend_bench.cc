@@ -26,7 +26,7 @@
 //                      [--queries N]
 //   --threads 4       HTTP client threads (and in-process threads for the N-thread rows)
 //   --seconds 3       time budget of each token row
-//   --relay-mib 256   bytes per transfer; --reps 3 transfers per path and kind
+//   --relay-mib 256   bytes per transfer; --reps 5 transfers per path and kind
 //   --round-trips 2000  per path and kind, spread over the reps (plus 10% warm-up)
 //   --nodes 10000     registered in clusters of 50; --queries 50 of each kind
 //   --quick           2 threads, 0.5 s, 16 MiB x 1, 200 round trips, 1000 nodes, 10 queries
@@ -98,7 +98,7 @@ struct Config {
   int threads = 4;   // HTTP client threads
   double seconds = 3;
   size_t relay_mib = 256;
-  int reps = 3;
+  int reps = 5;
   int round_trips = 2000;
   int nodes = 10'000;
   int queries = 50;
