@@ -86,6 +86,21 @@ std::vector<std::string> splitSpaces(std::string_view s) {
   return out;
 }
 
+// A refresh family id or an access token's jti as issue() makes them: 22 characters of
+// base64url. Checked before either becomes part of a Store key. Not checkName(): that
+// refuses a leading '-' or '_', which 1 in 32 random ids have, so those refresh tokens were
+// refused as unknown and those access tokens could not be revoked.
+constexpr size_t kRandomIdChars = 22;
+std::string randomId() {
+  return randomToken().substr(0, kRandomIdChars);
+}
+bool isRandomId(std::string_view id) {
+  return id.size() == kRandomIdChars && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_';
+         });
+}
+
 // A parameter that may appear at most once (RFC 6749 3.1/3.2).
 Result<std::optional<std::string>> single(const OAuthRequest& req, const std::string& name) {
   auto [lo, hi] = req.params.equal_range(name);
@@ -492,7 +507,7 @@ Result<std::string> TokenService::signAccessToken(const Grant& grant, int64_t no
   if (!key)
     return Status::failedPrecondition("no signing key is active yet (" + std::string(kKeysKey) +
                                       " holds only future keys)");
-  *jti = randomToken().substr(0, 22);
+  *jti = randomId();
   json claims = {{"iss", options_.issuer},
                  {"sub", grant.subject},
                  {"exp", now + options_.access_ttl.count()},
@@ -514,7 +529,7 @@ OAuthReply TokenService::issue(const Grant& grant, bool with_refresh, const std:
   int64_t now = nowSeconds();
   std::string refresh_token;
   if (with_refresh) {
-    std::string fam = family.empty() ? randomToken().substr(0, 22) : family;
+    std::string fam = family.empty() ? randomId() : family;
     refresh_token = std::string(kRefreshTokenTag) + "." + fam + "." + randomToken();
     json record = {{"family", fam},
                    {"current", sha256Hex(refresh_token)},
@@ -724,9 +739,7 @@ OAuthReply TokenService::refresh(const OAuthRequest& req, const ClientInfo& clie
     if (j == std::string::npos) j = presented.size();
     parts.push_back(presented.substr(i, j - i));
   }
-  if (parts.size() != 3 || parts[0] != kRefreshTokenTag || parts[1].empty() ||
-      !checkName("family", parts[1]).isOk())
-    return kUnknown;
+  if (parts.size() != 3 || parts[0] != kRefreshTokenTag || !isRandomId(parts[1])) return kUnknown;
   const std::string key = kRefreshPrefix + parts[1];
   int64_t now = nowSeconds();
 
@@ -817,7 +830,8 @@ OAuthReply TokenService::revoke(const OAuthRequest& req) {
 
   if (t.rfind(std::string(kRefreshTokenTag) + ".", 0) == 0) {
     size_t d1 = t.find('.'), d2 = t.find('.', d1 + 1);
-    if (d2 == std::string::npos) return ok;
+    if (d2 == std::string::npos || !isRandomId(std::string_view(t).substr(d1 + 1, d2 - d1 - 1)))
+      return ok;
     std::string key = kRefreshPrefix + t.substr(d1 + 1, d2 - d1 - 1);
     Status s = retryOnAbort([&]() -> Status {
       auto kv = store_.get(key);
@@ -845,7 +859,7 @@ OAuthReply TokenService::revoke(const OAuthRequest& req) {
     if (strField(*claims, "client_id") != client->id) return ok;
     std::string jti = strField(*claims, "jti");
     int64_t exp = intField(*claims, "exp");
-    if (jti.empty() || !checkName("jti", jti).isOk()) return ok;
+    if (!isRandomId(jti)) return ok;
     auto put = store_.put(kRevokedPrefix + jti, json{{"exp", exp}}.dump());
     if (!put.isOk()) return serverError(put.status());
     std::lock_guard<std::mutex> lock(mu_);

@@ -6,6 +6,7 @@
 
 #include "backend/rate_limit.h"
 #include "backend/tokens.h"
+#include "common/jwt.h"
 #include "discovery/identity.h"
 #include "tests/backend/memory_store.h"
 
@@ -377,6 +378,54 @@ TEST_F(KeyRingTest, RefreshFamiliesExpireAndAreSwept) {
   EXPECT_EQ(store_.list("tok/refresh/")->size(), 1u);  // deleted when presented
   ASSERT_TRUE(tokens_->maintain().isOk());             // the hourly sweep takes the other
   EXPECT_EQ(store_.list("tok/refresh/")->size(), 0u);
+}
+
+// Family ids and jtis are random base64url; 1 in 32 starts with '-' or '_'. Such refresh
+// tokens were refused as unknown and such access tokens could not be revoked, so this
+// draws until it has one of each (32 draws on average; 4096 miss with p < 1e-56).
+bool leadsWithPunctuation(const std::string& id) {
+  return !id.empty() && (id[0] == '-' || id[0] == '_');
+}
+
+TEST_F(KeyRingTest, RandomIdsStartingWithPunctuationWork) {
+  auto cli = identity_.createClient("acme", {"cli", ClientKind::kApplication, {}});
+  ASSERT_TRUE(cli.isOk());
+  ASSERT_TRUE(identity_.createUser("acme", "ada", "correct horse", {}).isOk());
+  OAuthRequest login;
+  login.params = {{"grant_type", "password"},
+                  {"client_id", "cli"},
+                  {"client_secret", *cli},
+                  {"username", "ada"},
+                  {"password", "correct horse"}};
+  std::string refresh_token;
+  for (int i = 0; i < 4096 && refresh_token.empty(); ++i) {
+    OAuthReply r = tokens_->token(login);
+    ASSERT_EQ(r.status, 200) << r.body.dump();
+    std::string t = r.body["refresh_token"];  // ert1.<family>.<secret>
+    if (leadsWithPunctuation(t.substr(5))) refresh_token = t;
+  }
+  ASSERT_FALSE(refresh_token.empty());
+  OAuthRequest refresh;
+  refresh.params = {{"grant_type", "refresh_token"},
+                    {"client_id", "cli"},
+                    {"client_secret", *cli},
+                    {"refresh_token", refresh_token}};
+  OAuthReply r = tokens_->token(refresh);
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+
+  std::string access;
+  for (int i = 0; i < 4096 && access.empty(); ++i) {
+    std::string t = issue(*tokens_);
+    size_t d1 = t.find('.'), d2 = t.find('.', d1 + 1);
+    auto payload = jwt::base64UrlDecode(t.substr(d1 + 1, d2 - d1 - 1));
+    ASSERT_TRUE(payload.isOk());
+    if (leadsWithPunctuation(nlohmann::json::parse(*payload).value("jti", ""))) access = t;
+  }
+  ASSERT_FALSE(access.empty());
+  OAuthRequest revoke;
+  revoke.params = {{"token", access}, {"client_id", "svc"}, {"client_secret", secret_}};
+  EXPECT_EQ(tokens_->revoke(revoke).status, 200);
+  EXPECT_EQ(check(*tokens_, access).message(), "token was revoked");
 }
 
 // --- rate limits ---
