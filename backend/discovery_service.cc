@@ -102,7 +102,8 @@ bool inClusterPrefix(const std::string& cluster_id, const std::string& address) 
 
 json parseRecord(const KeyValue& kv) {
   json j = json::parse(kv.value, nullptr, false);
-  return j.is_object() ? j : json::object();
+  if (!j.is_object()) return json::object();
+  return j;
 }
 
 // Validates one member of a registration and keeps only the fields we know.
@@ -368,33 +369,34 @@ Result<json> DiscoveryService::queryNodes(const Caller& caller, const NodesQuery
   ASSIGN_OR_RETURN(auto account, accountFor(caller, q.account));
   int64_t now = nowUnix();
 
-  std::map<std::string, json> clusters;  // cluster key -> live record
+  // Records are parsed once per revision and kept (cached()): a query over 10,000 nodes
+  // spent most of its time parsing the same JSON again.
+  std::map<std::string, RecordPtr> clusters;  // cluster key -> live record
   ASSIGN_OR_RETURN(auto ckvs, store_.list("disc/clusters/" + account + "/"));
   for (const auto& kv : ckvs) {
-    json rec = parseRecord(kv);
-    if (rec.value("expires_at", int64_t{0}) <= now) continue;
-    std::string key = rec.value("cluster_key", "");
-    clusters[key] = std::move(rec);
+    RecordPtr rec = cached(kv);
+    if (rec->value("expires_at", int64_t{0}) <= now) continue;
+    clusters[rec->value("cluster_key", "")] = rec;
   }
-  std::map<std::string, json> reach;
+  std::map<std::string, RecordPtr> reach;
   ASSIGN_OR_RETURN(auto rkvs, store_.list("disc/reach/" + account + "/"));
   for (const auto& kv : rkvs) {
-    json rec = parseRecord(kv);
-    if (rec.value("expires_at", int64_t{0}) <= now) continue;
-    std::string id = rec.value("node_id", "");
-    reach[id] = std::move(rec);
+    RecordPtr rec = cached(kv);
+    if (rec->value("expires_at", int64_t{0}) <= now) continue;
+    reach[rec->value("node_id", "")] = rec;
   }
   ASSIGN_OR_RETURN(auto nkvs, store_.list("disc/nodes/" + account + "/"));
 
   std::vector<std::pair<double, json>> out;
   for (const auto& kv : nkvs) {
-    json n = parseRecord(kv);
-    auto c = clusters.find(n.value("cluster_key", ""));
+    RecordPtr stored = cached(kv);
+    const json& n0 = *stored;
+    auto c = clusters.find(n0.value("cluster_key", ""));
     if (c == clusters.end()) continue;  // its cluster stopped heart-beating
-    if (!q.network.empty() && n.value("cluster_id", "") != q.network) continue;
+    if (!q.network.empty() && n0.value("cluster_id", "") != q.network) continue;
     double distance = 0;
-    auto loc = locationOf(n);
-    if (!loc) loc = locationOf(c->second);
+    auto loc = locationOf(n0);
+    if (!loc) loc = locationOf(*c->second);
     if (q.scope == "proximity") {
       if (!loc) continue;
       if (q.box) {
@@ -405,17 +407,19 @@ Result<json> DiscoveryService::queryNodes(const Caller& caller, const NodesQuery
       if (q.near) {
         distance = distanceKm(*q.near, *loc);
         if (q.radius_km > 0 && distance > q.radius_km) continue;
-        n["distance_km"] = std::round(distance * 1000) / 1000;
       }
     }
+    json n = n0;  // only what the answer holds is copied
+    if (q.scope == "proximity" && q.near) n["distance_km"] = std::round(distance * 1000) / 1000;
     n["account"] = account;
-    n["cluster_expires_at"] = c->second.value("expires_at", int64_t{0});
-    auto r = reach.find(n.value("node_id", ""));
+    n["cluster_expires_at"] = c->second->value("expires_at", int64_t{0});
+    auto r = reach.find(n0.value("node_id", ""));
     if (r != reach.end()) {
-      n["reachable"] = r->second.value("reachable", false);
-      n["path"] = r->second.value("reachable", false) ? "direct" : "sep";
-      n["reachability_endpoint"] = r->second.value("endpoint", "");
-      n["observed_address"] = r->second.value("observed_address", "");
+      const json& rr = *r->second;
+      n["reachable"] = rr.value("reachable", false);
+      n["path"] = rr.value("reachable", false) ? "direct" : "sep";
+      n["reachability_endpoint"] = rr.value("endpoint", "");
+      n["observed_address"] = rr.value("observed_address", "");
     } else {
       n["reachable"] = nullptr;
       n["path"] = "unknown";
@@ -430,7 +434,9 @@ Result<json> DiscoveryService::queryNodes(const Caller& caller, const NodesQuery
     if (nodes.size() >= q.limit) break;
     nodes.push_back(std::move(n));
   }
-  return json{{"scope", q.scope}, {"account", account}, {"count", nodes.size()}, {"nodes", nodes}};
+  json answer = {{"scope", q.scope}, {"account", account}, {"count", nodes.size()}};
+  answer["nodes"] = std::move(nodes);
+  return answer;
 }
 
 Result<json> DiscoveryService::getNode(const Caller& caller, const std::string& node_id) {
@@ -581,8 +587,23 @@ Result<size_t> DiscoveryService::expire() {
   return removed;
 }
 
+DiscoveryService::RecordPtr DiscoveryService::cached(const KeyValue& kv) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(kv.key);
+    if (it != cache_.end() && it->second.first == kv.revision) return it->second.second;
+  }
+  auto rec = std::make_shared<const json>(parseRecord(kv));
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  // Keys of deleted records would linger: past the bound the cache starts over.
+  if (cache_.size() >= kMaxCachedRecords) cache_.clear();
+  cache_[kv.key] = {kv.revision, rec};
+  return rec;
+}
+
 json DiscoveryService::stats() const {
-  return json::object();
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  return json{{"cached_records", cache_.size()}};
 }
 
 // ---- routes ----

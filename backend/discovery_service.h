@@ -29,8 +29,11 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "backend/auth.h"
 #include "backend/geo.h"
@@ -95,13 +98,20 @@ class DiscoveryService {
   nlohmann::json stats() const;
 
  private:
+  using RecordPtr = std::shared_ptr<const nlohmann::json>;
+  static constexpr size_t kMaxCachedRecords = 200'000;
+
   int64_t nowUnix() const;
+  // The record as JSON, parsed once per (key, revision) and shared.
+  RecordPtr cached(const KeyValue& kv) const;
   Result<std::string> accountFor(const Caller& caller, const std::string& requested) const;
 
   Store& store_;
   Authenticator& auth_;
   Clock& clock_;
   Options options_;
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::pair<int64_t, RecordPtr>> cache_;
 };
 
 }  // namespace edge::backend

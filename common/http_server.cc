@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -512,6 +513,12 @@ void ApiServer::acceptLoop() {
           pollFor(stop_fd_, POLLIN, 100);
         }
         continue;
+      }
+      if (fds[i].fd == tcp_fd_) {
+        // httplib sends a reply's head and body in two writes: with Nagle on, a
+        // keep-alive client waits for its delayed ACK (~40 ms) before the body comes.
+        int one = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       }
       bool taken = false;
       {
