@@ -507,13 +507,13 @@ Status DiscoveryService::deleteService(const Caller&, const std::string& name) {
   return store_.remove("registry/services/" + name, kv->revision).status();
 }
 
-Result<json> DiscoveryService::listInstances(std::optional<GeoPoint> near) {
-  ASSIGN_OR_RETURN(auto kvs, store_.list("registry/instances/"));
-  int64_t now = nowUnix();
+namespace {
+
+// The records nearest `near` first (those without a location last, in store order), each
+// with its "distance_km"; store order when there is no `near`.
+json nearestFirst(std::vector<json> records, std::optional<GeoPoint> near) {
   std::vector<std::pair<double, json>> list;
-  for (const auto& kv : kvs) {
-    json rec = parseRecord(kv);
-    rec["live"] = rec.value("updated_at", int64_t{0}) >= now - 60;
+  for (auto& rec : records) {
     double d = 0;
     if (near) {
       auto loc = locationOf(rec);
@@ -526,30 +526,37 @@ Result<json> DiscoveryService::listInstances(std::optional<GeoPoint> near) {
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   json out = json::array();
   for (auto& [d, r] : list) out.push_back(std::move(r));
-  return json{{"instances", out}};
+  return out;
+}
+
+}  // namespace
+
+Result<json> DiscoveryService::listInstances(std::optional<GeoPoint> near) {
+  ASSIGN_OR_RETURN(auto kvs, store_.list("registry/instances/"));
+  int64_t now = nowUnix();
+  std::vector<json> records;
+  for (const auto& kv : kvs) {
+    json rec = parseRecord(kv);
+    rec["live"] = rec.value("updated_at", int64_t{0}) >= now - 60;
+    records.push_back(std::move(rec));
+  }
+  json answer;
+  answer["instances"] = nearestFirst(std::move(records), near);
+  return answer;
 }
 
 Result<json> DiscoveryService::listClusters(const Caller& caller, std::optional<GeoPoint> near) {
   ASSIGN_OR_RETURN(auto account, accountFor(caller, caller.isAdmin() ? "" : caller.account));
   ASSIGN_OR_RETURN(auto kvs, store_.list("disc/clusters/" + account + "/"));
   int64_t now = nowUnix();
-  std::vector<std::pair<double, json>> list;
+  std::vector<json> records;
   for (const auto& kv : kvs) {
     json rec = parseRecord(kv);
-    if (rec.value("expires_at", int64_t{0}) <= now) continue;
-    double d = 0;
-    if (near) {
-      auto loc = locationOf(rec);
-      d = loc ? distanceKm(*near, *loc) : 1e9;
-      if (loc) rec["distance_km"] = std::round(d * 1000) / 1000;
-    }
-    list.emplace_back(d, std::move(rec));
+    if (rec.value("expires_at", int64_t{0}) > now) records.push_back(std::move(rec));
   }
-  std::stable_sort(list.begin(), list.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  json out = json::array();
-  for (auto& [d, r] : list) out.push_back(std::move(r));
-  return json{{"account", account}, {"clusters", out}};
+  json answer = {{"account", account}};
+  answer["clusters"] = nearestFirst(std::move(records), near);
+  return answer;
 }
 
 Result<size_t> DiscoveryService::expire() {
