@@ -648,7 +648,10 @@ TEST_F(RelayTest, ThroughputIsCloseToDirectTcp) {
   double ratio = direct / relayed;
   std::printf("direct %.0f MiB/s, relayed %.0f MiB/s\nratio relay_vs_direct_throughput %.2f\n",
               kTotal / direct / (1 << 20), kTotal / relayed / (1 << 20), ratio);
-  EXPECT_GT(ratio, 0.3);
+  // The figure is the benchmark's (edge-backend-bench); here only a relay that is
+  // pathologically slow (a copy loop gone wrong) fails, not a loaded CI machine, which
+  // once dropped the ratio under 0.3 with other tests running beside it.
+  EXPECT_GT(ratio, 0.05);
 }
 
 }  // namespace
