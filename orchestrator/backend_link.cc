@@ -117,6 +117,7 @@ void BackendLink::noteError(const std::string& what, const Status& s) {
   std::lock_guard<std::mutex> lock(mu_);
   if (text != last_error_) LOG_WARN("backend.error").kv("what", what).kv("error", s.message());
   last_error_ = text;
+  ++errors_this_tick_;
 }
 
 void BackendLink::loop() {
@@ -142,6 +143,17 @@ std::string BackendLink::ownEndpoint() const {
 }
 
 void BackendLink::tick() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    errors_this_tick_ = 0;
+  }
+  tickOnce();
+  // A round without errors clears the last one: state() shows only a current problem.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (errors_this_tick_ == 0) last_error_.clear();
+}
+
+void BackendLink::tickOnce() {
   Status reg = client_->ensureRegistered();
   if (!reg.isOk()) {
     noteError("registration", reg);

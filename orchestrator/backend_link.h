@@ -91,6 +91,7 @@ class BackendLink {
  private:
   void loop();
   void tick();
+  void tickOnce();
   void checkReachability(const std::string& endpoint);
   void registerClusters();
   std::string ownEndpoint() const;
@@ -115,6 +116,7 @@ class BackendLink {
 
   // Loop state, under mu_.
   std::string last_error_;
+  int errors_this_tick_ = 0;
   bool reachable_known_ = false;
   bool reachable_ = false;
   std::string checked_endpoint_;
