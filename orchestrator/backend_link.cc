@@ -22,6 +22,7 @@ constexpr auto kTick = 2s;
 constexpr auto kRetryAfterError = 10s;
 constexpr auto kKeysCooldown = 30s;  // an unknown kid refetches the JWKS at most this often
 constexpr auto kPeerTimeout = 10s;
+constexpr auto kDialTimeout = 3s;
 
 // What a supernode tells the backend about one member: enough to find and reach it.
 json memberSummary(const discovery::Member& m) {
@@ -324,10 +325,6 @@ Result<json> BackendLink::route(const std::string& node_id) {
               {"cluster", n.value("cluster_id", "")}};
 }
 
-Result<int> BackendLink::dialDirect(const std::string& endpoint) {
-  return net::dialTcp(endpoint, std::chrono::milliseconds(3000));
-}
-
 Result<http::Response> BackendLink::callPeer(const std::string& node_id,
                                              const http::Request& request) {
   if (!client_)
@@ -342,7 +339,7 @@ Result<http::Response> BackendLink::callPeer(const std::string& node_id,
   std::string endpoint = r.value("endpoint", "");
   Result<int> fd = Status::unavailable("no path");
   if ((path == "link" || path == "direct") && !endpoint.empty()) {
-    fd = dialDirect(endpoint);
+    fd = net::dialTcp(endpoint, kDialTimeout);
     if (!fd.isOk())
       LOG_INFO("peer.direct_failed").kv("node", node_id).kv("error", fd.status().message());
   }

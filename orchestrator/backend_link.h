@@ -95,7 +95,6 @@ class BackendLink {
   void checkReachability(const std::string& endpoint);
   void registerClusters();
   std::string ownEndpoint() const;
-  Result<int> dialDirect(const std::string& endpoint);
   Status refreshKeys(bool force);
   void noteError(const std::string& what, const Status& s);
 

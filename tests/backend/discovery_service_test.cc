@@ -195,7 +195,7 @@ TEST_F(DiscoveryServiceTest, ReachabilityIsProvenByTheCallBack) {
   ASSERT_TRUE(node.isOk());
   EXPECT_EQ((*node)["path"], "sep");
   EXPECT_EQ(calls_, (std::vector<std::string>{"198.18.0.10:8083", "198.18.1.12:8083"}));
-  auto bad = svc_->checkReachability(nodeCaller(kA, "acme"), {{"endpoint", "10.0.0.1"}}, "");
+  auto bad = svc_->checkReachability(nodeCaller(kA, "acme"), {{"endpoint", "198.18.0.1"}}, "");
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -233,8 +233,8 @@ TEST_F(DiscoveryServiceTest, MalformedRegistrationsNameTheFieldAndWriteNothing) 
 }
 
 TEST_F(DiscoveryServiceTest, SamePrivatePrefixBehindTwoNatsIsTwoClusters) {
-  json one = registerCluster(kA, "acme", "192.168.1.0/24", {member(kA)}, "198.18.0.20");
-  json two = registerCluster(kB, "acme", "192.168.1.0/24", {member(kB)}, "198.18.0.21");
+  json one = registerCluster(kA, "acme", "198.19.1.0/24", {member(kA)}, "198.18.0.20");
+  json two = registerCluster(kB, "acme", "198.19.1.0/24", {member(kB)}, "198.18.0.21");
   EXPECT_NE(one["cluster_key"], two["cluster_key"]);
   auto r = svc_->queryNodes(nodeCaller(kA, "acme"), NodesQuery{});
   ASSERT_TRUE(r.isOk());

@@ -438,19 +438,19 @@ TEST(RateLimiterTest, BucketsPerClientAndAddress) {
   o.address_rate = 10;
   o.address_burst = 3;
   RateLimiter l(o, clock);
-  EXPECT_TRUE(l.admit("10.0.0.1", "a").allowed);
-  EXPECT_TRUE(l.admit("10.0.0.1", "a").allowed);
-  auto d = l.admit("10.0.0.1", "a");
+  EXPECT_TRUE(l.admit("198.18.0.1", "a").allowed);
+  EXPECT_TRUE(l.admit("198.18.0.1", "a").allowed);
+  auto d = l.admit("198.18.0.1", "a");
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.retry_after, 1s);
   EXPECT_EQ(d.message, "too many token requests for client a; retry in 1 s");
   // Another client from the same address still has the address's third token.
-  EXPECT_TRUE(l.admit("10.0.0.1", "b").allowed);
-  d = l.admit("10.0.0.1", "c");
+  EXPECT_TRUE(l.admit("198.18.0.1", "b").allowed);
+  d = l.admit("198.18.0.1", "c");
   EXPECT_FALSE(d.allowed);
-  EXPECT_NE(d.message.find("from 10.0.0.1"), std::string::npos);
+  EXPECT_NE(d.message.find("from 198.18.0.1"), std::string::npos);
   clock->advance(1s);
-  EXPECT_TRUE(l.admit("10.0.0.1", "a").allowed);
+  EXPECT_TRUE(l.admit("198.18.0.1", "a").allowed);
 }
 
 TEST(RateLimiterTest, ATinyRateWaitsAtMostADay) {
@@ -459,8 +459,8 @@ TEST(RateLimiterTest, ATinyRateWaitsAtMostADay) {
   o.client_rate = 1e-300;  // 1e300 s to the next token: more than an int64_t of seconds
   o.client_burst = 1;
   RateLimiter l(o, clock);
-  EXPECT_TRUE(l.admit("10.0.0.1", "a").allowed);
-  auto d = l.admit("10.0.0.1", "a");
+  EXPECT_TRUE(l.admit("198.18.0.1", "a").allowed);
+  auto d = l.admit("198.18.0.1", "a");
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.retry_after, 24h);
   EXPECT_EQ(d.message, "too many token requests for client a; retry in 86400 s");
@@ -471,7 +471,9 @@ TEST(RateLimiterTest, MemoryIsBounded) {
   RateLimiter::Options o;
   o.max_buckets = 100;
   RateLimiter l(o, clock);
-  for (int i = 0; i < 1000; ++i) l.admit("10.0.0." + std::to_string(i), "c" + std::to_string(i));
+  for (int i = 0; i < 1000; ++i)
+    l.admit("198.18." + std::to_string(i / 256) + "." + std::to_string(i % 256),
+            "c" + std::to_string(i));
   EXPECT_LE(l.bucketCount(), 200u);
 }
 
