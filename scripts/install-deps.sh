@@ -30,6 +30,9 @@ packages=(
   python3-yaml
   # tests/integration/backend_e2e.sh puts one network behind a NAT router (masquerade)
   iptables
+  # bench/gateway_bench.sh drives wrk against the gateway and against nginx as a reverse
+  # proxy (run from its own temporary prefix, never the system config)
+  wrk nginx-light
 )
 
 missing=()
@@ -57,5 +60,14 @@ if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
   else
     /etc/init.d/etcd stop >/dev/null 2>&1 || true
     update-rc.d etcd disable >/dev/null 2>&1 || true
+  fi
+fi
+# Likewise nginx's postinst may start a system nginx on port 80: the bench runs its own.
+if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now nginx.service >/dev/null 2>&1 || true
+  else
+    /etc/init.d/nginx stop >/dev/null 2>&1 || true
+    update-rc.d nginx disable >/dev/null 2>&1 || true
   fi
 fi
