@@ -54,7 +54,8 @@ struct RouteSpec {
 // InvalidArgument for: an empty service name; a base path that is not "/" or "/seg[/seg]"
 // (empty segments, '?', '#', whitespace, control characters); an endpoint that is not
 // host:port with a port 1..65535 (IPv6 as [addr]:port); a peer without node id or with
-// Via::kProxy but no proxy node id; a global upstream on a local route; an invalid
+// Via::kProxy but no proxy node id (node ids: 16 lower-case hex); a peer endpoint may be
+// empty only with Via::kRelay; a global upstream on a local route; an invalid
 // RetryPolicy.
 Status validateRouteSpec(const RouteSpec& spec);
 
@@ -96,10 +97,11 @@ class RouteTable {
   const std::vector<RouteEntry>& routes() const { return routes_; }
 
  private:
+  friend class RouteTableHolder;
   RouteTable() = default;
   std::vector<RouteEntry> routes_;
   std::unordered_map<std::string_view, const RouteEntry*> by_path_;  // views into routes_
-  size_t max_depth_ = 0;
+  size_t max_path_len_ = 0;  // longest base path: longer candidates cannot match
 };
 using RouteTableSnapshot = std::shared_ptr<const RouteTable>;
 

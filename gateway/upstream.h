@@ -41,6 +41,7 @@ class Upstream {
   const std::string& label() const { return label_; }
 
   CircuitBreaker& breaker() { return breaker_; }
+  const CircuitBreaker& breaker() const { return breaker_; }
   OutlierDetector& outlier() { return outlier_; }
   const OutlierDetector& outlier() const { return outlier_; }
   UpstreamStats& stats() { return *stats_; }
