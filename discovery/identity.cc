@@ -161,6 +161,15 @@ std::string NodeIdentity::sign(std::string_view message) const {
   return sig;
 }
 
+std::string NodeIdentity::privateKeyPkcs8Der() const {
+  unsigned char* der = nullptr;
+  int len = i2d_PrivateKey(key_->pkey, &der);  // PKCS#8 for Ed25519 (no legacy form)
+  if (len <= 0 || !der) std::abort();          // only fails when OpenSSL cannot allocate
+  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+  OPENSSL_clear_free(der, static_cast<size_t>(len));
+  return out;
+}
+
 bool isNodeId(std::string_view text) {
   return text.size() == 16 && std::all_of(text.begin(), text.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');

@@ -37,6 +37,10 @@ class NodeIdentity {
   const std::string& publicKey() const { return public_key_; }
   // The raw 64-byte Ed25519 signature of `message`.
   std::string sign(std::string_view message) const;
+  // The private key as unencrypted PKCS#8 DER, for libraries that need the key itself
+  // (gateway/node_tls: the TLS certificate key). The caller should OPENSSL_cleanse it
+  // once loaded.
+  std::string privateKeyPkcs8Der() const;
 
  private:
   struct Key;
