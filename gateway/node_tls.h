@@ -36,16 +36,19 @@
 
 namespace edge::gateway {
 
+// Declared outside NodeTls so `Options options = {}` can be a default argument.
+struct NodeTlsOptions {
+  // Server side: called once per handshake with the client's proven node id; false
+  // refuses the handshake. Empty: every node with a valid self-signed key is accepted
+  // (the gateway still binds tokens to peerNodeId()).
+  std::function<bool(const std::string& node_id)> allow_client;
+  // The certificate's notBefore/notAfter window around now (informational, see above).
+  std::chrono::hours validity{24};
+};
+
 class NodeTls {
  public:
-  struct Options {
-    // Server side: called once per handshake with the client's proven node id; false
-    // refuses the handshake. Empty: every node with a valid self-signed key is accepted
-    // (the gateway still binds tokens to peerNodeId()).
-    std::function<bool(const std::string& node_id)> allow_client;
-    // The certificate's notBefore/notAfter window around now (informational, see above).
-    std::chrono::hours validity{24};
-  };
+  using Options = NodeTlsOptions;
 
   static Result<std::unique_ptr<NodeTls>> create(const discovery::NodeIdentity& identity,
                                                  Options options = {});
