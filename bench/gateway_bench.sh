@@ -6,7 +6,8 @@
 #   bench/gateway_bench.sh [--quick] [--conns 16,64,256] [--reps 3] [--duration S]
 #                          [--workers W] [--big-size BYTES] [--gateway-cmd TEMPLATE]
 #                          [--placeholder] [--no-pin] [--cpus-load LIST] [--cpus-proxy LIST]
-#                          [--wrk-threads N] [--peer] [--cold-start] [--keep]
+#                          [--wrk-threads N] [--nice N] [--peer] [--cold-start] [--only-extra]
+#                          [--keep]
 #   --quick        c=64 only, 3 repetitions of 2 s: under a minute
 #   --gateway-cmd  how to start our gateway; %P is its port, %W the workers, %B the
 #                  backend's port. Default:
@@ -15,12 +16,21 @@
 #   --placeholder  when edge-gateway is not built, a second nginx proxy stands in for it
 #                  (to work on this script; its rows say "placeholder", not a result)
 #   --peer         (root) the peer route: two edged nodes in network namespaces on a
-#                  bridge, node A's gateway (port 8083, route /<service>) forwarding to a
-#                  service on node B over mTLS, against calling node B's service directly
-#                  from A's namespace
-#   --cold-start   (root) an on-demand service (lifecycle: {mode: on-demand}): the first
-#                  request, which starts it, against a warm request; light runtime and
-#                  Docker (when a Docker Engine answers)
+#                  bridge (tests/integration/lib/netns_cluster.sh, 198.18.0.0/15), node
+#                  A's gateway (127.0.0.1:8083, route /peer) forwarding to a service on
+#                  node B over mTLS, against calling node B's service directly from A's
+#                  namespace; wrk -c16 from A's namespace. The service is the hello
+#                  image's busybox httpd, which closes every connection: both rows pay a
+#                  connect per request, and it bounds both. cpu_us/req: both edged.
+#   --cold-start   (root) an on-demand service (lifecycle: {mode: on-demand, idleTimeout:
+#                  2s}): curl's time for the first call, which starts it, against warm
+#                  calls; each repetition waits until the idle timeout stopped it. Light
+#                  runtime: edged in a namespace. Docker: edged in this namespace (Docker
+#                  containers use the host's network) on a free loopback port, only when
+#                  a Docker Engine answers and holds no managed container of someone
+#                  else (edged on Docker removes the managed containers it does not want)
+#   --only-extra   skip the direct/gateway/nginx rows (with --peer or --cold-start)
+#   --nice N       niceness of this run's session (default -20; see below)
 #   (EDGE_BUILD_DIR=build by default; needs wrk, nginx-light, curl: scripts/install-deps.sh)
 #
 # The backend is one nginx (1 worker, its own temporary prefix, never the system config)
@@ -32,9 +42,12 @@
 # Pinning (2 cores shared with builds): wrk (1 thread) and the backend on --cpus-load
 # (default CPU 0), the proxy under test alone on --cpus-proxy (default every other CPU),
 # so that the proxy is the bottleneck and both proxies get the same CPUs. --no-pin turns
-# it off. Everything measured runs at niceness --nice (-20): builds running beside the
-# bench then take little of those CPUs. Rows are interleaved (direct, gateway, nginx, then the next repetition) so that
-# load from other processes on the machine hits every row alike; each figure is the
+# it off. The run gets a session of its own whose autogroup has niceness --nice (-20):
+# with autogroup scheduling, CPU time is shared between sessions first, and the builds
+# of other sessions took most of the proxy's CPU even from a nice -10 process (10k req/s
+# through nginx instead of 40k). Rows are interleaved (direct, gateway, nginx, then the
+# next repetition) so that load from other processes on the machine hits every row
+# alike; each figure is the
 # median of the repetitions, each metric taken separately. cpu_us/req is the proxy's own
 # CPU time (user+system, every process and thread of it) per request: it moves less with
 # the machine's load than requests/s. A row with non-2xx answers or socket errors says so
@@ -134,10 +147,8 @@ if ((PIN)); then
     CPUS_PROXY=${CPUS_PROXY:-1-$((NCPU - 1))}
   fi
 fi
-# With autogroup scheduling (kernel.sched_autogroup_enabled), CPU time is shared between
-# sessions first, and a process's niceness counts only inside its session: the builds of
-# other sessions would keep their share whatever --nice says. The bench runs in a session
-# of its own whose autogroup gets the niceness.
+# Autogroups (kernel.sched_autogroup_enabled): a process's niceness counts only inside
+# its session, so the bench runs in a session of its own whose autogroup gets --nice.
 if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ] && ((NICE != 0)) &&
   [ -z "${GATEWAY_BENCH_SESSION:-}" ] && command -v setsid >/dev/null; then
   GATEWAY_BENCH_SESSION=1 setsid -w "$0" "${ORIG_ARGS[@]}" &
@@ -388,14 +399,17 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- wrk
 
-# wrk_run URL CONNS SECONDS PROXY_PID(or -) -> "rps p50_ms p99_ms mib_s cpu_us_per_req errs"
+# wrk_run URL CONNS SECONDS PROXY_PIDS(or -) -> "rps p50_ms p99_ms mib_s cpu_us_per_req errs"
+# PROXY_PIDS: "pid [pid...]" whose CPU time counts as the proxy's. WRK_PREFIX (array):
+# what wrk runs under (nsenter into a node's namespace).
+WRK_PREFIX=()
 wrk_run() {
-  local url=$1 conns=$2 secs=$3 ppid=$4 out t0=0 t1=0
-  [ "$ppid" = - ] || t0=$(cpu_ticks "$ppid")
-  out=$(pinned "${CPUS_LOAD:-0}" timeout $((secs + 20)) wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" \
-    --latency --timeout 5s "$url" 2>&1)
+  local url=$1 conns=$2 secs=$3 ppid=$4 out t0=0 t1=0 p
+  if [ "$ppid" != - ]; then for p in $ppid; do t0=$((t0 + $(cpu_ticks "$p"))); done; fi
+  out=$(pinned "${CPUS_LOAD:-0}" "${WRK_PREFIX[@]}" timeout $((secs + 20)) wrk -t"$WRK_THREADS" \
+    -c"$conns" -d"${secs}s" --latency --timeout 5s "$url" 2>&1)
   local rc=$?
-  [ "$ppid" = - ] || t1=$(cpu_ticks "$ppid")
+  if [ "$ppid" != - ]; then for p in $ppid; do t1=$((t1 + $(cpu_ticks "$p"))); done; fi
   echo "$out" >>"$WORK/wrk.log"
   if ((rc != 0)); then
     log "wrk $url c=$conns failed (exit $rc): $(echo "$out" | tail -2 | tr '\n' ' ')"
@@ -437,10 +451,12 @@ declare -A RES=() # "<target> <conns|big> <rep>" -> wrk_run's line
 declare -A NOTE=()
 TARGETS=(direct gateway nginx)
 
-median() {  # values... ("-" ignored) -> median, or -
-  printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) { print "-"; exit }
-    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+median() {  # values... ("-" ignored) -> median, or -; as many decimals as the values have
+  printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '
+    { v[NR] = $1; d = index($1, ".") ? length($1) - index($1, ".") : 0; if (d > dec) dec = d }
+    END {
+      if (NR == 0) { print "-"; exit }
+      if (NR % 2) print v[(NR + 1) / 2]; else printf "%.*f\n", dec, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 core() {
@@ -538,6 +554,334 @@ print_core() {
   echo "ratio gateway_vs_nginx_p99_big $(ratio "$(agg gateway big 3)" "$(agg nginx big 3)")"
   echo "ratio gateway_vs_direct_rps_c64 $(ratio "$(agg gateway 64 1)" "$(agg direct 64 1)")"
   echo "ratio nginx_vs_direct_rps_c64 $(ratio "$(agg nginx 64 1)" "$(agg direct 64 1)")"
+}
+
+# ---------------------------------------------------------------- --peer, --cold-start
+
+# Both need edged nodes with their gateway (issue 6: HTTP on the node's port 8083, routes
+# /<base path>, node-to-node mTLS), set up the way tests/integration/gateway_e2e.sh does:
+# listen 0.0.0.0:8083, gateway_socket, one account_key_file for the nodes.
+EXTRA_READY=0
+declare -A XR=()   # results of the extra rows
+declare -A XNOTE=()
+EDGED_ROOT_PID=
+EDGED_ROOT_DIR=
+
+extra_cleanup() {
+  if [ -n "$EDGED_ROOT_PID" ]; then docker_edged_stop; fi
+  if declare -F nc_cleanup >/dev/null; then nc_cleanup; fi
+}
+
+extra_init() {  # once: the namespaces library, the account key, the hello image
+  ((EXTRA_READY)) && return 0
+  local b
+  if [ "$(id -u)" -ne 0 ]; then
+    EXTRA_WHY="needs root (network namespaces, the light runtime)"
+    return 1
+  fi
+  for b in edged edgectl edge-shim; do
+    [ -x "$BUILD/bin/$b" ] || { EXTRA_WHY="$BUILD/bin/$b not built (ninja edged edgectl edge-shim edge_test_images)"; return 1; }
+  done
+  [ -f "$BUILD/images/hello.tar" ] || { EXTRA_WHY="$BUILD/images/hello.tar not built (ninja edge_test_images)"; return 1; }
+  command -v openssl >/dev/null || { EXTRA_WHY="openssl missing"; return 1; }
+  export NC_BIN=$BUILD/bin
+  # shellcheck source=../tests/integration/lib/netns_cluster.sh
+  . "$ROOT/tests/integration/lib/netns_cluster.sh"
+  ((KEEP)) && export NC_KEEP=1
+  nc_init gateway-bench || { EXTRA_WHY="nc_init failed"; return 1; }
+  ACCOUNT_KEY=$NC_DIR/account.key
+  (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$ACCOUNT_KEY" 2>/dev/null) ||
+    { EXTRA_WHY="openssl genpkey failed"; return 1; }
+  cp "$BUILD/images/hello.tar" "$NC_DIR/hello.tar"
+  EXTRA_READY=1
+}
+
+# The service: busybox httpd (the hello image) serving BASE/who ("node=NODE", 8 bytes).
+# busybox httpd closes each connection after its answer: every row pays a connect.
+svc_doc() {  # NAME NODE BASE [extra spec lines...]
+  cat <<EOF
+apiVersion: edge/v1
+kind: Service
+metadata: {name: $1}
+spec:
+  image: ./hello.tar
+  replicas: 1
+  ports: [{name: http}]
+  resources: {memory: 256Mi, pids: 512}
+  command: [sh, -c, "mkdir -p /tmp/w$3 && echo node=$2 >/tmp/w$3/who && exec httpd -f -p \$PORT -h /tmp/w"]
+  healthCheck: {tcp: {port: http}, interval: 200ms, timeout: 200ms, retries: 10}
+  route: {basePath: $3}
+EOF
+  printf '%s\n' "${@:4}"
+}
+
+node_instances() {  # I SERVICE -> "state ready port" per instance (edgectl of node I)
+  nc_edgectl "$1" get instances -o json 2>/dev/null | instances_of "$2"
+}
+instances_of() {  # SERVICE, JSON on stdin
+  python3 -c '
+import json, sys
+for i in json.load(sys.stdin).get("instances", []):
+    if i.get("service") == sys.argv[1]:
+        print(i.get("state"), i.get("ready"), (i.get("ports") or {}).get("http", "-"))' "$1"
+}
+
+wait_until() {  # SECONDS CMD...: polls every 0.2 s
+  local deadline=$(($(now_ns) + $1 * 1000000000))
+  shift
+  until "$@"; do
+    (($(now_ns) < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+ready_port() {  # I SERVICE: sets RP to the port of a running, ready instance
+  RP=$(node_instances "$1" "$2" | awk '$1 == "running" && $2 == "True" { print $3; exit }')
+  [ -n "$RP" ] && [ "$RP" != - ]
+}
+
+answers_in() {  # I URL WANT: a GET from node I's namespace answers 200 with body WANT
+  local body
+  body=$(nc_exec "$1" curl -fsS -m 5 "$2" 2>/dev/null) && [ "$body" = "$3" ]
+}
+
+node_up() {  # I: config as gateway_e2e.sh, started, API answering
+  nc_config "$1" listen 0.0.0.0:8083
+  nc_config "$1" gateway_socket "$(nc_dir "$1")/gateway.sock"
+  nc_config "$1" account_key_file "$ACCOUNT_KEY"
+  nc_start "$1" || return 1
+  wait_until 30 healthy_or_dead "$1" && nc_healthy "$1"
+}
+healthy_or_dead() { nc_healthy "$1" || ! nc_running "$1"; }
+last_log() {  # I: the end of node I's edged log, for a one-line reason
+  grep -v '^--- start' "$(nc_dir "$1")/edged.log" 2>/dev/null | tail -n 2 | tr '\n' ' ' | head -c 400
+}
+
+peer_rows() {
+  XR[peer_state]=
+  if ! extra_init; then XR[peer_state]="not measured: $EXTRA_WHY"; return 1; fi
+  local A=1 B=2 ipb rep t url_d url_g
+  if ! nc_add_node $A 1 || ! nc_add_node $B 1; then XR[peer_state]="not measured: namespaces"; return 1; fi
+  ipb=$(nc_addr $B)
+  log "peer: edged on n$A and n$B ($(nc_addr $A), $ipb) on one bridge"
+  for t in $A $B; do
+    node_up "$t" || { XR[peer_state]="not measured: n$t's edged did not come up: $(last_log "$t")"; return 1; }
+  done
+  svc_doc peer n2 /peer >"$NC_DIR/peer.yaml"
+  if ! nc_edgectl $B apply -f "$NC_DIR/peer.yaml" >"$NC_DIR/peer.apply" 2>&1; then
+    XR[peer_state]="not measured: apply on n$B: $(tr '\n' ' ' <"$NC_DIR/peer.apply")"
+    return 1
+  fi
+  if ! wait_until 60 ready_port $B peer; then
+    XR[peer_state]="not measured: the service on n$B not ready in 60 s"
+    return 1
+  fi
+  url_d="http://$ipb:$RP/peer/who"
+  url_g="http://127.0.0.1:8083/peer/who"
+  if ! wait_until 10 answers_in $A "$url_d" node=n2; then
+    XR[peer_state]="not measured: $url_d does not answer node=n2 from n$A"
+    return 1
+  fi
+  local gw_ok=1
+  XR[peer_state]=ok
+  if ! wait_until 30 answers_in $A "$url_g" node=n2; then
+    # The direct row is still measured: the baseline the gateway row will be held to.
+    gw_ok=0
+    XR[peer_state]="gateway row not measurable: n$A's gateway ($url_g) does not get to n$B's service within 30 s: $(nc_exec $A curl -sS -m 5 "$url_g" 2>&1 | tr '\n' ' ' | head -c 200)"
+  fi
+  XNOTE[peer]="n$A -> $url_g (edged n$A -> mTLS -> edged n$B -> service) vs n$A -> $url_d"
+  WRK_PREFIX=(nsenter --net="/run/netns/$(nc_ns $A)")
+  wrk_run "$url_d" 16 1 - >/dev/null
+  ((gw_ok)) && wrk_run "$url_g" 16 1 - >/dev/null
+  for rep in $(seq "$REPS"); do
+    XR["peer_direct $rep"]=$(wrk_run "$url_d" 16 "$DURATION" -)
+    log "peer rep $rep direct: ${XR["peer_direct $rep"]}"
+    ((gw_ok)) || continue
+    XR["peer_gateway $rep"]=$(wrk_run "$url_g" 16 "$DURATION" "${NC_PID[$A]} ${NC_PID[$B]}")
+    log "peer rep $rep gateway: ${XR["peer_gateway $rep"]}"
+  done
+  WRK_PREFIX=()
+  for t in $A $B; do nc_stop "$t"; done
+  ((gw_ok))
+}
+
+# --cold-start. The light runtime: one node alone on a bridge of its own (gateway on its
+# 127.0.0.1:8083). Docker: its containers use the host's network, so that edged runs in
+# this namespace (discovery off, listen on a free loopback port), and only when dockerd
+# holds no managed container of someone else (edged on Docker removes the managed
+# containers it does not want).
+COLD_IDLE=2s
+
+cold_doc() {  # NODE
+  svc_doc lazy "$1" /lazy "  lifecycle: {mode: on-demand, idleTimeout: $COLD_IDLE}"
+}
+
+# One runtime's reps: curl's time_total of the first call (starts the service), then the
+# median of 10 warm calls; then until the idle timeout has stopped it again.
+# cold_measure KIND CALL_PREFIX... -- URL ; instance counting via COUNT_FN
+cold_measure() {  # KIND URL COUNT_FN PREFIX...
+  local kind=$1 url=$2 count_fn=$3 rep out warm=()
+  shift 3
+  for rep in $(seq "$REPS"); do
+    if ! wait_until 30 cold_stopped "$count_fn"; then
+      XR["cold_${kind}_state"]="instances still running 30 s after the idle timeout ($COLD_IDLE)"
+      return 1
+    fi
+    out=$("$@" curl -sS -m 60 -o /dev/null -w '%{http_code} %{time_total}' "$url" 2>"$WORK/curl.err")
+    if [ "${out%% *}" != 200 ]; then
+      XR["cold_${kind}_state"]="the first call to $url answered ${out%% *}, want 200 $(tr '\n' ' ' <"$WORK/curl.err" | head -c 200)"
+      return 1
+    fi
+    XR["cold_${kind}_first $rep"]=$(awk -v t="${out#* }" 'BEGIN { printf "%.1f", t * 1000 }')
+    warm=()
+    for _ in $(seq 10); do
+      out=$("$@" curl -sS -m 10 -o /dev/null -w '%{http_code} %{time_total}' "$url" 2>/dev/null)
+      [ "${out%% *}" = 200 ] && warm+=("$(awk -v t="${out#* }" 'BEGIN { printf "%.3f", t * 1000 }')")
+    done
+    XR["cold_${kind}_warm $rep"]=$(median "${warm[@]}")
+    log "cold start $kind rep $rep: first ${XR["cold_${kind}_first $rep"]} ms, warm ${XR["cold_${kind}_warm $rep"]} ms"
+  done
+  XR["cold_${kind}_state"]=ok
+}
+cold_stopped() { [ "$("$1")" = 0 ]; }
+
+light_count() { node_instances 3 lazy | grep -c running; }
+docker_count() { docker_edgectl get instances -o json 2>/dev/null | instances_of lazy | grep -c running; }
+
+cold_rows() {
+  if ! extra_init; then
+    XR[cold_light_state]="not measured: $EXTRA_WHY"
+    XR[cold_docker_state]="not measured: $EXTRA_WHY"
+    return 1
+  fi
+  local L=3
+  # Alone on bridge 2: not part of the --peer cluster.
+  if nc_add_node $L 2 && node_up $L; then
+    cold_doc n3 >"$NC_DIR/lazy.yaml"
+    if nc_edgectl $L apply -f "$NC_DIR/lazy.yaml" >"$NC_DIR/lazy.apply" 2>&1; then
+      XNOTE[cold_light]="edged (light runtime) in a namespace, http://127.0.0.1:8083/lazy/who"
+      cold_measure light http://127.0.0.1:8083/lazy/who light_count nsenter --net="/run/netns/$(nc_ns $L)" ||
+        XR[cold_light_state]="not measured: ${XR[cold_light_state]:-}"
+    else
+      XR[cold_light_state]="not measured: apply: $(tr '\n' ' ' <"$NC_DIR/lazy.apply")"
+    fi
+    nc_edgectl $L delete lazy >/dev/null 2>&1
+    nc_stop $L
+  else
+    XR[cold_light_state]="not measured: n$L's edged did not come up: $(last_log $L)"
+  fi
+  cold_docker || XR[cold_docker_state]="not measured: ${XR[cold_docker_state]:-}"
+}
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+docker_edgectl() { "$BUILD/bin/edgectl" --host "unix://$EDGED_ROOT_DIR/edged.sock" "$@"; }
+
+cold_docker() {
+  local port foreign
+  if ! command -v docker >/dev/null || ! timeout 10 docker info >/dev/null 2>&1; then
+    XR[cold_docker_state]="no Docker Engine answers (scripts/start-dockerd.sh)"
+    return 1
+  fi
+  foreign=$(timeout 10 docker ps -aq --filter label=io.edgecloud.managed=true | wc -l)
+  if ((foreign > 0)); then
+    XR[cold_docker_state]="dockerd holds $foreign managed container(s) of someone else: edged on Docker would remove them"
+    return 1
+  fi
+  port=$(free_port)
+  EDGED_ROOT_DIR=$WORK/edged-docker
+  mkdir -p "$EDGED_ROOT_DIR/data" "$EDGED_ROOT_DIR/run"
+  cat >"$EDGED_ROOT_DIR/config.yaml" <<EOF
+node_name: bench-docker
+data_dir: $EDGED_ROOT_DIR/data
+run_dir: $EDGED_ROOT_DIR/run
+api_socket: $EDGED_ROOT_DIR/edged.sock
+runtime: docker
+log_level: info
+discovery: false
+listen: 127.0.0.1:$port
+gateway_socket: $EDGED_ROOT_DIR/gateway.sock
+account_key_file: $ACCOUNT_KEY
+EOF
+  "$BUILD/bin/edged" -c "$EDGED_ROOT_DIR/config.yaml" >"$EDGED_ROOT_DIR/edged.log" 2>&1 </dev/null &
+  EDGED_ROOT_PID=$!
+  if ! wait_until 30 docker_edgectl get services >/dev/null; then
+    XR[cold_docker_state]="edged on Docker did not come up: $(tail -3 "$EDGED_ROOT_DIR/edged.log" | tr '\n' ' ')"
+    docker_edged_stop
+    return 1
+  fi
+  cold_doc bench-docker >"$NC_DIR/lazy-docker.yaml"
+  if ! docker_edgectl apply -f "$NC_DIR/lazy-docker.yaml" >"$NC_DIR/lazy-docker.apply" 2>&1; then
+    XR[cold_docker_state]="apply: $(tr '\n' ' ' <"$NC_DIR/lazy-docker.apply")"
+    docker_edged_stop
+    return 1
+  fi
+  XNOTE[cold_docker]="edged (Docker) in the root namespace, gateway on 127.0.0.1:$port (its listen)"
+  cold_measure docker "http://127.0.0.1:$port/lazy/who" docker_count env
+  local rc=$?
+  docker_edged_stop
+  return $rc
+}
+
+# edged leaves its workloads running when it stops: delete the service first, then make
+# sure no managed container is left (there was none before: cold_docker checked).
+docker_edged_stop() {
+  [ -n "$EDGED_ROOT_PID" ] || return 0
+  docker_edgectl delete lazy >/dev/null 2>&1
+  wait_until 20 cold_stopped docker_count
+  kill -TERM "$EDGED_ROOT_PID" 2>/dev/null
+  wait_until 10 pid_gone "$EDGED_ROOT_PID" || kill -9 "$EDGED_ROOT_PID" 2>/dev/null
+  wait "$EDGED_ROOT_PID" 2>/dev/null
+  EDGED_ROOT_PID=
+  local left
+  left=$(timeout 10 docker ps -aq --filter label=io.edgecloud.managed=true --filter label=io.edgecloud.service=lazy 2>/dev/null)
+  # shellcheck disable=SC2086  # one id per word
+  [ -z "$left" ] || timeout 30 docker rm -f $left >/dev/null 2>&1
+}
+
+xagg() {  # KEY FIELD -> median over the repetitions (fields as wrk_run's; errs summed)
+  local k=$1 f=$2 rep vals=()
+  for rep in $(seq "$REPS"); do vals+=("$(echo "${XR["$k $rep"]:-- - - - - -}" | cut -d' ' -f"$f")"); done
+  if ((f == 6)); then
+    printf '%s\n' "${vals[@]}" | awk '/^[0-9]+$/ { s += $1; n++ } END { print n ? s : "-" }'
+  else
+    median "${vals[@]}"
+  fi
+}
+
+xmedian() {  # KEY -> median of XR["KEY <rep>"]
+  local r vals=()
+  for r in $(seq "$REPS"); do vals+=("${XR["$1 $r"]:--}"); done
+  median "${vals[@]}"
+}
+
+print_peer() {
+  local t
+  echo
+  echo "peer route (wrk -c16 from node A's namespace, median of $REPS x ${DURATION}s): ${XR[peer_state]:-not run}"
+  printf '%-8s %-8s %10s %9s %9s %11s %6s\n' row target req/s p50_ms p99_ms cpu_us/req errs
+  for t in direct gateway; do
+    printf '%-8s %-8s %10s %9s %9s %11s %6s\n' peer "$t" "$(xagg "peer_$t" 1)" "$(xagg "peer_$t" 2)" \
+      "$(xagg "peer_$t" 3)" "$(xagg "peer_$t" 5)" "$(xagg "peer_$t" 6)"
+  done
+  [ -z "${XNOTE[peer]:-}" ] || echo "  ${XNOTE[peer]}; cpu_us/req: both edged processes"
+  echo "ratio peer_gateway_vs_direct_rps $(ratio "$(xagg peer_gateway 1)" "$(xagg peer_direct 1)")"
+  echo "ratio peer_gateway_vs_direct_p99 $(ratio "$(xagg peer_gateway 3)" "$(xagg peer_direct 3)")"
+}
+
+print_cold() {
+  local k first warm
+  echo
+  echo "on-demand cold start (curl time_total; first call starts the service; warm: median of 10; median of $REPS)"
+  printf '%-8s %12s %12s %8s   %s\n' runtime first_ms warm_ms ratio state
+  for k in light docker; do
+    first=$(xmedian "cold_${k}_first")
+    warm=$(xmedian "cold_${k}_warm")
+    printf '%-8s %12s %12s %8s   %s\n' "$k" "$first" "$warm" "$(ratio "$first" "$warm")" \
+      "${XR["cold_${k}_state"]:-not run}${XNOTE["cold_$k"]:+ (${XNOTE["cold_$k"]})}"
+    echo "ratio cold_start_${k}_first_vs_warm $(ratio "$first" "$warm")"
+  done
+  echo "ratio cold_start_light_vs_docker $(ratio "$(xmedian cold_light_first)" "$(xmedian cold_docker_first)")"
 }
 
 # ---------------------------------------------------------------- run
