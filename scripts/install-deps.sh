@@ -28,6 +28,8 @@ packages=(
   etcd-server etcd-client
   # tests/charts/check_charts.py parses the Helm charts' values and rendered manifests
   python3-yaml
+  # tests/integration/gateway_e2e.sh forges ES256 tokens (wrong scope, expired, other key)
+  python3-cryptography
   # tests/integration/backend_e2e.sh puts one network behind a NAT router (masquerade)
   iptables
   # bench/gateway_bench.sh drives wrk against the gateway and against nginx as a reverse
