@@ -1,0 +1,2 @@
+# tests: gateway data path (HTTP/1.1 parser; the proxy engine on loopback sockets)
+edge_add_test(gateway_http1_test SOURCES http1_test.cc LIBS edge_gateway LABELS unit)
