@@ -38,7 +38,8 @@
 # (1 MiB) on /big with sendfile: the same backend for every row.
 # Proxies: our gateway with --workers W; nginx with worker_processes W, an upstream with
 # `keepalive 64`, proxy_http_version 1.1, Connection "", access_log off, no temp files
-# (proxy_max_temp_file_size 0: large bodies stream through its buffers).
+# (proxy_max_temp_file_size 0: large bodies stream through its buffers), `reuseport`
+# (a listening socket per worker, as edge-gateway has).
 # Pinning (2 cores shared with builds): wrk (1 thread) and the backend on --cpus-load
 # (default CPU 0), the proxy under test alone on --cpus-proxy (default every other CPU),
 # so that the proxy is the bottleneck and both proxies get the same CPUs. --no-pin turns
@@ -46,9 +47,9 @@
 # with autogroup scheduling, CPU time is shared between sessions first, and the builds
 # of other sessions took most of the proxy's CPU even from a nice -10 process (10k req/s
 # through nginx instead of 40k). Rows are interleaved (direct, gateway, nginx, then the
-# next repetition) so that load from other processes on the machine hits every row
-# alike; each figure is the
-# median of the repetitions, each metric taken separately. cpu_us/req is the proxy's own
+# next repetition, its order rotated by one) so that load from other processes on the
+# machine hits every row alike; each figure is the median of the repetitions, each
+# metric taken separately. cpu_us/req is the proxy's own
 # CPU time (user+system, every process and thread of it) per request: it moves less with
 # the machine's load than requests/s. A row with non-2xx answers or socket errors says so
 # in its `errs` column: such a row is not a result.
@@ -144,7 +145,7 @@ if ((PIN)); then
     PIN=0
   else
     CPUS_LOAD=${CPUS_LOAD:-0}
-    CPUS_PROXY=${CPUS_PROXY:-1-$((NCPU - 1))}
+    if ((NCPU == 2)); then CPUS_PROXY=${CPUS_PROXY:-1}; else CPUS_PROXY=${CPUS_PROXY:-1-$((NCPU - 1))}; fi
   fi
 fi
 # Autogroups (kernel.sched_autogroup_enabled): a process's niceness counts only inside
@@ -344,7 +345,7 @@ start_nginx_proxy() {  # NAME PORT BACKEND_PORT: sets BG_PID
     keepalive_timeout 300s;
   }
   server {
-    listen 127.0.0.1:$port backlog=4096;
+    listen 127.0.0.1:$port backlog=4096 reuseport;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -459,6 +460,17 @@ median() {  # values... ("-" ignored) -> median, or -; as many decimals as the v
       if (NR % 2) print v[(NR + 1) / 2]; else printf "%.*f\n", dec, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# The targets in the order of repetition REP, rotated by one each time: no row always
+# runs right after the same other one (1 MiB rows of two identical nginx proxies differed
+# by 27% in a fixed order).
+rotated() {  # REP
+  local n=${#TARGETS[@]} i k
+  for ((i = 0; i < n; i++)); do
+    k=$(((i + $1 - 1) % n))
+    echo "${TARGETS[k]}"
+  done
+}
+
 core() {
   local bport gport nport gpid=- npid=- url rep c t pid
   bport=$(free_port)
@@ -485,7 +497,7 @@ core() {
   done
   for rep in $(seq "$REPS"); do
     for c in "${CONN_LIST[@]}"; do
-      for t in "${TARGETS[@]}"; do
+      for t in $(rotated "$rep"); do
         live "$t" || continue
         RES["$t $c $rep"]=$(wrk_run "http://127.0.0.1:${PORT[$t]}/" "$c" "$DURATION" "${PPID_OF[$t]}")
         log "rep $rep c=$c $t: ${RES["$t $c $rep"]}"
@@ -493,7 +505,7 @@ core() {
     done
   done
   for rep in $(seq "$REPS"); do
-    for t in "${TARGETS[@]}"; do
+    for t in $(rotated "$rep"); do
       live "$t" || continue
       RES["$t big $rep"]=$(wrk_run "http://127.0.0.1:${PORT[$t]}/big" "$BIG_CONNS" "$DURATION" "${PPID_OF[$t]}")
       log "rep $rep big c=$BIG_CONNS $t: ${RES["$t big $rep"]}"
@@ -534,11 +546,11 @@ print_core() {
   local c t k label
   echo
   echo "gateway_bench: median of $REPS x ${DURATION}s per row, wrk -t$WRK_THREADS, proxies with $WORKERS worker(s)$( ((PIN)) && echo ", wrk+backend on CPU $CPUS_LOAD, proxy on CPU $CPUS_PROXY")"
-  printf '%-8s %-6s %-9s %10s %9s %9s %9s %11s %6s\n' row target conns req/s p50_ms p99_ms MiB/s cpu_us/req errs
+  printf '%-7s %-8s %5s %10s %9s %9s %9s %11s %6s\n' row target conns req/s p50_ms p99_ms MiB/s cpu_us/req errs
   for k in "${CONN_LIST[@]}" big; do
     for t in "${TARGETS[@]}"; do
       if [ "$k" = big ]; then label=$(size_label "$BIG_SIZE"); c=$BIG_CONNS; else label=small; c=$k; fi
-      printf '%-8s %-6s %-9s %10s %9s %9s %9s %11s %6s\n' "$label" "$t" "$c" \
+      printf '%-7s %-8s %5s %10s %9s %9s %9s %11s %6s\n' "$label" "$t" "$c" \
         "$(agg "$t" "$k" 1)" "$(agg "$t" "$k" 2)" "$(agg "$t" "$k" 3)" "$(agg "$t" "$k" 4)" \
         "$(agg "$t" "$k" 5)" "$(agg "$t" "$k" 6)"
     done
@@ -552,8 +564,10 @@ print_core() {
   done
   echo "ratio gateway_vs_nginx_mibps_big $(ratio "$(agg gateway big 4)" "$(agg nginx big 4)")"
   echo "ratio gateway_vs_nginx_p99_big $(ratio "$(agg gateway big 3)" "$(agg nginx big 3)")"
-  echo "ratio gateway_vs_direct_rps_c64 $(ratio "$(agg gateway 64 1)" "$(agg direct 64 1)")"
-  echo "ratio nginx_vs_direct_rps_c64 $(ratio "$(agg nginx 64 1)" "$(agg direct 64 1)")"
+  for k in "${CONN_LIST[@]}"; do
+    echo "ratio gateway_vs_direct_rps_c$k $(ratio "$(agg gateway "$k" 1)" "$(agg direct "$k" 1)")"
+    echo "ratio nginx_vs_direct_rps_c$k $(ratio "$(agg nginx "$k" 1)" "$(agg direct "$k" 1)")"
+  done
 }
 
 # ---------------------------------------------------------------- --peer, --cold-start
