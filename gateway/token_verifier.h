@@ -75,16 +75,18 @@ class JwksCache {
   std::shared_ptr<const jwt::KeySet> keys();
 
   // Asks for a refetch because a token named `kid`, which the current set lacks.
-  // Returns false (and never calls `done`) when the set is fixed or the cooldown since the
-  // last attempt has not passed: the caller refuses the token. Returns true when `done`
-  // will be called, on the cache's thread, once the fetch in flight (joined, or started
-  // now) ends, with its Status. A stale kid already in the set returns false too.
+  // Returns false (and never calls `done`) when the set is fixed, when the cooldown since
+  // the last attempt has not passed (the caller refuses the token), or when `kid` is in
+  // the current set after all (a refresh just brought it: the caller checks again).
+  // Returns true when `done` will be called, on the cache's thread, once the fetch in
+  // flight (joined, or started now) ends, with its Status.
   bool refreshFor(std::string_view kid, RefreshDone done);
 
-  // Fetches now on the caller's thread (start-up, tests), unless a fetch is in flight,
-  // in which case it waits for that one. Ignores the cooldown.
+  // Fetches now (on the cache's thread; joins a fetch in flight) and waits for the
+  // outcome: start-up, tests. Ignores the cooldown. OK at once for a fixed set.
   Status refreshNow();
 
+  std::chrono::seconds cooldown() const;  // 0 for a fixed set
   // The last fetch's error (OK after a success), for status pages.
   Status lastError() const;
   // Fetch attempts so far (tests and metrics).
