@@ -134,7 +134,7 @@ class AccessLogSampler {
   ClockPtr clock_;
   Options options_;
   SteadyTime epoch_;
-  std::atomic<int64_t> second_{-1};
+  std::atomic<int64_t> second_{0};  // epoch_ is construction: second 0 is current
   std::atomic<uint64_t> in_second_{0};
   std::atomic<uint64_t> over_{0};
   std::atomic<uint64_t> skipped_{0};
