@@ -12,7 +12,7 @@
 #   --gateway-cmd  how to start our gateway; %P is its port, %W the workers, %B the
 #                  backend's port. Default:
 #                  $EDGE_BUILD_DIR/bin/edge-gateway --listen 127.0.0.1:%P --workers %W
-#                  --route /=127.0.0.1:%B
+#                  --route /=127.0.0.1:%B --log-level warn
 #   --placeholder  when edge-gateway is not built, a second nginx proxy stands in for it
 #                  (to work on this script; its rows say "placeholder", not a result)
 #   --peer         (root) the peer route: two edged nodes in network namespaces on a
@@ -66,7 +66,8 @@ DURATION=5
 WORKERS=1
 BIG_SIZE=1048576
 BIG_CONNS=16
-GATEWAY_CMD="$BUILD/bin/edge-gateway --listen 127.0.0.1:%P --workers %W --route /=127.0.0.1:%B"
+# --log-level warn: nginx's error_log is at warn too, and neither logs access lines.
+GATEWAY_CMD="$BUILD/bin/edge-gateway --listen 127.0.0.1:%P --workers %W --route /=127.0.0.1:%B --log-level warn"
 PLACEHOLDER=0
 PIN=1
 NICE=-20
