@@ -441,7 +441,8 @@ wrk_run() {
     /Non-2xx or 3xx responses:/ { errs += $NF }
     /Socket errors:/ { gsub(/,/, ""); errs += $4 + $6 + $8 + $10 }
     END {
-      cpu = (proxied && n > 0) ? sprintf("%.1f", ticks * 1e6 / tck / n) : "-"
+      # ticks < 0: the proxy died during the run and took its CPU time with it
+      cpu = (proxied && n > 0 && ticks >= 0) ? sprintf("%.1f", ticks * 1e6 / tck / n) : "-"
       if (rps == "") { print "- - - - - no-output"; exit }
       printf "%.0f %.3f %.3f %.1f %s %d\n", rps, p50, p99, mb, cpu, errs
     }'
@@ -511,6 +512,15 @@ core() {
       RES["$t big $rep"]=$(wrk_run "http://127.0.0.1:${PORT[$t]}/big" "$BIG_CONNS" "$DURATION" "${PPID_OF[$t]}")
       log "rep $rep big c=$BIG_CONNS $t: ${RES["$t big $rep"]}"
     done
+  done
+  # A proxy that died under load leaves rows of errors: say which and why.
+  for t in gateway nginx; do
+    pid=${PPID_OF[$t]}
+    if [ "$pid" != - ] && ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null
+      NOTE[$t]="${NOTE[$t]}; EXITED during the run (status $?): $(tail -n 3 "$WORK/$t.log" 2>/dev/null | tr '\n' ' ' | head -c 300)"
+      log "$t: ${NOTE[$t]}"
+    fi
   done
   for pid in "$gpid" "$npid" "$BACKEND_PID"; do
     [ "$pid" = - ] || stop_bg "$pid"
