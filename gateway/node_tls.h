@@ -61,6 +61,11 @@ class NodeTls {
   // Our certificate, DER (diagnostics, tests).
   const std::string& certificateDer() const;
 
+  // Transports read ahead: several records may sit inside OpenSSL after one socket read
+  // (the first request can arrive with the client's last handshake message). After
+  // handshake() returns kOk and after every read(), a loop must call read() while
+  // hasBufferedInput() is true before it waits for EPOLLIN.
+  //
   // The transports' write() follows OpenSSL's retry rule: after kWantWrite (or kOk with
   // fewer bytes than asked) the next write() must begin with the bytes not yet accepted
   // (more may follow), as any caller that keeps an output buffer does anyway.

@@ -416,6 +416,77 @@ TEST(NodeTlsTest, ShutdownWriteIsSeenAsClosedAndTheOtherWayStaysOpen) {
   EXPECT_EQ(c.client->read(buf, sizeof buf).kind, Kind::kClosed);  // and stays closed
 }
 
+// Moves whatever is waiting on `from` to `to`, at most `limit` bytes; returns them.
+std::string shuttle(int from, int to, size_t limit = SIZE_MAX) {
+  std::string moved;
+  char buf[4096];
+  while (moved.size() < limit) {
+    ssize_t n = ::recv(from, buf, std::min(sizeof buf, limit - moved.size()), MSG_DONTWAIT);
+    if (n <= 0) break;
+    moved.append(buf, static_cast<size_t>(n));
+  }
+  if (!moved.empty()) {
+    EXPECT_EQ(::send(to, moved.data(), moved.size(), 0), ssize_t(moved.size()));
+  }
+  return moved;
+}
+
+// Read-ahead keeps whole records inside OpenSSL after the socket is empty: the transport
+// must say so (an edge-triggered loop would never hear of them again), and must not claim
+// input for half a record that needs the socket.
+TEST(NodeTlsTest, HasBufferedInputTellsRecordsReadAheadFromHalfRecords) {
+  auto a = newIdentity(), b = newIdentity();
+  auto ta = newTls(a), tb = newTls(b);
+  auto [c, x1] = socketPair();
+  auto [x2, s] = socketPair();
+  auto server = std::move(ta->server(s, "")).value();
+  auto client = std::move(tb->client(c, a.id())).value();
+  IoResult rs = IoResult::wantRead(), rc = IoResult::wantRead();
+  for (int i = 0; i < 20 && (wanting(rs) || wanting(rc)); ++i) {
+    if (wanting(rc)) rc = client->handshake();
+    shuttle(x1, x2);
+    if (wanting(rs)) rs = server->handshake();
+    shuttle(x2, x1);
+  }
+  ASSERT_EQ(rs.kind, Kind::kOk) << rs.error;
+  ASSERT_EQ(rc.kind, Kind::kOk) << rc.error;
+
+  char buf[64];
+  for (const char* record : {"aaaaa", "bbbbb", "ccccc"}) {
+    ASSERT_EQ(client->write(record, 5).bytes, 5u);
+  }
+  shuttle(x1, x2);
+  std::string got;
+  IoResult r = server->read(buf, 5);  // one socket read takes all three records
+  ASSERT_EQ(r.kind, Kind::kOk);
+  got.append(buf, r.bytes);
+  while (server->hasBufferedInput()) {
+    r = server->read(buf, 5);
+    ASSERT_EQ(r.kind, Kind::kOk) << "buffered input must be readable without the socket";
+    got.append(buf, r.bytes);
+  }
+  EXPECT_EQ(got, "aaaaabbbbbccccc");
+  EXPECT_EQ(server->read(buf, sizeof buf).kind, Kind::kWantRead);
+
+  // Half a record on the socket: read() needs more, and nothing is "buffered".
+  ASSERT_EQ(client->write("hello", 5).bytes, 5u);
+  std::string record;
+  char cbuf[4096];
+  ssize_t n = ::recv(x1, cbuf, sizeof cbuf, MSG_DONTWAIT);
+  ASSERT_GT(n, 10);
+  record.assign(cbuf, static_cast<size_t>(n));
+  ASSERT_EQ(::send(x2, record.data(), 8, 0), 8);
+  EXPECT_EQ(server->read(buf, sizeof buf).kind, Kind::kWantRead);
+  EXPECT_FALSE(server->hasBufferedInput());
+  ASSERT_EQ(::send(x2, record.data() + 8, record.size() - 8, 0), ssize_t(record.size() - 8));
+  r = server->read(buf, sizeof buf);
+  ASSERT_EQ(r.kind, Kind::kOk);
+  EXPECT_EQ(std::string(buf, r.bytes), "hello");
+  EXPECT_FALSE(server->hasBufferedInput());
+  ::close(x1);
+  ::close(x2);
+}
+
 TEST(NodeTlsTest, ArgumentsAreChecked) {
   auto a = newIdentity();
   auto ta = newTls(a);
