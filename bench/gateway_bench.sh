@@ -19,9 +19,9 @@
 #                  bridge (tests/integration/lib/netns_cluster.sh, 198.18.0.0/15), node
 #                  A's gateway (127.0.0.1:8083, route /peer) forwarding to a service on
 #                  node B over mTLS, against calling node B's service directly from A's
-#                  namespace; wrk -c16 from A's namespace. The service is the hello
-#                  image's busybox httpd, which closes every connection: both rows pay a
-#                  connect per request, and it bounds both. cpu_us/req: both edged.
+#                  namespace; wrk -c16 from A's namespace. The service's instance
+#                  listens nowhere; an nginx `return 200` like the main backend answers
+#                  on its port in B's namespace. cpu_us/req: both edged.
 #   --cold-start   (root) an on-demand service (lifecycle: {mode: on-demand, idleTimeout:
 #                  2s}): curl's time for the first call, which starts it, against warm
 #                  calls; each repetition waits until the idle timeout stopped it. Light
@@ -255,9 +255,11 @@ stop_bg() {  # PID
   unset "RUNNING[$pid]"
 }
 
+# IN_NS (array): what start_nginx and wait_http run under (nsenter into a namespace).
+IN_NS=()
 wait_http() {  # PID URL SECONDS: 0 once URL answers 200, 1 when PID died or time is up
   local pid=$1 url=$2 deadline=$(($(now_ns) + $3 * 1000000000))
-  until curl -fsS -o /dev/null -m 1 "$url" 2>/dev/null; do
+  until "${IN_NS[@]}" curl -fsS -o /dev/null -m 1 "$url" 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || return 1
     (($(now_ns) > deadline)) && return 1
     sleep 0.1
@@ -300,7 +302,7 @@ start_nginx() {  # NAME CPUS PORT: nginx with $WORK/NAME.conf; sets BG_PID
     log "$name: nginx refuses its config: $(cat "$WORK/$name.check")"
     return 1
   fi
-  start_bg "$name" "$cpus" nginx -e "$WORK/$name/error.log" -p "$WORK/$name" -c "$WORK/$name.conf"
+  start_bg "$name" "$cpus" "${IN_NS[@]}" nginx -e "$WORK/$name/error.log" -p "$WORK/$name" -c "$WORK/$name.conf"
   if ! wait_http "$BG_PID" "http://127.0.0.1:$port/" 10; then
     log "$name: not answering on 127.0.0.1:$port after 10 s: $(tail -3 "$WORK/$name.log" "$WORK/$name/error.log" 2>/dev/null | tr '\n' ' ')"
     return 1
@@ -682,6 +684,54 @@ last_log() {  # I: the end of node I's edged log, for a one-line reason
   grep -v '^--- start' "$(nc_dir "$1")/edged.log" 2>/dev/null | tail -n 2 | tr '\n' ' ' | head -c 400
 }
 
+# The peer service is an instance that listens nowhere (sleep) with an nginx of ours
+# bound on its port in B's namespace, as gateway_e2e.sh does for its bad upstreams: the
+# same keep-alive `return 200` backend as the other rows (the hello image's busybox httpd
+# forks and closes per request, which would bound both rows alike and hide the gateway).
+peer_doc() {
+  cat <<EOF
+apiVersion: edge/v1
+kind: Service
+metadata: {name: peer}
+spec:
+  image: ./hello.tar
+  replicas: 1
+  ports: [{name: http}]
+  resources: {memory: 32Mi, pids: 64}
+  command: [sh, -c, "exec sleep 1000000"]
+  healthCheck: {tcp: {port: http}, interval: 200ms, timeout: 200ms, retries: 10, startPeriod: 30s}
+  route: {basePath: /peer}
+EOF
+}
+
+running_port() {  # I SERVICE: sets RP to the port of a running instance
+  RP=$(node_instances "$1" "$2" | awk '$1 == "running" { print $3; exit }')
+  [ -n "$RP" ] && [ "$RP" != - ]
+}
+
+start_peer_backend() {  # I PORT BODY: nginx in node I's namespace on 0.0.0.0:PORT
+  local i=$1 port=$2 body=$3 rc
+  {
+    nginx_common peer-backend 1
+    echo "http {"
+    nginx_http_common peer-backend
+    cat <<EOF
+  server {
+    listen 0.0.0.0:$port backlog=4096;
+    default_type text/plain;
+    location / { return 200 "$body\n"; }
+  }
+}
+EOF
+  } >"$WORK/peer-backend.conf"
+  IN_NS=(nsenter --net="/run/netns/$(nc_ns "$i")")
+  start_nginx peer-backend "${CPUS_LOAD:-0}" "$port"
+  rc=$?
+  PEER_BACKEND_PID=$BG_PID
+  IN_NS=()
+  return $rc
+}
+
 peer_rows() {
   XR[peer_state]=
   if ! extra_init; then XR[peer_state]="not measured: $EXTRA_WHY"; return 1; fi
@@ -692,13 +742,21 @@ peer_rows() {
   for t in $A $B; do
     node_up "$t" || { XR[peer_state]="not measured: n$t's edged did not come up: $(last_log "$t")"; return 1; }
   done
-  svc_doc peer n2 /peer >"$NC_DIR/peer.yaml"
+  peer_doc >"$NC_DIR/peer.yaml"
   if ! nc_edgectl $B apply -f "$NC_DIR/peer.yaml" >"$NC_DIR/peer.apply" 2>&1; then
     XR[peer_state]="not measured: apply on n$B: $(tr '\n' ' ' <"$NC_DIR/peer.apply")"
     return 1
   fi
-  if ! wait_until 60 ready_port $B peer; then
-    XR[peer_state]="not measured: the service on n$B not ready in 60 s"
+  if ! wait_until 60 running_port $B peer; then
+    XR[peer_state]="not measured: the service on n$B not running in 60 s"
+    return 1
+  fi
+  if ! start_peer_backend $B "$RP" node=n2; then
+    XR[peer_state]="not measured: nginx on n$B's port $RP did not start"
+    return 1
+  fi
+  if ! wait_until 30 ready_port $B peer; then
+    XR[peer_state]="not measured: the service on n$B not ready in 30 s with nginx on its port $RP"
     return 1
   fi
   url_d="http://$ipb:$RP/peer/who"
@@ -726,6 +784,7 @@ peer_rows() {
     log "peer rep $rep gateway: ${XR["peer_gateway $rep"]}"
   done
   WRK_PREFIX=()
+  stop_bg "$PEER_BACKEND_PID"
   for t in $A $B; do nc_stop "$t"; done
   ((gw_ok))
 }
