@@ -1546,12 +1546,13 @@ bool Session::onResponseHead() {
     out_.append(resp_.reason);
   out_.append("\r\n");
   bool has_connection = findHeader(resp_.headers, "connection") != nullptr;
+  const bool tunnel = resp_framing_.kind == BodyKind::kTunnel;
   for (const Header& h : resp_.headers) {
-    if (isHopByHop(h.name)) {
-      if (!(resp_framing_.kind == BodyKind::kTunnel && equalsIgnoreCase(h.name, "upgrade")))
-        continue;
+    if (tunnel && equalsIgnoreCase(h.name, "upgrade")) {
+      // The protocol switched to: the one hop-by-hop header a 101 must carry on.
+    } else if (isHopByHop(h.name) || (has_connection && namedByConnection(resp_.headers, h.name))) {
+      continue;
     }
-    if (has_connection && namedByConnection(resp_.headers, h.name)) continue;
     out_.append(h.name);
     out_.append(": ");
     out_.append(h.value);
