@@ -260,6 +260,11 @@ class TlsTransport final : public Transport {
         ERR_clear_error();
         return IoResult::failed("no peer certificate");
       }
+      if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST ||
+          reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_UNSUPPORTED_PROTOCOL) {
+        std::string why = opensslReason("?");
+        return IoResult::failed(std::string(what) + "not TLS 1.3 from a node (" + why + ")");
+      }
       if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         ERR_clear_error();
         return IoResult::failed(std::string(what) +

@@ -40,7 +40,8 @@ namespace edge::gateway {
 struct NodeTlsOptions {
   // Server side: called once per handshake with the client's proven node id; false
   // refuses the handshake. Empty: every node with a valid self-signed key is accepted
-  // (the gateway still binds tokens to peerNodeId()).
+  // (the gateway still binds tokens to peerNodeId()). Runs on the thread driving the
+  // handshake, an epoll worker: it must be quick and must not block (a set lookup).
   std::function<bool(const std::string& node_id)> allow_client;
   // The certificate's notBefore/notAfter window around now (informational, see above).
   std::chrono::hours validity{24};

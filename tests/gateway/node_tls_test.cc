@@ -280,6 +280,31 @@ TEST(NodeTlsTest, ClientWithoutCertificateIsRefused) {
   ::close(c);
 }
 
+TEST(NodeTlsTest, Tls12ClientIsRefused) {
+  auto a = newIdentity();
+  auto ta = newTls(a);
+  auto [s, c] = socketPair();
+  auto server = ta->server(s, "");
+  ASSERT_TRUE(server.isOk());
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, c);
+  SSL_set_connect_state(ssl);
+  ASSERT_EQ(::fcntl(c, F_SETFL, O_NONBLOCK), 0);
+  IoResult rs = IoResult::wantRead();
+  for (int i = 0; i < 20 && wanting(rs); ++i) {
+    SSL_do_handshake(ssl);
+    ERR_clear_error();
+    rs = (*server)->handshake();
+  }
+  ASSERT_EQ(rs.kind, Kind::kError);
+  EXPECT_EQ(rs.error, "TLS handshake failed: not TLS 1.3 from a node (unsupported protocol)");
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(c);
+}
+
 // A server whose certificate is a P-256 key (a web server's, say) is not a node.
 TEST(NodeTlsTest, NonEd25519ServerCertificateIsRefused) {
   auto b = newIdentity();
@@ -341,6 +366,9 @@ TEST(NodeTlsTest, GarbageInsteadOfClientHelloIsAnErrorNotACrash) {
       for (int i = 0; i < 10 && wanting(r); ++i) r = (*server)->handshake();
       ASSERT_EQ(r.kind, Kind::kError);
       EXPECT_EQ(r.error.rfind("TLS handshake failed: ", 0), 0u) << r.error;
+      if (garbage.rfind("GET ", 0) == 0) {
+        EXPECT_EQ(r.error, "TLS handshake failed: not TLS 1.3 from a node (http request)");
+      }
       EXPECT_EQ(r.error.find('\n'), std::string::npos);
       ::close(c);
     }
