@@ -37,6 +37,13 @@ std::string opensslReason(const char* fallback) {
   return buf;
 }
 
+// strerror as the rest of a sentence: "connection reset by peer".
+std::string errnoText(int err) {
+  std::string text = std::strerror(err);
+  if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z') text[0] = static_cast<char>(text[0] + 32);
+  return text;
+}
+
 int setNonBlocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return -1;
@@ -154,7 +161,7 @@ class TlsTransport final : public Transport {
       close_notify_sent_ = true;
     }
     if (::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTCONN) {
-      return IoResult::failed(std::string("shutdown: ") + std::strerror(errno));
+      return IoResult::failed("shutdown: " + errnoText(errno));
     }
     return IoResult::ok(0);
   }
@@ -251,7 +258,7 @@ class TlsTransport final : public Transport {
     }
     if (errno_ != 0) {
       ERR_clear_error();
-      return IoResult::failed(std::string(what) + std::strerror(errno_));
+      return IoResult::failed(std::string(what) + errnoText(errno_));
     }
     unsigned long code = ERR_peek_error();
     if (ERR_GET_LIB(code) == ERR_LIB_SSL) {
@@ -272,7 +279,12 @@ class TlsTransport final : public Transport {
       }
     }
     if (err == SSL_ERROR_SYSCALL && code == 0) {
-      return IoResult::failed(std::string(what) + "connection closed by peer");
+      // EOF without close_notify: before the handshake the peer hung up, after it the
+      // stream may have been cut anywhere on the path.
+      return IoResult::failed(std::string(what) +
+                              (handshake_done_
+                                   ? "connection closed without TLS close_notify (truncated)"
+                                   : "connection closed by peer"));
     }
     std::string reason = opensslReason("unknown error");
     // A refusal by the peer arrives as an alert: say so, the reason is on the other side.

@@ -515,6 +515,26 @@ TEST(NodeTlsTest, HasBufferedInputTellsRecordsReadAheadFromHalfRecords) {
   ::close(x2);
 }
 
+// A stream that ends without close_notify may have been cut by anyone on the path: an
+// error, not an orderly end a proxy would pass on as a complete response.
+TEST(NodeTlsTest, EndWithoutCloseNotifyIsAnError) {
+  auto a = newIdentity(), b = newIdentity();
+  auto ta = newTls(a), tb = newTls(b);
+  Connected c = connectPair(*ta, *tb);
+  ASSERT_EQ(c.server->write("partial", 7).bytes, 7u);
+  ::shutdown(c.server->fd(), SHUT_WR);  // TCP FIN, no TLS close_notify
+  std::string got;
+  char buf[64];
+  IoResult r = IoResult::wantRead();
+  for (int i = 0; i < 10 && r.kind != Kind::kError && r.kind != Kind::kClosed; ++i) {
+    r = c.client->read(buf, sizeof buf);
+    if (r.kind == Kind::kOk) got.append(buf, r.bytes);
+  }
+  EXPECT_EQ(got, "partial");
+  ASSERT_EQ(r.kind, Kind::kError);
+  EXPECT_EQ(r.error, "TLS read failed: connection closed without TLS close_notify (truncated)");
+}
+
 TEST(NodeTlsTest, ArgumentsAreChecked) {
   auto a = newIdentity();
   auto ta = newTls(a);
