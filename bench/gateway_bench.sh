@@ -7,7 +7,7 @@
 #                          [--workers W] [--big-size BYTES] [--gateway-cmd TEMPLATE]
 #                          [--placeholder] [--no-pin] [--cpus-load LIST] [--cpus-proxy LIST]
 #                          [--wrk-threads N] [--nice N] [--peer] [--cold-start] [--only-extra]
-#                          [--keep]
+#                          [--aa] [--keep]
 #   --quick        c=64 only, 3 repetitions of 2 s: under a minute
 #   --gateway-cmd  how to start our gateway; %P is its port, %W the workers, %B the
 #                  backend's port. Default:
@@ -30,6 +30,10 @@
 #                  a Docker Engine answers and holds no managed container of someone
 #                  else (edged on Docker removes the managed containers it does not want)
 #   --only-extra   skip the direct/gateway/nginx rows (with --peer or --cold-start)
+#   --aa           adds "nginx2", a second nginx proxy exactly like the first, measured
+#                  like the others: its ratios to nginx (aa_*) are this machine's noise
+#                  (on the shared 2-core machine: within about 10% for req/s and p99,
+#                  up to 30% on 1 MiB bodies)
 #   --nice N       niceness of this run's session (default -20; see below)
 #   (EDGE_BUILD_DIR=build by default; needs wrk, nginx-light, curl: scripts/install-deps.sh)
 #
@@ -78,6 +82,7 @@ DO_CORE=1
 DO_PEER=0
 DO_COLD=0
 KEEP=0
+AA=0
 
 usage_error() {
   echo "gateway_bench: $*" >&2
@@ -106,8 +111,9 @@ while [ $# -gt 0 ]; do
     --cold-start) DO_COLD=1; shift ;;
     --only-extra) DO_CORE=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --aa) AA=1; shift ;;
     -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) usage_error "unknown argument '$1' (allowed: --quick --conns N,N,... --reps N --duration S --workers W --big-size BYTES --gateway-cmd TEMPLATE --placeholder --no-pin --nice N --cpus-load LIST --cpus-proxy LIST --wrk-threads N --peer --cold-start --only-extra --keep)" ;;
+    *) usage_error "unknown argument '$1' (allowed: --quick --conns N,N,... --reps N --duration S --workers W --big-size BYTES --gateway-cmd TEMPLATE --placeholder --no-pin --nice N --cpus-load LIST --cpus-proxy LIST --wrk-threads N --peer --cold-start --only-extra --aa --keep)" ;;
   esac
 done
 
@@ -455,6 +461,7 @@ wrk_run() {
 declare -A RES=() # "<target> <conns|big> <rep>" -> wrk_run's line
 declare -A NOTE=()
 TARGETS=(direct gateway nginx)
+if ((AA)); then TARGETS+=(nginx2); fi
 
 median() {  # values... ("-" ignored) -> median, or -; as many decimals as the values have
   printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '
@@ -489,6 +496,12 @@ core() {
   NOTE[nginx]="nginx $(nginx -v 2>&1 | sed 's|.*/||'), worker_processes $WORKERS, upstream keepalive 64"
   declare -gA PORT=([direct]=$bport [gateway]=$gport [nginx]=$nport)
   declare -gA PPID_OF=([direct]=- [gateway]=$gpid [nginx]=$npid)
+  if ((AA)); then
+    PORT[nginx2]=$(free_port)
+    PPID_OF[nginx2]=-
+    if start_nginx_proxy nginx2 "${PORT[nginx2]}" "$bport"; then PPID_OF[nginx2]=$BG_PID; fi
+    NOTE[nginx2]="a second nginx exactly like the first (--aa): nginx2/nginx is the noise"
+  fi
   if ((PIN)); then
     log "pinning: wrk ($WRK_THREADS thread) and the backend on CPU $CPUS_LOAD, the proxy under test on CPU $CPUS_PROXY"
   fi
@@ -516,15 +529,15 @@ core() {
     done
   done
   # A proxy that died under load leaves rows of errors: say which and why.
-  for t in gateway nginx; do
-    pid=${PPID_OF[$t]}
+  for t in gateway nginx nginx2; do
+    pid=${PPID_OF[$t]:--}
     if [ "$pid" != - ] && ! kill -0 "$pid" 2>/dev/null; then
       wait "$pid" 2>/dev/null
       NOTE[$t]="${NOTE[$t]}; EXITED during the run (status $?): $(tail -n 3 "$WORK/$t.log" 2>/dev/null | tr '\n' ' ' | head -c 300)"
       log "$t: ${NOTE[$t]}"
     fi
   done
-  for pid in "$gpid" "$npid" "$BACKEND_PID"; do
+  for pid in "$gpid" "$npid" "${PPID_OF[nginx2]:--}" "$BACKEND_PID"; do
     [ "$pid" = - ] || stop_bg "$pid"
   done
 }
@@ -575,6 +588,13 @@ print_core() {
     echo "ratio gateway_vs_nginx_p99_c$k $(ratio "$(agg gateway "$k" 3)" "$(agg nginx "$k" 3)")"
     echo "ratio gateway_vs_nginx_cpu_per_req_c$k $(ratio "$(agg gateway "$k" 5)" "$(agg nginx "$k" 5)")"
   done
+  if ((AA)); then
+    for k in "${CONN_LIST[@]}"; do
+      echo "ratio aa_nginx2_vs_nginx_rps_c$k $(ratio "$(agg nginx2 "$k" 1)" "$(agg nginx "$k" 1)")"
+      echo "ratio aa_nginx2_vs_nginx_p99_c$k $(ratio "$(agg nginx2 "$k" 3)" "$(agg nginx "$k" 3)")"
+    done
+    echo "ratio aa_nginx2_vs_nginx_mibps_big $(ratio "$(agg nginx2 big 4)" "$(agg nginx big 4)")"
+  fi
   echo "ratio gateway_vs_nginx_mibps_big $(ratio "$(agg gateway big 4)" "$(agg nginx big 4)")"
   echo "ratio gateway_vs_nginx_p99_big $(ratio "$(agg gateway big 3)" "$(agg nginx big 3)")"
   for k in "${CONN_LIST[@]}"; do
