@@ -408,7 +408,7 @@ HeadParser::State HeadParser::parseResponse(std::string_view buffered, ResponseH
       }
       std::string& v = out->headers[index - 2].value;
       if (!more.empty()) {
-        v += ' ';
+        if (!v.empty()) v += ' ';  // values never start with whitespace
         v.append(more);
       }
       return true;
