@@ -32,8 +32,8 @@
 #   --only-extra   skip the direct/gateway/nginx rows (with --peer or --cold-start)
 #   --aa           adds "nginx2", a second nginx proxy exactly like the first, measured
 #                  like the others: its ratios to nginx (aa_*) are this machine's noise
-#                  (on the shared 2-core machine: within about 10% for req/s and p99,
-#                  up to 30% on 1 MiB bodies)
+#                  (on the shared 2-core machine: 0.87-1.13 for req/s and p99, up to
+#                  0.75-1.3 on 1 MiB bodies in a fixed row order)
 #   --nice N       niceness of this run's session (default -20; see below)
 #   (EDGE_BUILD_DIR=build by default; needs wrk, nginx-light, curl: scripts/install-deps.sh)
 #
