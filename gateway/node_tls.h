@@ -82,7 +82,7 @@ class NodeTls {
 
   // Blocking convenience for tests and the control plane: dials "a.b.c.d:port" and
   // completes the handshake with `node_id` within `timeout`. The transport returned is
-  // connected and non-blocking (see readFully/writeFully below). kDeadlineExceeded,
+  // connected and non-blocking (see the blocking helpers below). kDeadlineExceeded,
   // kUnavailable (connect or handshake failure, with the one-line reason).
   Result<TransportPtr> connect(const std::string& endpoint, const std::string& node_id,
                                std::chrono::milliseconds timeout) const;
