@@ -58,7 +58,8 @@
 # the machine's load than requests/s. A row with non-2xx answers or socket errors says so
 # in its `errs` column: such a row is not a result.
 # Prints the table and `ratio <what> <value>` lines: gateway/nginx for requests/s (above
-# 1: ours is faster) and p99 (below 1: ours is better).
+# 1: ours is faster) and p99 (below 1: ours is better); "-" when a row is missing or
+# had errors.
 # Every wait is bounded; everything started is stopped on exit.
 set -uo pipefail
 
@@ -568,6 +569,16 @@ size_label() {  # BYTES -> 1MiB, 64KiB, 100B
   else echo "$1B"; fi
 }
 
+# cratio WHAT T1 T2 K FIELD: a ratio line, "-" when a row had errors (a proxy answering
+# errors fast is not fast)
+cratio() {
+  local v=-
+  if [ "$(agg "$2" "$4" 6)" = 0 ] && [ "$(agg "$3" "$4" 6)" = 0 ]; then
+    v=$(ratio "$(agg "$2" "$4" "$5")" "$(agg "$3" "$4" "$5")")
+  fi
+  echo "ratio $1 $v"
+}
+
 print_core() {
   local c t k label
   echo
@@ -584,22 +595,22 @@ print_core() {
   for t in "${TARGETS[@]}"; do echo "  $t: ${NOTE[$t]}"; done
   echo
   for k in "${CONN_LIST[@]}"; do
-    echo "ratio gateway_vs_nginx_rps_c$k $(ratio "$(agg gateway "$k" 1)" "$(agg nginx "$k" 1)")"
-    echo "ratio gateway_vs_nginx_p99_c$k $(ratio "$(agg gateway "$k" 3)" "$(agg nginx "$k" 3)")"
-    echo "ratio gateway_vs_nginx_cpu_per_req_c$k $(ratio "$(agg gateway "$k" 5)" "$(agg nginx "$k" 5)")"
+    cratio "gateway_vs_nginx_rps_c$k" gateway nginx "$k" 1
+    cratio "gateway_vs_nginx_p99_c$k" gateway nginx "$k" 3
+    cratio "gateway_vs_nginx_cpu_per_req_c$k" gateway nginx "$k" 5
   done
+  cratio gateway_vs_nginx_mibps_big gateway nginx big 4
+  cratio gateway_vs_nginx_p99_big gateway nginx big 3
   if ((AA)); then
     for k in "${CONN_LIST[@]}"; do
-      echo "ratio aa_nginx2_vs_nginx_rps_c$k $(ratio "$(agg nginx2 "$k" 1)" "$(agg nginx "$k" 1)")"
-      echo "ratio aa_nginx2_vs_nginx_p99_c$k $(ratio "$(agg nginx2 "$k" 3)" "$(agg nginx "$k" 3)")"
+      cratio "aa_nginx2_vs_nginx_rps_c$k" nginx2 nginx "$k" 1
+      cratio "aa_nginx2_vs_nginx_p99_c$k" nginx2 nginx "$k" 3
     done
-    echo "ratio aa_nginx2_vs_nginx_mibps_big $(ratio "$(agg nginx2 big 4)" "$(agg nginx big 4)")"
+    cratio aa_nginx2_vs_nginx_mibps_big nginx2 nginx big 4
   fi
-  echo "ratio gateway_vs_nginx_mibps_big $(ratio "$(agg gateway big 4)" "$(agg nginx big 4)")"
-  echo "ratio gateway_vs_nginx_p99_big $(ratio "$(agg gateway big 3)" "$(agg nginx big 3)")"
   for k in "${CONN_LIST[@]}"; do
-    echo "ratio gateway_vs_direct_rps_c$k $(ratio "$(agg gateway "$k" 1)" "$(agg direct "$k" 1)")"
-    echo "ratio nginx_vs_direct_rps_c$k $(ratio "$(agg nginx "$k" 1)" "$(agg direct "$k" 1)")"
+    cratio "gateway_vs_direct_rps_c$k" gateway direct "$k" 1
+    cratio "nginx_vs_direct_rps_c$k" nginx direct "$k" 1
   done
 }
 
@@ -635,7 +646,8 @@ extra_init() {  # once: the namespaces library, the account key, the hello image
   # shellcheck source=../tests/integration/lib/netns_cluster.sh
   . "$ROOT/tests/integration/lib/netns_cluster.sh"
   ((KEEP)) && export NC_KEEP=1
-  nc_init gateway-bench || { EXTRA_WHY="nc_init failed"; return 1; }
+  # Not gateway-bench.*: sweep_leftovers would take it for a work dir without owner.
+  nc_init gateway-bench-nodes || { EXTRA_WHY="nc_init failed"; return 1; }
   ACCOUNT_KEY=$NC_DIR/account.key
   (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$ACCOUNT_KEY" 2>/dev/null) ||
     { EXTRA_WHY="openssl genpkey failed"; return 1; }
