@@ -624,6 +624,7 @@ declare -A XR=()   # results of the extra rows
 declare -A XNOTE=()
 EDGED_ROOT_PID=
 EDGED_ROOT_DIR=
+HELLO_WAS_IN_DOCKER=1
 
 extra_cleanup() {
   if [ -n "$EDGED_ROOT_PID" ]; then docker_edged_stop; fi
@@ -932,6 +933,9 @@ cold_docker() {
     XR[cold_docker_state]="dockerd holds $foreign managed container(s) of someone else: edged on Docker would remove them"
     return 1
   fi
+  # edged loads the hello image into dockerd: removed at the end unless it was there.
+  HELLO_WAS_IN_DOCKER=0
+  timeout 10 docker image inspect edgecloud/hello:latest >/dev/null 2>&1 && HELLO_WAS_IN_DOCKER=1
   port=$(free_port)
   EDGED_ROOT_DIR=$WORK/edged-docker
   mkdir -p "$EDGED_ROOT_DIR/data" "$EDGED_ROOT_DIR/run"
@@ -981,6 +985,7 @@ docker_edged_stop() {
   left=$(timeout 10 docker ps -aq --filter label=io.edgecloud.managed=true --filter label=io.edgecloud.service=lazy 2>/dev/null)
   # shellcheck disable=SC2086  # one id per word
   [ -z "$left" ] || timeout 30 docker rm -f $left >/dev/null 2>&1
+  ((HELLO_WAS_IN_DOCKER)) || timeout 30 docker rmi edgecloud/hello:latest >/dev/null 2>&1
 }
 
 xagg() {  # KEY FIELD -> median over the repetitions (fields as wrk_run's; errs summed)
