@@ -466,6 +466,14 @@ TokenVerifier::~TokenVerifier() = default;
 
 namespace {
 
+// find_first_of(" \t") calls memchr once per character; on a 600-byte token that was
+// most of a cached check's CPU time.
+size_t blankAt(std::string_view s) {
+  size_t space = s.find(' ');
+  size_t tab = s.substr(0, space).find('\t');
+  return tab != std::string_view::npos ? tab : space;
+}
+
 // Splits "Bearer <token>" (RFC 6750 2.1; the scheme is case-insensitive, RFC 7235).
 // nullopt with `why` when the header is anything else.
 std::optional<std::string_view> bearerToken(std::string_view header, std::string* why) {
@@ -475,7 +483,7 @@ std::optional<std::string_view> bearerToken(std::string_view header, std::string
     return s;
   };
   header = trim(header);
-  size_t sp = header.find_first_of(" \t");
+  size_t sp = blankAt(header);
   std::string_view scheme = header.substr(0, sp);
   bool bearer = scheme.size() == 6;
   for (size_t i = 0; bearer && i < 6; ++i)
@@ -490,7 +498,7 @@ std::optional<std::string_view> bearerToken(std::string_view header, std::string
     *why = "the Authorization header says Bearer but carries no token";
     return std::nullopt;
   }
-  if (token.find_first_of(" \t") != std::string_view::npos) {
+  if (blankAt(token) != std::string_view::npos) {
     *why = "the Authorization header holds more than one word after Bearer";
     return std::nullopt;
   }
