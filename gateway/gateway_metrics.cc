@@ -155,43 +155,36 @@ UpstreamStatsPtr GatewayMetrics::upstreamStats(const std::string& route,
 }
 
 void GatewayMetrics::renderPrometheus(std::string& out) {
-  std::vector<std::pair<const std::string*, RouteStatsPtr>> routes;
-  std::vector<std::pair<const std::pair<std::string, std::string>*, UpstreamStatsPtr>> ups;
-  // The names stay valid after unlocking: entries are erased only under mu_, and only
-  // expired ones, which are not collected here. Rendering itself runs unlocked; it
-  // takes milliseconds for thousands of upstreams and registration must not wait.
-  std::unique_lock<std::mutex> lock(mu_);
-  for (auto it = routes_.begin(); it != routes_.end();) {
-    if (auto live = it->second.lock()) {
-      routes.emplace_back(&it->first, std::move(live));
-      ++it;
-    } else {
-      it = routes_.erase(it);
+  // Collect under the lock, render without it: rendering thousands of series takes
+  // milliseconds and table builds (which register stats) must not wait for a scrape.
+  std::vector<std::pair<std::string, RouteStatsPtr>> routes;
+  std::vector<std::pair<std::pair<std::string, std::string>, UpstreamStatsPtr>> ups;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = routes_.begin(); it != routes_.end();) {
+      if (auto live = it->second.lock()) {
+        routes.emplace_back(it->first, std::move(live));
+        ++it;
+      } else {
+        it = routes_.erase(it);
+      }
+    }
+    for (auto it = upstreams_.begin(); it != upstreams_.end();) {
+      if (auto live = it->second.lock()) {
+        ups.emplace_back(it->first, std::move(live));
+        ++it;
+      } else {
+        it = upstreams_.erase(it);
+      }
     }
   }
-  for (auto it = upstreams_.begin(); it != upstreams_.end();) {
-    if (auto live = it->second.lock()) {
-      ups.emplace_back(&it->first, std::move(live));
-      ++it;
-    } else {
-      it = upstreams_.erase(it);
-    }
-  }
-  // Copy the names: a later routeStats() may not erase, but a concurrent render may.
-  std::vector<std::string> route_names;
-  route_names.reserve(routes.size());
-  for (auto& r : routes) route_names.push_back(*r.first);
-  std::vector<std::pair<std::string, std::string>> up_names;
-  up_names.reserve(ups.size());
-  for (auto& u : ups) up_names.push_back(*u.first);
-  lock.unlock();
 
   const int64_t now_ns = clock_->now().time_since_epoch().count();
 
   auto routeCounter = [&](std::string_view name, std::string_view help, auto get) {
     appendHeader(out, name, "counter", help);
     for (size_t i = 0; i < routes.size(); ++i) {
-      appendSampleStart(out, name, route_names[i], nullptr);
+      appendSampleStart(out, name, routes[i].first, nullptr);
       appendNumber(out, get(*routes[i].second));
       out += '\n';
     }
@@ -208,7 +201,7 @@ void GatewayMetrics::renderPrometheus(std::string& out) {
                  "Requests that ended without an upstream's answer, by kind.");
     for (size_t i = 0; i < routes.size(); ++i) {
       for (ErrorKind k : kAllErrorKinds) {
-        appendSampleStart(out, name, route_names[i], nullptr, "kind", errorKindName(k));
+        appendSampleStart(out, name, routes[i].first, nullptr, "kind", errorKindName(k));
         appendNumber(out, routes[i].second->errors[static_cast<size_t>(k)].load(kRelaxed));
         out += '\n';
       }
@@ -218,7 +211,7 @@ void GatewayMetrics::renderPrometheus(std::string& out) {
     std::string_view name = "edge_gateway_route_request_duration_seconds";
     appendHeader(out, name, "histogram", "Whole-request latency, retries included.");
     for (size_t i = 0; i < routes.size(); ++i) {
-      appendHistogram(out, name, route_names[i], nullptr, routes[i].second->latency);
+      appendHistogram(out, name, routes[i].first, nullptr, routes[i].second->latency);
     }
   }
 
@@ -226,7 +219,7 @@ void GatewayMetrics::renderPrometheus(std::string& out) {
                        auto get) {
     appendHeader(out, name, type, help);
     for (size_t i = 0; i < ups.size(); ++i) {
-      appendSampleStart(out, name, up_names[i].first, &up_names[i].second);
+      appendSampleStart(out, name, ups[i].first.first, &ups[i].first.second);
       appendNumber(out, get(*ups[i].second));
       out += '\n';
     }
@@ -255,7 +248,7 @@ void GatewayMetrics::renderPrometheus(std::string& out) {
     for (size_t i = 0; i < ups.size(); ++i) {
       for (ErrorKind k : kAllErrorKinds) {
         if (k == ErrorKind::kOverflow || k == ErrorKind::kNoUpstream) continue;
-        appendSampleStart(out, name, up_names[i].first, &up_names[i].second, "kind",
+        appendSampleStart(out, name, ups[i].first.first, &ups[i].first.second, "kind",
                           errorKindName(k));
         appendNumber(out, ups[i].second->errors[static_cast<size_t>(k)].load(kRelaxed));
         out += '\n';
@@ -266,7 +259,7 @@ void GatewayMetrics::renderPrometheus(std::string& out) {
     std::string_view name = "edge_gateway_upstream_try_duration_seconds";
     appendHeader(out, name, "histogram", "Latency of one try, from pick to outcome.");
     for (size_t i = 0; i < ups.size(); ++i) {
-      appendHistogram(out, name, up_names[i].first, &up_names[i].second, ups[i].second->latency);
+      appendHistogram(out, name, ups[i].first.first, &ups[i].first.second, ups[i].second->latency);
     }
   }
 }

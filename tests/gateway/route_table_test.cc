@@ -12,6 +12,13 @@ namespace {
 constexpr char kNodeA[] = "0123456789abcdef";
 constexpr char kNodeB[] = "fedcba9876543210";
 
+PeerInstance peer(std::string id, std::string endpoint) {
+  PeerInstance p;
+  p.node_id = std::move(id);
+  p.endpoint = std::move(endpoint);
+  return p;
+}
+
 RouteSpec spec(std::string service, std::string base_path,
                std::vector<std::string> locals = {"127.0.0.1:20001"}) {
   RouteSpec s;
@@ -119,14 +126,8 @@ TEST_F(RouteTableTest, InvalidSpecsAreLeftOutWithAReason) {
       {with([](RouteSpec& s) { s.local_instances = {"127.0.0.1:0"}; }), "port 1..65535"},
       {with([](RouteSpec& s) { s.local_instances = {"127.0.0.1:65536"}; }), "port 1..65535"},
       {with([](RouteSpec& s) { s.local_instances = {"[::1:80"}; }), "not host:port"},
-      {with([](RouteSpec& s) {
-         s.peers = {{"nothex", "10.0.0.2:8083"}};
-       }),
-       "not a node id"},
-      {with([](RouteSpec& s) {
-         s.peers = {{kNodeA, ""}};
-       }),
-       "has no endpoint"},
+      {with([](RouteSpec& s) { s.peers = {peer("nothex", "10.0.0.2:8083")}; }), "not a node id"},
+      {with([](RouteSpec& s) { s.peers = {peer(kNodeA, "")}; }), "has no endpoint"},
       {with([](RouteSpec& s) {
          s.peers = {{kNodeA, "10.0.0.2:8083", PeerInstance::Via::kProxy, ""}};
        }),
@@ -162,7 +163,8 @@ TEST_F(RouteTableTest, InvalidSpecsAreLeftOutWithAReason) {
 TEST_F(RouteTableTest, EndpointsAreOrderedByTierAndDeduplicated) {
   RouteSpec s = spec("svc", "/svc", {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"});
   s.scope = RouteScope::kGlobal;
-  s.peers = {{kNodeA, "198.18.0.2:8083"}, {kNodeA, "198.18.0.2:8083"}, {kNodeB, "198.18.0.3:8083"}};
+  s.peers = {peer(kNodeA, "198.18.0.2:8083"), peer(kNodeA, "198.18.0.2:8083"),
+             peer(kNodeB, "198.18.0.3:8083")};
   s.global_upstream = "198.18.1.1:443";
   auto t = build({s});
   const RouteEntry& r = t->routes()[0];
