@@ -34,17 +34,17 @@
 
 namespace edge::gateway {
 
-std::string_view tryOutcomeName(TryOutcome o) {
+std::string_view tryEndName(TryEnd o) {
   switch (o) {
-    case TryOutcome::kResponse:
+    case TryEnd::kResponse:
       return "response";
-    case TryOutcome::kConnectFailed:
+    case TryEnd::kConnectFailed:
       return "connect_failed";
-    case TryOutcome::kReset:
+    case TryEnd::kReset:
       return "reset";
-    case TryOutcome::kTimeout:
+    case TryEnd::kTimeout:
       return "timeout";
-    case TryOutcome::kBadResponse:
+    case TryEnd::kBadResponse:
       return "bad_response";
   }
   return "unknown";
@@ -108,8 +108,13 @@ class Buffer {
 struct IoFlags {
   bool readable = true, writable = true;
   bool read_wants_out = false, write_wants_in = false;
+  // A short read from a plain socket drained it (edge-triggered: new bytes bring a new
+  // event), which saves the read that would only say EAGAIN; not once the peer closed,
+  // since its FIN brings no further event, nor for TLS, whose records stay in the socket.
+  bool short_read_drains = false;
 
   void onEvents(uint32_t ev) {
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) short_read_drains = false;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       readable = true;
       if (write_wants_in) writable = true, write_wants_in = false;
@@ -118,6 +123,9 @@ struct IoFlags {
       writable = true;
       if (read_wants_out) readable = true, read_wants_out = false;
     }
+  }
+  void afterRead(size_t got, size_t asked) {
+    if (short_read_drains && got < asked) readable = false;
   }
   void readBlocked(const IoResult& r) {
     readable = false;
@@ -439,6 +447,7 @@ class Session final : public IoHandler {
   void dialed(uint64_t token, Result<int> fd);
   bool idleForDrain() const { return phase_ == Phase::kHead && in_.empty(); }
   void stopKeepAlive() { keep_alive_ = false; }
+  void setPlain() { io_.short_read_drains = !t_->hasBufferedInput(); }
   uint64_t id() const { return id_; }
   bool closed() const { return closed_; }
 
@@ -467,7 +476,7 @@ class Session final : public IoHandler {
   bool pumpResponse();
   bool onResponseHead();
   void responseDone();
-  void tryFailed(TryOutcome outcome, std::string error);
+  void tryFailed(TryEnd outcome, std::string error);
   void releaseUpstream(bool reuse);
   bool pumpTunnel();
   void forwardToClient(const char* p, size_t n);
@@ -505,7 +514,8 @@ class Session final : public IoHandler {
   bool keep_alive_ = true;
   bool upgrade_ = false;
   bool expect_continue_ = false;
-  bool head_started_ = false;  // first byte of a head seen: header_timeout runs
+  bool head_started_ = false;  // first byte of a head seen
+  bool header_timer_ = false;  // header_timeout armed for this head
   bool routing_inline_ = false;
   bool decision_ready_ = false;
   Decision pending_decision_;
@@ -608,7 +618,8 @@ void Worker::accepted(int fd, const sockaddr_storage& peer, bool is_unix) {
   std::string ip;
   caller.address = is_unix ? "unix" : addressText(peer, &ip);
   caller.kind = (is_unix || isLoopback(peer)) ? Caller::Kind::kLocal : Caller::Kind::kNetwork;
-  newSession(makePlainTransport(fd), std::move(caller), false);
+  Session* s = newSession(makePlainTransport(fd), std::move(caller), false);
+  if (s != nullptr) s->setPlain();
 }
 
 void Worker::adopt(int fd, std::string already_read, bool tls, std::string remote) {
@@ -854,9 +865,11 @@ bool Session::readClient() {
   bool progress = false;
   while (in_.size() < limit && io_.readable) {
     char* p = in_.prepare(kReadChunk);
-    IoResult r = t_->read(p, in_.room());
+    size_t room = in_.room();
+    IoResult r = t_->read(p, room);
     if (r.kind == IoResult::Kind::kOk) {
       in_.commit(r.bytes);
+      io_.afterRead(r.bytes, room);
       bump(w_.c_.bytes_in, r.bytes);
       progress = true;
       continue;
@@ -934,13 +947,22 @@ bool Session::parseHead() {
   if (!head_started_) {
     head_started_ = true;
     request_start_ = w_.loop_->now();
-    timer_.armAfter(o_.header_timeout);
   }
   HeadParser::State s = parser_.parseRequest(in_.view(), &head_);
   if (s == HeadParser::State::kNeedMore) {
-    if (client_eof_) closeNow("client closed in the middle of a request head");
+    if (client_eof_) {
+      closeNow("client closed in the middle of a request head");
+      return false;
+    }
+    // Armed only for heads that do not arrive whole: a shorter deadline than the idle
+    // one would queue a timer entry per request.
+    if (!header_timer_) {
+      header_timer_ = true;
+      timer_.armAt(request_start_ + o_.header_timeout);
+    }
     return false;
   }
+  header_timer_ = false;
   bump(w_.c_.requests);
   if (s == HeadParser::State::kError) {
     bump(w_.c_.bad_requests);
@@ -993,7 +1015,9 @@ void Session::startRouting() {
   if (decision_ready_) {
     decision_ready_ = false;
     handleDecision(std::move(pending_decision_));
+    return;
   }
+  timer_.armAt(request_start_ + o_.header_timeout);  // the router answers later
 }
 
 void Session::deliverDecision(uint64_t token, Decision d) {
@@ -1100,7 +1124,7 @@ void Session::startTry() {
   if (closed_) return;
   LoopTime now = w_.loop_->refreshNow();
   if (now >= deadline_) {
-    tryFailed(TryOutcome::kTimeout,
+    tryFailed(TryEnd::kTimeout,
               "request deadline of " + millisText(ex_->deadline()) + " passed before a response");
     return;
   }
@@ -1173,7 +1197,7 @@ void Session::connectTarget() {
   }
   int fd = socket(p.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    tryFailed(TryOutcome::kConnectFailed, std::string("socket: ") + std::strerror(errno));
+    tryFailed(TryEnd::kConnectFailed, std::string("socket: ") + std::strerror(errno));
     return;
   }
   int one = 1;
@@ -1183,7 +1207,7 @@ void Session::connectTarget() {
   if (rc != 0 && errno != EINPROGRESS) {
     int err = errno;
     close(fd);
-    tryFailed(TryOutcome::kConnectFailed,
+    tryFailed(TryEnd::kConnectFailed,
               "connect to " + target_.address + " failed: " + std::strerror(err));
     return;
   }
@@ -1191,12 +1215,15 @@ void Session::connectTarget() {
   ++p.total;
   u->connecting_ = rc != 0;
   u->tls_node_id_ = target_.tls_node_id;
-  if (target_.tls_node_id.empty()) u->t_ = makePlainTransport(fd);
+  if (target_.tls_node_id.empty()) {
+    u->t_ = makePlainTransport(fd);
+    u->io_.short_read_drains = true;
+  }
   u->io_.readable = false;
   u->io_.writable = !u->connecting_;
   if (Status st = w_.loop_->add(fd, kEvents, u); !st.isOk()) {
     w_.destroyUpstream(u);
-    tryFailed(TryOutcome::kConnectFailed, st.message());
+    tryFailed(TryEnd::kConnectFailed, st.message());
     return;
   }
   attach(u, false);
@@ -1210,7 +1237,7 @@ void Session::dialed(uint64_t token, Result<int> fd) {
   }
   try_state_ = TryState::kNone;
   if (!fd.isOk()) {
-    tryFailed(TryOutcome::kConnectFailed, fd.status().message());
+    tryFailed(TryEnd::kConnectFailed, fd.status().message());
     drive();
     return;
   }
@@ -1223,7 +1250,7 @@ void Session::dialed(uint64_t token, Result<int> fd) {
   if (target_.tls_node_id.empty()) u->t_ = makePlainTransport(fd.value());
   if (Status st = w_.loop_->add(fd.value(), kEvents, u); !st.isOk()) {
     w_.destroyUpstream(u);
-    tryFailed(TryOutcome::kConnectFailed, st.message());
+    tryFailed(TryEnd::kConnectFailed, st.message());
     drive();
     return;
   }
@@ -1240,9 +1267,6 @@ void Session::attach(Upstream* u, bool pooled) {
   u->out_.clear();
   u->out_.append(up_head_);
   u->out_.append(replay_);
-  if (pooled) {
-    u->io_.readable = true;  // a pooled connection may have closed meanwhile: look
-  }
 }
 
 bool Session::pumpExchange() {
@@ -1262,7 +1286,7 @@ bool Session::pumpExchange() {
     socklen_t len = sizeof err;
     getsockopt(u->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      tryFailed(TryOutcome::kConnectFailed,
+      tryFailed(TryEnd::kConnectFailed,
                 "connect to " + target_.address + " failed: " + std::strerror(err));
       return true;
     }
@@ -1276,7 +1300,7 @@ bool Session::pumpExchange() {
                                  "target wants TLS but the gateway has no TLS client"));
     if (!r.isOk()) {
       // The factory owns the fd only when it succeeds.
-      tryFailed(TryOutcome::kConnectFailed, r.status().message());
+      tryFailed(TryEnd::kConnectFailed, r.status().message());
       return true;
     }
     u->t_ = std::move(r).value();
@@ -1289,7 +1313,7 @@ bool Session::pumpExchange() {
     } else if (r.kind == IoResult::Kind::kWantRead || r.kind == IoResult::Kind::kWantWrite) {
       return progress;
     } else {
-      tryFailed(TryOutcome::kConnectFailed, "TLS to " + target_.key + ": " + r.error);
+      tryFailed(TryEnd::kConnectFailed, "TLS to " + target_.key + ": " + r.error);
       return true;
     }
   }
@@ -1382,9 +1406,11 @@ bool Session::readUpstream() {
   bool progress = false;
   while (u->in_.size() < limit && u->io_.readable) {
     char* p = u->in_.prepare(kReadChunk);
-    IoResult r = u->t_->read(p, u->in_.room());
+    size_t room = u->in_.room();
+    IoResult r = u->t_->read(p, room);
     if (r.kind == IoResult::Kind::kOk) {
       u->in_.commit(r.bytes);
+      u->io_.afterRead(r.bytes, room);
       try_bytes_ += r.bytes;
       progress = true;
       if (resp_head_done_) break;  // forward before reading more
@@ -1426,11 +1452,11 @@ bool Session::pumpResponse() {
                               ? "upstream closed the connection before a response" +
                                     (u->error_.empty() ? std::string() : " (" + u->error_ + ")")
                               : "upstream closed the connection in the middle of the response head";
-        tryFailed(try_bytes_ == 0 ? TryOutcome::kReset : TryOutcome::kBadResponse, why);
+        tryFailed(try_bytes_ == 0 ? TryEnd::kReset : TryEnd::kBadResponse, why);
         return true;
       }
       if (s == HeadParser::State::kError) {
-        tryFailed(TryOutcome::kBadResponse,
+        tryFailed(TryEnd::kBadResponse,
                   "bad response from upstream: " + resp_parser_.error().message);
         return true;
       }
@@ -1465,7 +1491,7 @@ bool Session::pumpResponse() {
         n = resp_chunks_.feed(u->in_.data(), u->in_.size());
         if (resp_chunks_.failed()) {
           bump(w_.c_.bad_responses);
-          ex_->tryDone({TryOutcome::kBadResponse, resp_.status, w_.loop_->now() - try_start_,
+          ex_->tryDone({TryEnd::kBadResponse, resp_.status, w_.loop_->now() - try_start_,
                         "malformed chunked response: " + resp_chunks_.error()},
                        false);
           closeNow("malformed chunked response from " + target_.key + ": " + resp_chunks_.error());
@@ -1510,10 +1536,10 @@ bool Session::onResponseHead() {
   resp_head_done_ = true;
   ParseError err;
   if (!responseFraming(resp_, head_.method, upgrade_, &resp_framing_, &err)) {
-    tryFailed(TryOutcome::kBadResponse, "bad response from upstream: " + err.message);
+    tryFailed(TryEnd::kBadResponse, "bad response from upstream: " + err.message);
     return false;
   }
-  TryResult r{TryOutcome::kResponse, resp_.status, w_.loop_->now() - try_start_, ""};
+  TryResult r{TryEnd::kResponse, resp_.status, w_.loop_->now() - try_start_, ""};
   bool retry_possible = canReplay() && w_.loop_->now() < deadline_;
   try_timer_.cancel();
   std::optional<Duration> retry = ex_->tryDone(r, retry_possible);
@@ -1592,6 +1618,7 @@ void Session::finishRequest() {
     ex_.reset();
   }
   head_started_ = false;
+  header_timer_ = false;
   parser_.reset();
   timer_.cancel();
   phase_ = keep_alive_ ? Phase::kHead : Phase::kClosing;
@@ -1609,24 +1636,24 @@ void Session::releaseUpstream(bool reuse) {
   }
 }
 
-void Session::tryFailed(TryOutcome outcome, std::string error) {
+void Session::tryFailed(TryEnd outcome, std::string error) {
   try_timer_.cancel();
   releaseUpstream(false);
   try_state_ = TryState::kNone;
   switch (outcome) {
-    case TryOutcome::kConnectFailed:
+    case TryEnd::kConnectFailed:
       bump(w_.c_.connect_failures);
       break;
-    case TryOutcome::kReset:
+    case TryEnd::kReset:
       bump(w_.c_.resets);
       break;
-    case TryOutcome::kTimeout:
+    case TryEnd::kTimeout:
       bump(w_.c_.timeouts);
       break;
-    case TryOutcome::kBadResponse:
+    case TryEnd::kBadResponse:
       bump(w_.c_.bad_responses);
       break;
-    case TryOutcome::kResponse:
+    case TryEnd::kResponse:
       break;
   }
   LoopTime now = w_.loop_->refreshNow();
@@ -1646,7 +1673,7 @@ void Session::tryFailed(TryOutcome outcome, std::string error) {
     return;
   }
   if (!req_body_done_) keep_alive_ = false;
-  int status = outcome == TryOutcome::kTimeout ? 504 : 502;
+  int status = outcome == TryEnd::kTimeout ? 504 : 502;
   errorReply(status, error, target_.key);
 }
 
@@ -1806,7 +1833,7 @@ void Session::onTryTimer() {
       if (it != p.waiters.end()) p.waiters.erase(it);
     }
     try_state_ = TryState::kNone;
-    tryFailed(TryOutcome::kTimeout,
+    tryFailed(TryEnd::kTimeout,
               deadline_is_per_try_
                   ? "no response head from " + target_.key + " within the per-try timeout of " +
                         millisText(ex_->perTryTimeout())

@@ -246,7 +246,7 @@ class TestExchange : public Exchange {
       std::lock_guard<std::mutex> lock(rec_->mu);
       rec_->tries.push_back(r);
     }
-    bool failed = r.outcome != TryOutcome::kResponse || r.status == 503;
+    bool failed = r.outcome != TryEnd::kResponse || r.status == 503;
     if (retry_possible && failed && retries_ < max_retries_) {
       ++retries_;
       return 1ms;
@@ -656,7 +656,7 @@ TEST_F(ProxyTest, DeadPooledConnectionIsReplacedForFree) {
   close(fd);
   EXPECT_GE(server_->counters().upstream_stale, 1u);
   std::lock_guard<std::mutex> lock(router_.rec.mu);
-  for (const TryResult& t : router_.rec.tries) EXPECT_EQ(t.outcome, TryOutcome::kResponse);
+  for (const TryResult& t : router_.rec.tries) EXPECT_EQ(t.outcome, TryEnd::kResponse);
   EXPECT_EQ(router_.rec.tries.size(), 3u);
 }
 
@@ -769,7 +769,19 @@ TEST_F(ProxyTest, StaticRouterRoundRobinsAndRetriesConnectFailures) {
   ASSERT_TRUE(r1.isOk());
   EXPECT_FALSE(StaticRouter::parseRoute("api=1.2.3.4:5").isOk());
   EXPECT_FALSE(StaticRouter::parseRoute("/x=1.2.3.4").isOk());
-  auto router = StaticRouter::create({*r1});
+  // A dead upstream first: idempotent requests go on to the next one.
+  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(probe, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  getsockname(probe, reinterpret_cast<sockaddr*>(&sa), &len);
+  std::string dead = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  close(probe);
+  auto r2 = StaticRouter::parseRoute("/r=" + dead + "," + a.address());
+  ASSERT_TRUE(r2.isOk());
+  auto router = StaticRouter::create({*r1, *r2});
   ASSERT_TRUE(router.isOk());
   ProxyOptions o;
   o.workers = 1;
@@ -786,6 +798,13 @@ TEST_F(ProxyTest, StaticRouterRoundRobinsAndRetriesConnectFailures) {
   }
   EXPECT_EQ(who.size(), 2u);
   EXPECT_EQ(get("GET /apix HTTP/1.1\r\nHost: h\r\n\r\n").status, 404);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(get("GET /r/x HTTP/1.1\r\nHost: h\r\n\r\n").status, 200);
+  // Not retried: a POST whose try may have reached the dead upstream.
+  int failed = 0;
+  for (int i = 0; i < 4; ++i)
+    failed +=
+        get("POST /r/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", "POST").status == 502;
+  EXPECT_EQ(failed, 2);
   (*server)->stop();
 }
 
