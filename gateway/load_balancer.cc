@@ -138,32 +138,26 @@ bool UpstreamLease::finish(TryOutcome outcome) {
   return true;
 }
 
-Result<UpstreamLease> LoadBalancer::pick(const RouteEntry& route, TriedUpstreams& tried,
-                                         Rng& rng) const {
-  const SteadyTime now = clock_->now();
+namespace {
+
+// One selection pass (see the header for the order). Returns the endpoint index with its
+// breaker acquired, or -1.
+int64_t selectOnce(const RouteEntry& route, const TriedUpstreams& tried, bool skip_tried,
+                   SteadyTime now, Rng& rng, bool* overflow) {
   const size_t n = route.endpoints.size();
   const size_t tier_end[3] = {route.local_count, route.local_count + route.peer_count, n};
-  bool overflow = false;
-  size_t untried = 0;
+  auto excluded = [&](const Upstream* u) { return skip_tried && tried.contains(u); };
   Candidates healthy;
   size_t begin = 0;
   for (size_t end : tier_end) {
     healthy.clear();
     for (size_t i = begin; i < end; ++i) {
       const Upstream* u = route.endpoints[i].upstream.get();
-      if (tried.contains(u)) continue;
-      ++untried;
-      if (!u->outlier().isEjected(now)) healthy.push(static_cast<uint32_t>(i));
+      if (!excluded(u) && !u->outlier().isEjected(now)) healthy.push(static_cast<uint32_t>(i));
     }
     begin = end;
-    int64_t k = pickAndAcquire(route, healthy, rng, &overflow);
-    if (k >= 0) {
-      Upstream& u = *route.endpoints[static_cast<size_t>(k)].upstream;
-      u.stats().requests.fetch_add(1, kRelaxed);
-      u.stats().active.fetch_add(1, kRelaxed);
-      tried.add(&u);
-      return UpstreamLease(clock_.get(), &route, &route.endpoints[static_cast<size_t>(k)], now);
-    }
+    int64_t k = pickAndAcquire(route, healthy, rng, overflow);
+    if (k >= 0) return k;
   }
   // Panic mode: only ejected (or full) candidates are left. Take the ejected one that
   // comes back soonest rather than refuse the request.
@@ -178,33 +172,46 @@ Result<UpstreamLease> LoadBalancer::pick(const RouteEntry& route, TriedUpstreams
     int64_t best = -1;
     for (size_t i = 0; i < n; ++i) {
       Upstream& u = *route.endpoints[i].upstream;
-      if (tried.contains(&u) || !u.outlier().isEjected(now) || isFull(i)) continue;
+      if (excluded(&u) || !u.outlier().isEjected(now) || isFull(i)) continue;
       if (best < 0 ||
           u.outlier().ejectedUntil() <
               route.endpoints[static_cast<size_t>(best)].upstream->outlier().ejectedUntil()) {
         best = static_cast<int64_t>(i);
       }
     }
-    if (best < 0) break;
+    if (best < 0) return -1;
     Upstream& u = *route.endpoints[static_cast<size_t>(best)].upstream;
-    if (u.breaker().tryAcquire()) {
-      u.stats().requests.fetch_add(1, kRelaxed);
-      u.stats().active.fetch_add(1, kRelaxed);
-      tried.add(&u);
-      return UpstreamLease(clock_.get(), &route, &route.endpoints[static_cast<size_t>(best)], now);
-    }
+    if (u.breaker().tryAcquire()) return best;
     u.stats().breaker_rejections.fetch_add(1, kRelaxed);
-    overflow = true;
+    *overflow = true;
     full.push(static_cast<uint32_t>(best));
+  }
+}
+
+}  // namespace
+
+Result<UpstreamLease> LoadBalancer::pick(const RouteEntry& route, TriedUpstreams& tried,
+                                         Rng& rng) const {
+  const SteadyTime now = clock_->now();
+  bool overflow = false;
+  int64_t k = selectOnce(route, tried, /*skip_tried=*/true, now, rng, &overflow);
+  // Every upstream was tried (or the untried ones are full): try one again rather than
+  // give up, as Envoy does. A single restarting instance gets its retry after the back-off.
+  if (k < 0 && tried.size() > 0) k = selectOnce(route, tried, false, now, rng, &overflow);
+  if (k >= 0) {
+    const Endpoint& e = route.endpoints[static_cast<size_t>(k)];
+    e.upstream->stats().requests.fetch_add(1, kRelaxed);
+    e.upstream->stats().active.fetch_add(1, kRelaxed);
+    tried.add(e.upstream.get());
+    return UpstreamLease(clock_.get(), &route, &e, now);
   }
   if (overflow) {
     return Status::resourceExhausted("route " + route.spec.service +
                                      ": every upstream is at its concurrency limit (" +
-                                     std::to_string(untried) + " candidates)");
+                                     std::to_string(route.endpoints.size()) + " configured)");
   }
-  return Status::unavailable("route " + route.spec.service + ": no upstream left (" +
-                             std::to_string(n) + " configured, " + std::to_string(tried.size()) +
-                             " tried)");
+  return Status::unavailable("route " + route.spec.service +
+                             ": no instance anywhere (no local, peer or global upstream)");
 }
 
 }  // namespace edge::gateway

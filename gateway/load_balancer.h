@@ -4,9 +4,11 @@
 //
 // Order: local instances while any is healthy (not ejected); else peers; else the global
 // upstream. Within a tier: power of two choices on tries in flight. Upstreams already
-// tried for this request are skipped, and so are those whose breaker is full. When every
-// untried candidate is ejected, the one coming back soonest is used anyway (Envoy's panic
-// mode: ejection steers traffic, it never turns a request away on its own).
+// tried for this request are skipped while an untried one is left (then a tried one is
+// picked again, as Envoy does: a single restarting instance still gets its retry), and so
+// are those whose breaker is full. When every candidate is ejected, the one coming back
+// soonest is used anyway (Envoy's panic mode: ejection steers traffic, it never turns a
+// request away on its own).
 //
 // Ejection cap: a route never has more than max_ejection_percent of its upstreams ejected
 // (at least one may be when it has two or more), and its last non-ejected upstream is
@@ -17,10 +19,11 @@
 // worker. An UpstreamLease and a TriedUpstreams belong to one request (one thread at a
 // time). The RouteEntry passed to pick() must outlive the lease (hold the snapshot).
 //
-// Errors (pick): Unavailable "route <name>: no upstream left (<n> tried)" when every
-// upstream was tried or none is configured; ResourceExhausted "route <name>: every
-// upstream is at its concurrency limit (<n>)" when only full breakers remain (the
-// router answers 503 for both, overflow counted apart in metrics).
+// Errors (pick): Unavailable "route <name>: no instance anywhere (...)" when the route has
+// no upstream at all (an on-demand service not started yet, a service with no instance);
+// ResourceExhausted "route <name>: every upstream is at its concurrency limit (<n>
+// configured)" when only full breakers remain. The router answers 503 for both and counts
+// them as no_upstream and overflow.
 #pragma once
 
 #include <array>

@@ -313,10 +313,10 @@ TEST_F(LoadBalancerTest, LocalFirstThenPeersThenGlobalSkippingTriedOnes) {
     EXPECT_EQ(lease->endpoint().address, expect);
     leases.push_back(std::move(*lease));
   }
-  auto none = lb_.pick(r, tried, rng_);
-  ASSERT_FALSE(none.isOk());
-  EXPECT_EQ(none.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(none.status().message(), "route svc: no upstream left (3 configured, 3 tried)");
+  // All three tried: one is tried again rather than giving up, local first as ever.
+  auto again = lb_.pick(r, tried, rng_);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(again->endpoint().address, "127.0.0.1:1");
   // A fresh request starts with the local again.
   TriedUpstreams fresh;
   EXPECT_EQ(pickAddress(r, fresh), "127.0.0.1:1");
@@ -332,6 +332,8 @@ TEST_F(LoadBalancerTest, NoEndpointsIsUnavailable) {
   auto r = lb_.pick(table_->routes()[0], tried, rng_);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(),
+            "route lazy: no instance anywhere (no local, peer or global upstream)");
 }
 
 TEST_F(LoadBalancerTest, EjectedLocalSendsTrafficToPeersUntilItComesBack) {
@@ -365,6 +367,17 @@ TEST_F(LoadBalancerTest, PowerOfTwoChoicesPrefersTheLessLoaded) {
     ASSERT_TRUE(lease.isOk());
     EXPECT_NE(lease->endpoint().address, busy_addr);  // two candidates: always the idle one
   }
+}
+
+TEST_F(LoadBalancerTest, SingleInstanceGetsItsRetry) {
+  const RouteEntry& r = route({"127.0.0.1:1"});
+  TriedUpstreams tried;
+  {
+    auto first = lb_.pick(r, tried, rng_);
+    ASSERT_TRUE(first.isOk());
+    first->finish(TryOutcome::kConnectFailure);
+  }
+  EXPECT_EQ(pickAddress(r, tried), "127.0.0.1:1");
 }
 
 TEST_F(LoadBalancerTest, FullBreakerSpillsOverThenIsAnOverflow) {
@@ -429,7 +442,7 @@ TEST_F(LoadBalancerTest, PanicModeTriesTheEjectedOneThatReturnsSoonest) {
   TriedUpstreams tried;
   EXPECT_EQ(pickAddress(r, tried), "127.0.0.1:1");  // back in 20 s; the other in 30 s
   EXPECT_EQ(pickAddress(r, tried), "127.0.0.1:2");
-  EXPECT_EQ(lb_.pick(r, tried, rng_).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(pickAddress(r, tried), "127.0.0.1:1");  // both tried: the soonest again
 }
 
 TEST_F(LoadBalancerTest, LeaseReleasesOnEveryPath) {
@@ -499,7 +512,11 @@ TEST_F(LoadBalancerTest, FourThreadsSharingARouteLeaveConsistentState) {
           // The first local fails a third of the time, the rest always answers.
           TryOutcome o = TryOutcome::kSuccess;
           if (lease->endpoint().address == "127.0.0.1:1" && rng() % 3 == 0) o = TryOutcome::kReset;
-          if (rng() % 7 == 0) continue;  // dropped lease: the destructor releases it
+          if (rng() % 20 == 0) {  // the caller went away; the lease's destructor releases it
+            ++gave_up;
+            r.state->requestFinished(nullptr, clock_->now() - start);
+            break;
+          }
           lease->finish(o);
           if (o == TryOutcome::kSuccess) {
             ++answered;
