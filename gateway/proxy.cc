@@ -510,6 +510,7 @@ class Session final : public IoHandler {
   Framing req_framing_;
   ChunkedTracker req_chunks_;
   uint64_t req_left_ = 0;
+  uint64_t req_body_seen_ = 0;  // chunked: bytes so far, for max_request_body
   bool req_body_done_ = true;
   bool keep_alive_ = true;
   bool upgrade_ = false;
@@ -530,6 +531,7 @@ class Session final : public IoHandler {
   bool force_fresh_ = false;
   bool asked_retry_ = false;
   Target target_;
+  std::string pool_key_;  // Target::key, plus the node id for TLS targets
   Upstream* up_ = nullptr;
   bool pooled_try_ = false;
   uint64_t try_bytes_ = 0;  // response bytes received on this try
@@ -762,7 +764,7 @@ void Session::closeNow(std::string_view why) {
     w_.destroyUpstream(u);
   }
   if (try_state_ == TryState::kWaitSlot) {
-    Pool& p = w_.pool(target_.key);
+    Pool& p = w_.pool(pool_key_);
     auto it = std::find(p.waiters.begin(), p.waiters.end(), id_);
     if (it != p.waiters.end()) p.waiters.erase(it);
   }
@@ -986,7 +988,17 @@ bool Session::parseHead() {
   req_left_ = req_framing_.length;
   req_chunks_.reset();
   req_body_done_ = req_framing_.kind == BodyKind::kNone;
+  req_body_seen_ = 0;
   keep_alive_ = wantsKeepAlive(head_.version_minor, head_.headers) && !w_.draining_;
+  if (o_.max_request_body > 0 && req_framing_.kind == BodyKind::kLength &&
+      req_framing_.length > o_.max_request_body) {
+    bump(w_.c_.bad_requests);
+    keep_alive_ = false;
+    errorReply(413, "request body of " + std::to_string(req_framing_.length) +
+                        " bytes is larger than the " + std::to_string(o_.max_request_body) +
+                        " allowed");
+    return true;
+  }
   upgrade_ = wantsUpgrade(head_);
   const std::string* expect = head_.find("expect");
   expect_continue_ =
@@ -1136,6 +1148,12 @@ void Session::startTry() {
   }
   target_ = std::move(*t);
   info_.upstream = target_.key;
+  // A connection verified for one node must never carry a request meant for another.
+  if (target_.tls_node_id.empty()) {
+    pool_key_ = target_.key;
+  } else {
+    pool_key_ = target_.key + "\ntls:" + target_.tls_node_id;
+  }
   try_start_ = now;
   ++tries_;
   info_.tries = tries_;
@@ -1176,7 +1194,7 @@ void Session::connectTarget() {
     });
     return;
   }
-  Pool& p = w_.pool(target_.key);
+  Pool& p = w_.pool(pool_key_);
   if (!force_fresh_ && !p.idle.empty()) {
     Upstream* u = p.idle.back();
     p.idle.pop_back();
@@ -1211,7 +1229,7 @@ void Session::connectTarget() {
               "connect to " + target_.address + " failed: " + std::strerror(err));
     return;
   }
-  auto* u = new Upstream(w_, fd, target_.key, true);
+  auto* u = new Upstream(w_, fd, pool_key_, true);
   ++p.total;
   u->connecting_ = rc != 0;
   u->tls_node_id_ = target_.tls_node_id;
@@ -1244,8 +1262,8 @@ void Session::dialed(uint64_t token, Result<int> fd) {
   int flags = fcntl(fd.value(), F_GETFL, 0);
   fcntl(fd.value(), F_SETFL, flags | O_NONBLOCK);
   bump(w_.c_.upstream_connects);
-  auto* u = new Upstream(w_, fd.value(), target_.key, false);
-  ++w_.pool(target_.key).total;
+  auto* u = new Upstream(w_, fd.value(), pool_key_, false);
+  ++w_.pool(pool_key_).total;
   u->tls_node_id_ = target_.tls_node_id;
   if (target_.tls_node_id.empty()) u->t_ = makePlainTransport(fd.value());
   if (Status st = w_.loop_->add(fd.value(), kEvents, u); !st.isOk()) {
@@ -1350,6 +1368,23 @@ bool Session::pumpRequestBody() {
         return true;
       }
       if (req_chunks_.done()) req_body_done_ = true;
+      req_body_seen_ += n;
+      if (o_.max_request_body > 0 && req_body_seen_ > o_.max_request_body) {
+        bump(w_.c_.bad_requests);
+        keep_alive_ = false;
+        std::string why = "chunked request body is larger than the " +
+                          std::to_string(o_.max_request_body) + " bytes allowed";
+        releaseUpstream(false);
+        try_timer_.cancel();
+        if (response_started_) {
+          closeNow(why);
+        } else {
+          req_body_done_ = true;
+          in_.clear();
+          errorReply(413, why);
+        }
+        return true;
+      }
     }
     up_->out_.append(in_.data(), n);
     if (!replay_overflow_) {
@@ -1828,7 +1863,7 @@ void Session::onTryTimer() {
     startTry();
   } else if (!resp_head_done_) {
     if (try_state_ == TryState::kWaitSlot) {
-      Pool& p = w_.pool(target_.key);
+      Pool& p = w_.pool(pool_key_);
       auto it = std::find(p.waiters.begin(), p.waiters.end(), id_);
       if (it != p.waiters.end()) p.waiters.erase(it);
     }

@@ -70,11 +70,11 @@ struct Target {             // where one try goes
   std::function<Result<int>()> dial;
 };
 
-enum class TryOutcome { kResponse, kConnectFailed, kReset, kTimeout, kBadResponse };
-std::string_view tryOutcomeName(TryOutcome o);
+enum class TryEnd { kResponse, kConnectFailed, kReset, kTimeout, kBadResponse };
+std::string_view tryEndName(TryEnd o);
 
 struct TryResult {
-  TryOutcome outcome = TryOutcome::kResponse;
+  TryEnd outcome = TryEnd::kResponse;
   int status = 0;  // kResponse: the upstream's status
   Duration latency{};
   std::string error;
@@ -143,8 +143,9 @@ struct ProxyOptions {
   std::chrono::milliseconds stop_grace{5'000};       // stop(): in-flight requests
   int max_connections_per_worker = 10'000;           // more are closed at accept
   size_t replay_buffer = 64 * 1024;                  // bigger bodies are not retried
-  size_t max_pending_bytes = 256 * 1024;             // per direction, back-pressure
-  int upstream_idle_per_key = 64;                    // idle pool size per worker and key
+  uint64_t max_request_body = 0;          // 413 above it (chunked: when it gets there); 0: no limit
+  size_t max_pending_bytes = 256 * 1024;  // per direction, back-pressure
+  int upstream_idle_per_key = 64;         // idle pool size per worker and key
   std::chrono::milliseconds upstream_idle_timeout{60'000};
   int upstream_max_per_key = 1024;  // per worker; more requests queue
   int dial_threads = 2;             // helpers for Target::dial/names

@@ -22,7 +22,7 @@ class StaticExchange final : public Exchange {
     return t;
   }
   std::optional<Duration> tryDone(const TryResult& r, bool retry_possible) override {
-    if (retry_possible && idempotent_ && !retried_ && r.outcome == TryOutcome::kConnectFailed) {
+    if (retry_possible && idempotent_ && !retried_ && r.outcome == TryEnd::kConnectFailed) {
       retried_ = true;
       return Duration::zero();
     }

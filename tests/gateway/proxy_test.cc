@@ -666,6 +666,7 @@ TEST_F(ProxyTest, BadRequestsGetClearErrors) {
   ProxyOptions o;
   o.limits.max_target = 200;
   o.limits.max_head_bytes = 4096;
+  o.max_request_body = 1000;
   start(o);
   struct Case {
     std::string request;
@@ -677,7 +678,8 @@ TEST_F(ProxyTest, BadRequestsGetClearErrors) {
         Case{"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(5000, 'a') + "\r\n\r\n", 431},
         Case{"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
              "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-             400}}) {
+             400},
+        Case{"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n", 413}}) {
     Message m = get(c.request);
     ASSERT_TRUE(m.ok) << c.request.substr(0, 40);
     EXPECT_EQ(m.status, c.status) << m.body;
@@ -842,6 +844,92 @@ TEST_F(ProxyTest, UnixSocketAndAdoptedConnections) {
   EXPECT_EQ(m.body, "path=/adopted body=");
   std::lock_guard<std::mutex> lock(router_.rec.mu);
   EXPECT_EQ(router_.rec.callers.back().address, "198.18.0.7:4000");
+}
+
+// Stands in for gateway/node_tls: no encryption, but a handshake that can fail and a peer
+// node id, which is what the engine's TLS plumbing depends on.
+class FakeTlsTransport : public Transport {
+ public:
+  FakeTlsTransport(TransportPtr inner, std::string peer, bool fail)
+      : inner_(std::move(inner)), peer_(std::move(peer)), fail_(fail) {}
+  int fd() const override { return inner_->fd(); }
+  IoResult handshake() override {
+    if (fail_) return IoResult::failed("peer certificate is node 1f, expected " + peer_);
+    return IoResult::ok(0);
+  }
+  IoResult read(char* buf, size_t len) override { return inner_->read(buf, len); }
+  IoResult write(const char* buf, size_t len) override { return inner_->write(buf, len); }
+  IoResult shutdownWrite() override { return inner_->shutdownWrite(); }
+  bool hasBufferedInput() const override { return inner_->hasBufferedInput(); }
+  const std::string& peerNodeId() const override { return peer_; }
+
+ private:
+  TransportPtr inner_;
+  std::string peer_;
+  bool fail_;
+};
+
+TEST_F(ProxyTest, TlsFactoriesIdentifyNodesAndRefuseWrongOnes) {
+  Recorder rec;
+  TestUpstream up(goodHandler(&rec));
+  Target good = target(up.address());
+  good.tls_node_id = "9a-good";
+  Target bad = target(up.address());
+  bad.tls_node_id = "9a-bad";
+  ProxyOptions o;
+  o.tls_server = [](int fd, std::string already_read) -> Result<TransportPtr> {
+    return TransportPtr(std::make_unique<FakeTlsTransport>(
+        makePlainTransport(fd, std::move(already_read)), "node-a", false));
+  };
+  o.tls_client = [](int fd, const std::string& node_id) -> Result<TransportPtr> {
+    return TransportPtr(
+        std::make_unique<FakeTlsTransport>(makePlainTransport(fd), node_id, node_id == "9a-bad"));
+  };
+  start(o);
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  setTimeouts(pair[0], 5s);
+  router_.targets = {good};
+  server_->adopt(pair[1], "", true, "198.18.0.9:5000");
+  ASSERT_TRUE(sendAll(pair[0], "GET /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: h2c\r\n\r\n"));
+  std::string buf;
+  Message m = readMessage(pair[0], &buf, true);
+  EXPECT_EQ(m.status, 200);
+  // A peer gateway forwards its caller's scheme.
+  EXPECT_EQ(hv(rec.last().request.find("x-forwarded-proto")), "h2c");
+  router_.targets = {bad};
+  ASSERT_TRUE(sendAll(pair[0], "GET /n HTTP/1.1\r\nHost: h\r\n\r\n"));
+  m = readMessage(pair[0], &buf, true);
+  close(pair[0]);
+  EXPECT_EQ(m.status, 502);
+  EXPECT_NE(m.body.find("expected 9a-bad"), std::string::npos) << m.body;
+  std::lock_guard<std::mutex> lock(router_.rec.mu);
+  EXPECT_EQ(router_.rec.callers.at(0).kind, Caller::Kind::kNode);
+  EXPECT_EQ(router_.rec.callers.at(0).node_id, "node-a");
+  EXPECT_EQ(router_.rec.callers.at(0).address, "198.18.0.9:5000");
+}
+
+TEST_F(ProxyTest, StopLetsInFlightRequestsFinish) {
+  TestUpstream up([](int fd) {
+    std::string buf;
+    if (!readMessage(fd, &buf, false).ok) return;
+    std::this_thread::sleep_for(200ms);  // the response is in flight while stop() runs
+    sendAll(fd, response(200, "late"));
+  });
+  router_.targets = {target(up.address())};
+  start();
+  int fd = dialPort(port_);
+  ASSERT_TRUE(sendAll(fd, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"));
+  std::this_thread::sleep_for(50ms);  // the request reaches the upstream
+  std::thread stopper([&] { server_->stop(); });
+  std::string buf;
+  Message m = readMessage(fd, &buf, true);
+  close(fd);
+  stopper.join();
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(m.body, "late");
+  EXPECT_EQ(hv(m.response.find("connection")), "close");
+  EXPECT_LT(dialPort(port_), 0);  // no longer listening
 }
 
 TEST(ProxyOptionsTest, BadOptionsAreRefused) {
