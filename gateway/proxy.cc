@@ -798,7 +798,7 @@ void Session::drive() {
       return;
     }
   }
-  for (int round = 0; round < 1000; ++round) {
+  for (int round = 0; round < 64; ++round) {
     bool progress = readClient();
     if (closed_) return;
     switch (phase_) {
@@ -837,8 +837,16 @@ void Session::drive() {
         return;
       }
     }
-    if (!progress) break;
+    if (!progress) return;
   }
+  // Still progressing (a long pipeline): let other connections run, then continue; no
+  // socket event would come back for bytes that are already buffered.
+  Worker* w = &w_;
+  uint64_t id = id_;
+  w_.loop_->defer([w, id] {
+    auto it = w->sessions_.find(id);
+    if (it != w->sessions_.end()) it->second->drive();
+  });
 }
 
 bool Session::readClient() {
