@@ -346,6 +346,8 @@ class Listener final : public IoHandler {
   int fd_;
   bool unix_;
   bool owns_;
+  uint32_t events_ = EPOLLIN;
+  std::unique_ptr<Timer> resume_;  // out of fds: accepting pauses (see onEvents)
 };
 
 class Worker {
@@ -586,9 +588,21 @@ void Listener::onEvents(uint32_t) {
     socklen_t len = sizeof peer;
     int fd = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        LOG_WARN("gateway: accept failed").kv("error", std::strerror(errno));
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // The listener is level-triggered: it would wake the loop at once, forever.
+        // Pause accepting for a while; the connections wait in the backlog.
+        LOG_WARN("gateway: accept paused for 100 ms").kv("error", std::strerror(err));
+        w_.loop_->remove(fd_);
+        if (!resume_) {
+          resume_ = std::make_unique<Timer>(*w_.loop_, [this] {
+            if (!w_.draining_) (void)w_.loop_->add(fd_, events_, this);
+          });
+        }
+        resume_->armAfter(milliseconds(100));
+      } else if (err != EAGAIN && err != EWOULDBLOCK) {
+        LOG_WARN("gateway: accept failed").kv("error", std::strerror(err));
       }
       return;
     }
@@ -1972,8 +1986,8 @@ Status ProxyImpl::start() {
   for (auto& w : workers) {
     for (auto& l : w->listeners_) {
       // One unix socket is shared by all loops: EPOLLEXCLUSIVE wakes one of them.
-      uint32_t ev = l->unix_ ? (EPOLLIN | EPOLLEXCLUSIVE) : EPOLLIN;
-      Status s = w->loop_->add(l->fd_, ev, l.get());
+      l->events_ = l->unix_ ? (EPOLLIN | EPOLLEXCLUSIVE) : EPOLLIN;
+      Status s = w->loop_->add(l->fd_, l->events_, l.get());
       if (!s.isOk()) {
         for (int f : unix_fds) close(f);
         return s;
