@@ -364,7 +364,8 @@ struct TokenVerifier::Impl {
                     "the token lacks scope " + joinScopes(missing) + " (it has [" +
                         joinScopes(claims->scopes) + "])",
                     "insufficient_scope", joinScopes(req.scopes));
-    if (!req.node.empty() && claims->node != req.node)
+    if (!req.node.empty() && claims->node != req.node &&
+        !(req.node_optional && claims->node.empty()))
       return refuse(
           403,
           claims->node.empty()

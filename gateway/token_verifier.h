@@ -107,6 +107,9 @@ struct Requirement {
   std::string account;                 // `acct` must equal it; "" = any account
   std::vector<std::string> scopes;     // all of them must be in `scope`
   std::string node;                    // `node` must equal it; "" = not bound to a node
+  // With `node` set: a token that names no node at all (a user's or an application's,
+  // passed on by a peer gateway) passes; one that names another node is still refused.
+  bool node_optional = false;
 };
 
 // The claims of a token that verified, as the gateway uses them.

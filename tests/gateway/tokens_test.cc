@@ -200,6 +200,26 @@ TEST_F(Tokens, EveryRefusalHasItsStatusReasonAndChallenge) {
   EXPECT_EQ(checkInline(v, "", req()).www_authenticate, "Bearer realm=\"edge\"");
 }
 
+TEST_F(Tokens, APeerMayPassOnTokensOfNoNodeButNotAnotherNodes) {
+  jwt::KeySet ks;
+  ks.add(key_a_);
+  TokenVerifier v(JwksCache::fixed(ks), clock_);
+  json user = nodeClaims();
+  user.erase("node");
+  user["sub"] = "user:acme/ann";
+  Requirement from_peer = req({}, "node-b");
+  from_peer.node_optional = true;
+  EXPECT_TRUE(checkInline(v, "Bearer " + sign(key_a_, user), from_peer).ok());
+  EXPECT_TRUE(checkInline(v, "Bearer " + sign(key_a_, nodeClaims("node-b")), from_peer).ok());
+  auto c = checkInline(v, "Bearer " + sign(key_a_, nodeClaims("node-a")), from_peer);
+  EXPECT_EQ(c.status, 403);
+  EXPECT_NE(c.reason.find("issued to node node-a"), std::string::npos) << c.reason;
+  // Strict binding (the peer channel): a token of no node is refused too.
+  c = checkInline(v, "Bearer " + sign(key_a_, user), req({}, "node-b"));
+  EXPECT_EQ(c.status, 403);
+  EXPECT_NE(c.reason.find("not issued to a node"), std::string::npos) << c.reason;
+}
+
 TEST_F(Tokens, ReasonsCannotBreakTheChallengeHeader) {
   jwt::KeySet ks;
   ks.add(key_a_);
