@@ -7,10 +7,6 @@ namespace {
 
 constexpr std::string_view kOws = " \t";
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
-}
-
 bool isTokenChar(unsigned char c) {
   if (c >= 'a' && c <= 'z') return true;
   if (c >= 'A' && c <= 'Z') return true;
@@ -202,13 +198,6 @@ int transferCoding(const std::vector<Header>& headers, std::string* why) {
 }
 
 }  // namespace
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 const std::string* findHeader(const std::vector<Header>& headers, std::string_view name) {
   for (const Header& h : headers)
@@ -637,12 +626,23 @@ bool hasToken(std::string_view value, std::string_view token) {
 }
 
 bool isHopByHop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
-      "proxy-authorization", "te",         "trailer",          "upgrade"};
-  for (std::string_view n : kNames)
-    if (equalsIgnoreCase(name, n)) return true;
-  return false;
+  // By length first: most names match none, and this runs for every forwarded header.
+  switch (name.size()) {
+    case 2:
+      return equalsIgnoreCase(name, "te");
+    case 7:
+      return equalsIgnoreCase(name, "trailer") || equalsIgnoreCase(name, "upgrade");
+    case 10:
+      return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive");
+    case 16:
+      return equalsIgnoreCase(name, "proxy-connection");
+    case 18:
+      return equalsIgnoreCase(name, "proxy-authenticate");
+    case 19:
+      return equalsIgnoreCase(name, "proxy-authorization");
+    default:
+      return false;
+  }
 }
 
 bool namedByConnection(const std::vector<Header>& headers, std::string_view name) {

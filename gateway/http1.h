@@ -37,8 +37,17 @@ struct Header {
   std::string name, value;
 };
 
-// Case-insensitive ASCII comparison of header names and tokens.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// Case-insensitive ASCII comparison of header names and tokens (inline: the data path
+// calls it for every header of every message).
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x == y) continue;
+    if ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z') return false;
+  }
+  return true;
+}
 // First header named `name` (case-insensitive), or nullptr.
 const std::string* findHeader(const std::vector<Header>& headers, std::string_view name);
 

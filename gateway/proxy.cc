@@ -517,8 +517,9 @@ class Session final : public IoHandler {
   bool keep_alive_ = true;
   bool upgrade_ = false;
   bool expect_continue_ = false;
-  bool head_started_ = false;  // first byte of a head seen
-  bool header_timer_ = false;  // header_timeout armed for this head
+  bool has_connection_ = false;  // the request has a Connection header
+  bool head_started_ = false;    // first byte of a head seen
+  bool header_timer_ = false;    // header_timeout armed for this head
   bool routing_inline_ = false;
   bool decision_ready_ = false;
   Decision pending_decision_;
@@ -999,8 +1000,34 @@ bool Session::parseHead() {
     return true;
   }
   in_.consume(parser_.headBytes());
+  // One pass over the headers says which of the slower checks below apply at all.
+  bool has_framing = false, has_upgrade = false, has_expect = false;
+  has_connection_ = false;
+  for (const Header& h : head_.headers) {
+    switch (h.name.size()) {
+      case 6:
+        has_expect |= equalsIgnoreCase(h.name, "expect");
+        break;
+      case 7:
+        has_upgrade |= equalsIgnoreCase(h.name, "upgrade");
+        break;
+      case 10:
+        has_connection_ |= equalsIgnoreCase(h.name, "connection");
+        break;
+      case 14:
+        has_framing |= equalsIgnoreCase(h.name, "content-length");
+        break;
+      case 17:
+        has_framing |= equalsIgnoreCase(h.name, "transfer-encoding");
+        break;
+      default:
+        break;
+    }
+  }
   ParseError err;
-  if (!requestFraming(head_, &req_framing_, &err)) {
+  if (!has_framing) {
+    req_framing_ = Framing{};
+  } else if (!requestFraming(head_, &req_framing_, &err)) {
     bump(w_.c_.bad_requests);
     keep_alive_ = false;
     req_body_done_ = true;
@@ -1011,7 +1038,9 @@ bool Session::parseHead() {
   req_chunks_.reset();
   req_body_done_ = req_framing_.kind == BodyKind::kNone;
   req_body_seen_ = 0;
-  keep_alive_ = wantsKeepAlive(head_.version_minor, head_.headers) && !w_.draining_;
+  keep_alive_ = (has_connection_ ? wantsKeepAlive(head_.version_minor, head_.headers)
+                                 : head_.version_minor == 1) &&
+                !w_.draining_;
   if (o_.max_request_body > 0 && req_framing_.kind == BodyKind::kLength &&
       req_framing_.length > o_.max_request_body) {
     bump(w_.c_.bad_requests);
@@ -1021,8 +1050,8 @@ bool Session::parseHead() {
                         " allowed");
     return true;
   }
-  upgrade_ = wantsUpgrade(head_);
-  const std::string* expect = head_.find("expect");
+  upgrade_ = has_upgrade && has_connection_ && wantsUpgrade(head_);
+  const std::string* expect = has_expect ? head_.find("expect") : nullptr;
   expect_continue_ =
       expect != nullptr && equalsIgnoreCase(*expect, "100-continue") && head_.version_minor == 1;
   startRouting();
@@ -1101,10 +1130,7 @@ void Session::buildUpstreamHead() {
   const std::vector<Header>& set = ex_->setHeaders();
   const std::string* xff = nullptr;
   const std::string* xfp = nullptr;
-  bool has_connection = false;
-  for (const Header& hd : head_.headers) {
-    if (equalsIgnoreCase(hd.name, "connection")) has_connection = true;
-  }
+  const bool has_connection = has_connection_;
   for (const Header& hd : head_.headers) {
     if (isHopByHop(hd.name)) continue;
     if (has_connection && namedByConnection(head_.headers, hd.name)) continue;
