@@ -183,6 +183,11 @@ peer_answers() {  # I PATH NODE: a call through node I's gateway is answered by 
 
 cp "$BUILD/images/hello.tar" "$W/hello.tar"
 
+# httpd as the container's PID 1 would ignore SIGTERM (no handler) and every stop would
+# wait out the grace period: the shell stays PID 1 and passes it on (as the hello image's
+# own command does).
+TERM_TRAP="trap 'kill \$!; exit 0' TERM INT; httpd -f -p \$PORT -h /tmp/w & wait"
+
 doc_head() {  # NAME [REPLICAS]
   cat <<EOF
 ---
@@ -201,7 +206,7 @@ EOF
 who_doc() {  # NAME NODE BASE [extra spec lines...]
   doc_head "$1"
   cat <<EOF
-  command: [sh, -c, "mkdir -p /tmp/w$3 && echo node=$2 >/tmp/w$3/who && echo $SECRET >/tmp/w$3/secret && exec httpd -f -p \$PORT -h /tmp/w"]
+  command: [sh, -c, "mkdir -p /tmp/w$3 && echo node=$2 >/tmp/w$3/who && echo $SECRET >/tmp/w$3/secret; $TERM_TRAP"]
   healthCheck: {tcp: {port: http}, interval: 300ms, timeout: 300ms, retries: 1}
 EOF
   printf '%s\n' "${@:4}"
@@ -222,7 +227,7 @@ cgi_doc() {  # NAME NODE [extra spec lines...]
         body=
         if [ "\$REQUEST_METHOD" = POST ]; then body=\$(head -c "\${CONTENT_LENGTH:-0}"); echo "\$body" >>/tmp/posts; fi
         echo "node=$2 method=\$REQUEST_METHOD body=\$body auth=\${HTTP_AUTHORIZATION:-none}"
-  command: [sh, -c, 'mkdir -p /tmp/w/cgi-bin && printf "%s\n" "\$SCRIPT" >/tmp/w/cgi-bin/$1 && chmod 755 /tmp/w/cgi-bin/$1 && exec httpd -f -p \$PORT -h /tmp/w']
+  command: [sh, -c, "mkdir -p /tmp/w/cgi-bin && printf '%s\\n' \"\$SCRIPT\" >/tmp/w/cgi-bin/$1 && chmod 755 /tmp/w/cgi-bin/$1; $TERM_TRAP"]
   healthCheck: {tcp: {port: http}, interval: 300ms, timeout: 300ms, retries: 1}
 EOF
   printf '%s\n' "${@:3}"
