@@ -713,6 +713,8 @@ node_up() {  # I: config as gateway_e2e.sh, started, API answering
   nc_config "$1" listen 0.0.0.0:8083
   if [ -z "$NO_GATEWAY" ]; then
     nc_config "$1" gateway_socket "$(nc_dir "$1")/gateway.sock"
+    # edged refuses an account key without an account id
+    nc_config "$1" account_id bench
     nc_config "$1" account_key_file "$ACCOUNT_KEY"
   fi
   nc_start "$1" || return 1
@@ -723,7 +725,7 @@ node_up() {  # I: config as gateway_e2e.sh, started, API answering
     log "$NO_GATEWAY; its nodes run without the gateway settings"
     nc_stop "$1"
     f=$(nc_dir "$1")/config.extra
-    grep -v -E '^(gateway_socket|account_key_file):' "$f" >"$f.new"
+    grep -v -E '^(gateway_socket|account_id|account_key_file):' "$f" >"$f.new"
     mv "$f.new" "$f"
     node_up "$1"
     return
@@ -860,8 +862,9 @@ cold_doc() {  # NODE
 cold_measure() {  # KIND URL COUNT_FN PREFIX...
   local kind=$1 url=$2 count_fn=$3 rep out warm=()
   shift 3
+  COLD_PORT=
   for rep in $(seq "$REPS"); do
-    if ! wait_until 30 cold_stopped "$count_fn"; then
+    if ! wait_until 30 cold_stopped "$count_fn" "$@"; then
       XR["cold_${kind}_state"]="instances still running 30 s after the idle timeout ($COLD_IDLE)"
       return 1
     fi
@@ -877,14 +880,33 @@ cold_measure() {  # KIND URL COUNT_FN PREFIX...
       [ "${out%% *}" = 200 ] && warm+=("$(awk -v t="${out#* }" 'BEGIN { printf "%.3f", t * 1000 }')")
     done
     XR["cold_${kind}_warm $rep"]=$(median "${warm[@]}")
+    COLD_PORT=$("$count_fn" port)
     log "cold start $kind rep $rep: first ${XR["cold_${kind}_first $rep"]} ms, warm ${XR["cold_${kind}_warm $rep"]} ms"
   done
   XR["cold_${kind}_state"]=ok
 }
-cold_stopped() { [ "$("$1")" = 0 ]; }
+# Stopped: no instance listed and nothing answering on the last instance's port. edged
+# drops the instance from its list before the process is gone, and a call in between
+# was served by the stopping instance in 1 ms (not a cold start).
+cold_stopped() {  # COUNT_FN PREFIX...
+  local fn=$1
+  shift
+  [ "$("$fn")" = 0 ] || return 1
+  [ -z "$COLD_PORT" ] || ! "$@" curl -s -o /dev/null -m 1 "http://127.0.0.1:$COLD_PORT/" 2>/dev/null
+}
 
-light_count() { node_instances 3 lazy | grep -c running; }
-docker_count() { docker_edgectl get instances -o json 2>/dev/null | instances_of lazy | grep -c running; }
+# COUNT_FN: the number of instances of lazy (any state); with "port", the first one's port
+light_count() { lazy_count "${1:-}" < <(nc_edgectl 3 get instances -o json 2>/dev/null); }
+docker_count() { lazy_count "${1:-}" < <(docker_edgectl get instances -o json 2>/dev/null); }
+lazy_count() {  # [port], the node's instances as JSON on stdin; "?" when unreadable
+  local out
+  out=$(instances_of lazy 2>/dev/null) || { echo "?"; return; }
+  if [ "${1:-}" = port ]; then
+    awk '{ print $3; exit }' <<<"$out"
+  else
+    grep -c . <<<"$out"
+  fi
+}
 
 cold_rows() {
   if ! extra_init; then
@@ -899,12 +921,15 @@ cold_rows() {
     nc_stop $L
   elif nc_running $L && nc_healthy $L; then
     cold_doc n3 >"$NC_DIR/lazy.yaml"
-    if nc_edgectl $L apply -f "$NC_DIR/lazy.yaml" >"$NC_DIR/lazy.apply" 2>&1; then
+    if nc_edgectl $L apply -f "$NC_DIR/lazy.yaml" >"$NC_DIR/lazy.apply" 2>&1 &&
+      # The route reaches the gateway's table a moment after the apply (a call before
+      # is a 404, not a cold start).
+      wait_until 10 lazy_routed nc_api $L; then
       XNOTE[cold_light]="edged (light runtime) in a namespace, http://127.0.0.1:8083/lazy/who"
       cold_measure light http://127.0.0.1:8083/lazy/who light_count nsenter --net="/run/netns/$(nc_ns $L)" ||
         XR[cold_light_state]="not measured: ${XR[cold_light_state]:-}"
     else
-      XR[cold_light_state]="not measured: apply: $(tr '\n' ' ' <"$NC_DIR/lazy.apply")"
+      XR[cold_light_state]="not measured: apply, or /lazy not in /api/v1/routes within 10 s: $(tr '\n' ' ' <"$NC_DIR/lazy.apply")"
     fi
     nc_edgectl $L delete lazy >/dev/null 2>&1
     nc_stop $L
@@ -913,6 +938,11 @@ cold_rows() {
   fi
   cold_docker || XR[cold_docker_state]="not measured: ${XR[cold_docker_state]:-}"
 }
+
+lazy_routed() {  # API_FN [ARGS...]: GET /api/v1/routes lists /lazy
+  "$@" /api/v1/routes 2>/dev/null | grep -q '"/lazy"'
+}
+docker_api() { curl -fsS -m 5 --unix-socket "$EDGED_ROOT_DIR/edged.sock" "http://node$1"; }
 
 pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
@@ -949,6 +979,7 @@ log_level: info
 discovery: false
 listen: 127.0.0.1:$port
 gateway_socket: $EDGED_ROOT_DIR/gateway.sock
+account_id: bench
 account_key_file: $ACCOUNT_KEY
 EOF
   "$BUILD/bin/edged" -c "$EDGED_ROOT_DIR/config.yaml" >"$EDGED_ROOT_DIR/edged.log" 2>&1 </dev/null &
@@ -961,6 +992,11 @@ EOF
   cold_doc bench-docker >"$NC_DIR/lazy-docker.yaml"
   if ! docker_edgectl apply -f "$NC_DIR/lazy-docker.yaml" >"$NC_DIR/lazy-docker.apply" 2>&1; then
     XR[cold_docker_state]="apply: $(tr '\n' ' ' <"$NC_DIR/lazy-docker.apply")"
+    docker_edged_stop
+    return 1
+  fi
+  if ! wait_until 10 lazy_routed docker_api; then
+    XR[cold_docker_state]="/lazy not in GET /api/v1/routes 10 s after the apply"
     docker_edged_stop
     return 1
   fi
