@@ -20,8 +20,9 @@
 #   1  local route through 127.0.0.1:8083 and through the unix socket
 #   2  peer route A -> B, `edgectl routes` on A shows B, 404 JSON off every route, a
 #      global route through C's global gateway
-#   3  C killed (kill -9) under 200 GETs from A: all succeed; metrics count retries and
-#      ejections; POSTs not retried (200 or a clean 502/503 JSON)
+#   3  A's route carries the manifest's retry policy; C killed (kill -9) under 200 GETs
+#      from A: all succeed, C leaves A's route (retries and ejections are printed as they
+#      happened); POSTs are 200 or a clean 502/503 JSON and none is delivered twice
 #   4  on-demand: 10 concurrent first calls all 200, one instance; gone after idleTimeout
 #   5  tokens: local and peer calls get a token attached; from the network: none 401,
 #      garbage 401, expired 401, other key 401, missing scope 403, right scope 200
