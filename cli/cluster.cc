@@ -143,6 +143,33 @@ Table nodesTable(const Json& nodes_answer) {
   return t;
 }
 
+Table routesTable(const Json& routes_answer) {
+  Table t({"PATH", "SERVICE", "LOCAL", "PEERS", "GLOBAL", "ON-DEMAND", "SCOPES", "RETRY"});
+  for (const auto& r : listAt(routes_answer, "routes")) {
+    std::string local, peers, global;
+    for (const auto& u : listAt(r, "upstreams")) {
+      std::string tier = field(u, "tier");
+      bool ejected = at(u, "ejected").is_boolean() && at(u, "ejected").get<bool>();
+      std::string mark = ejected ? "!" : "";
+      if (tier == "local") {
+        local += (local.empty() ? "" : ",") + field(u, "address") + mark;
+      } else if (tier == "peer") {
+        peers += (peers.empty() ? "" : ",") + field(u, "node") + mark;
+      } else if (tier == "global") {
+        global = field(u, "address") + mark;
+      }
+    }
+    const Json& od = at(r, "on_demand");
+    const Json& retry = at(r, "retry");
+    t.addRow({dashIfEmpty(field(r, "path")), dashIfEmpty(field(r, "service")), dashIfEmpty(local),
+              dashIfEmpty(peers), dashIfEmpty(global),
+              od.is_boolean() && od.get<bool>() ? "yes" : "no",
+              dashIfEmpty(joined(at(r, "scopes"), ",")),
+              field(retry, "attempts", "-") + " on " + dashIfEmpty(field(retry, "on"))});
+  }
+  return t;
+}
+
 std::string renderCluster(const Json& snapshot, WallTime now) {
   const Json& enabled = at(snapshot, "enabled");
   if (!enabled.is_boolean() || !enabled.get<bool>()) return "discovery is off on this node\n";

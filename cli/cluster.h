@@ -23,4 +23,9 @@ Table nodesTable(const Json& nodes_answer);
 // traffic counters. "discovery is off on this node" when it is.
 std::string renderCluster(const Json& snapshot, WallTime now);
 
+// `edgectl routes`: one row per route of GET /api/v1/routes: PATH, SERVICE, LOCAL (ready
+// local instances), PEERS (node ids, ejected ones marked "!"), GLOBAL, ON-DEMAND, SCOPES,
+// RETRY ("2 on 502,503,504,connect-failure,reset").
+Table routesTable(const Json& routes_answer);
+
 }  // namespace edge::cli

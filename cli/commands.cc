@@ -929,4 +929,23 @@ int cmdCluster(const Context& ctx) {
   return kExitOk;
 }
 
+int cmdRoutes(const Context& ctx) {
+  Result<Json> r = ctx.node->get("/api/v1/routes");
+  if (!r.isOk()) return ctx.fail(r.status());
+  if (printDocument(ctx, *r)) return kExitOk;
+  if (ctx.quiet) {
+    for (const auto& route : listOf(*r, "routes")) *ctx.out << field(route, "path") << "\n";
+    *ctx.out << std::flush;
+    return kExitOk;
+  }
+  Table t = routesTable(*r);
+  if (t.rows() == 0) {
+    *ctx.out << "no routes: deploy a service (edgectl apply -f FILE) or join a cluster\n"
+             << std::flush;
+    return kExitOk;
+  }
+  *ctx.out << t.render() << std::flush;
+  return kExitOk;
+}
+
 }  // namespace edge::cli

@@ -82,6 +82,8 @@ int cmdNodes(const Context& ctx, const NodesArgs& args);
 int cmdCall(const Context& ctx, const CallArgs& args);
 // This node's clusters, members and blacklist (GET /api/v1/cluster); -q prints cluster ids.
 int cmdCluster(const Context& ctx);
+// GET /api/v1/routes: the gateway's route table.
+int cmdRoutes(const Context& ctx);
 
 // The client's version ("0.1.0").
 const char* clientVersion();

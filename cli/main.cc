@@ -157,6 +157,9 @@ int run(int argc, char** argv) {
   CLI::App* cluster = app.add_subcommand(
       "cluster", "Show this node's clusters: supernode, members, roles, blacklist");
 
+  CLI::App* routes = app.add_subcommand(
+      "routes", "Show the gateway's route table: where each service path goes, retry policy");
+
   CLI::App* completion = app.add_subcommand("completion", "Print a shell completion script");
   std::string shell;
   completion->add_option("SHELL", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
@@ -221,6 +224,7 @@ int run(int argc, char** argv) {
   if (*nodes) return cmdNodes(ctx, nodes_args);
   if (*call) return cmdCall(ctx, call_args);
   if (*cluster) return cmdCluster(ctx);
+  if (*routes) return cmdRoutes(ctx);
   return kExitUsage;
 }
 

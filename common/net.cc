@@ -62,4 +62,25 @@ Result<int> dialTcp(const std::string& endpoint, std::chrono::milliseconds timeo
   return fd;
 }
 
+Result<int> listenTcp(const std::string& address) {
+  std::string host;
+  int port = 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  if (!splitHostPort(address, &host, &port) ||
+      inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    return Status::invalidArgument("\"" + address + "\" is not an IPv4 address and port");
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::fromErrno(errno, "socket");
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 1024) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::fromErrno(e, "listen on " + address);
+  }
+  return fd;
+}
+
 }  // namespace edge::net

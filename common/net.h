@@ -17,4 +17,8 @@ bool splitHostPort(const std::string& text, std::string* host, int* port);
 // message names the endpoint.
 Result<int> dialTcp(const std::string& endpoint, std::chrono::milliseconds timeout);
 
+// A listening TCP socket (SO_REUSEADDR, close-on-exec, backlog 1024) on "a.b.c.d:port".
+// kInvalidArgument for a malformed address; the bind error otherwise, naming the address.
+Result<int> listenTcp(const std::string& address);
+
 }  // namespace edge::net

@@ -1,5 +1,7 @@
 #include "orchestrator/backend_link.h"
 
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -110,7 +112,62 @@ void BackendLink::stop() {
 }
 
 void BackendLink::serveForeign(int fd, std::string already_read) {
+  if (already_read.empty() && gateway_handler_) {
+    // A relay leg arrives without sniffed bytes: peek at the first one, bounded.
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char first = 0;
+    if (::recv(fd, &first, 1, MSG_PEEK) != 1) {
+      ::close(fd);
+      return;
+    }
+    timeval none{0, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    if (first != 'E') {
+      gateway_handler_(fd, "");
+      return;
+    }
+  } else if (!already_read.empty() && already_read[0] != 'E' && gateway_handler_) {
+    gateway_handler_(fd, std::move(already_read));
+    return;
+  }
   peers_->serve(fd, std::move(already_read));
+}
+
+void BackendLink::setGatewayHandler(std::function<void(int fd, std::string already_read)> h) {
+  gateway_handler_ = std::move(h);
+}
+
+Result<std::string> BackendLink::issuer() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  RETURN_IF_ERROR(refreshKeys(false));
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  return issuer_;
+}
+
+std::string BackendLink::account() const { return client_ ? client_->account() : ""; }
+
+Result<std::string> BackendLink::fetchJwks() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  http::Client c(*http::Endpoint::parse(options_.backend));
+  http::Request req;
+  req.path = "/.well-known/jwks.json";
+  req.read_timeout = 5s;
+  ASSIGN_OR_RETURN(auto res, c.send(req));
+  if (!res.isSuccess())
+    return Status::unavailable("backend " + options_.backend + req.path + ": HTTP " +
+                               std::to_string(res.status));
+  return res.body;
+}
+
+Result<std::string> BackendLink::nodeToken() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  return client_->accessToken("edge-node");
+}
+
+Result<int> BackendLink::dialRelay(const std::string& node_id) {
+  if (!client_ || !relay_) return Status::failedPrecondition("no backend configured");
+  return relay_->dial(node_id, "http");
 }
 
 void BackendLink::noteError(const std::string& what, const Status& s) {
@@ -205,7 +262,7 @@ void BackendLink::checkReachability(const std::string& endpoint) {
           auto claims = verifyPeerToken(sig.token, sig.from);
           return claims.isOk() ? Status::ok() : claims.status();
         },
-        [this](int fd, const std::string& /*caller*/) { peers_->serve(fd, ""); });
+        [this](int fd, const std::string& /*caller*/) { serveForeign(fd, ""); });
     if (!s.isOk()) noteError("SEP", s);
   }
 }

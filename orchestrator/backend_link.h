@@ -66,8 +66,23 @@ class BackendLink {
 
   bool configured() const { return client_ != nullptr; }
 
-  // A connection that arrived on the cluster port and is not a discovery session.
+  // A connection that arrived on the cluster port (or a relay leg) and is not a discovery
+  // session: peer channels ("ECP1") go to the peer server, anything else to the gateway
+  // handler when one is set. Blocks for at most a few seconds reading the first byte when
+  // `already_read` is empty; call it from a thread that may wait.
   void serveForeign(int fd, std::string already_read);
+  // Where non-peer-channel connections go (the node's gateway). Set before start().
+  void setGatewayHandler(std::function<void(int fd, std::string already_read)> handler);
+
+  // For the gateway: the backend's token issuer and its JWKS document (fetched now), a
+  // node token (aud edge-node, cached by the client) and a relayed connection to a node.
+  // kFailedPrecondition without a backend.
+  Result<std::string> issuer();
+  // The account the backend registered this node in; "" until it has.
+  std::string account() const;
+  Result<std::string> fetchJwks();
+  Result<std::string> nodeToken();
+  Result<int> dialRelay(const std::string& node_id);
 
   // {"url", "registered", "account", "reachable", "path", "sep": {...}, "clusters": [...],
   //  "last_error"} for /api/v1/cluster.
@@ -107,6 +122,7 @@ class BackendLink {
   std::unique_ptr<discovery::BackendClient> client_;
   std::unique_ptr<gateway::PeerServer> peers_;
   std::unique_ptr<gateway::RelayClient> relay_;
+  std::function<void(int fd, std::string already_read)> gateway_handler_;
 
   std::thread thread_;
   mutable std::mutex mu_;

@@ -28,7 +28,8 @@ struct Flags {
   std::string config_path = edge::orchestrator::kDefaultConfigPath;
   std::optional<std::string> data_dir, run_dir, api_socket, api_socket_group, runtime,
       docker_endpoint, log_level, node_name, listen, discovery_interfaces, backend,
-      backend_join_token_file;
+      backend_join_token_file, gateway_socket, global_gateway, account_key_file;
+  std::optional<int> gateway_workers;
   bool no_discovery = false;
 };
 
@@ -47,6 +48,10 @@ void applyFlags(const Flags& f, EdgedConfig* c) {
     c->node.discovery_interfaces = edge::orchestrator::splitList(*f.discovery_interfaces);
   if (f.backend) c->node.backend = *f.backend;
   if (f.backend_join_token_file) c->node.backend_join_token_file = *f.backend_join_token_file;
+  if (f.gateway_socket) c->node.gateway_socket = *f.gateway_socket;
+  if (f.gateway_workers) c->node.gateway_workers = *f.gateway_workers;
+  if (f.global_gateway) c->node.global_gateway = *f.global_gateway;
+  if (f.account_key_file) c->node.account_key_file = *f.account_key_file;
 }
 
 edge::Status loadConfig(const Flags& f, bool config_given, EdgedConfig* out) {
@@ -101,6 +106,16 @@ int main(int argc, char** argv) {
   app.add_option("--backend", f.backend, "edge-backend URL, http://host:port [none]");
   app.add_option("--backend-join-token-file", f.backend_join_token_file,
                  "an account's join token for the first registration with the backend");
+  app.add_option("--gateway-socket", f.gateway_socket,
+                 "the gateway's unix socket for local apps [/run/edged/gateway.sock]");
+  app.add_option("--gateway-workers", f.gateway_workers,
+                 "gateway worker threads, 0 = one per CPU [0]")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--global-gateway", f.global_gateway,
+                 "the central gateway for routes not in the cluster, http://host:port [none]");
+  app.add_option("--account-key-file", f.account_key_file,
+                 "ES256 key shared by the account's nodes: the gateway signs and checks "
+                 "tokens with it when there is no backend [none]");
   CLI11_PARSE(app, argc, argv);
   bool config_given = cfg_opt->count() > 0;
 

@@ -758,6 +758,16 @@ void parseLifecycle(Checker& c, const YAML::Node& n, const std::string& path, Li
   }
 }
 
+}  // namespace
+
+const std::vector<std::string>& retryConditions() {
+  static const std::vector<std::string> kConditions = {"502",   "503",  "504", "connect-failure",
+                                                       "reset", "timeout"};
+  return kConditions;
+}
+
+namespace {
+
 void parseRoute(Checker& c, const YAML::Node& n, const std::string& path, Route* r) {
   auto f = c.object(n, path, {"basePath", "scope", "retry", "scopes"});
   if (!f) return;
@@ -777,13 +787,58 @@ void parseRoute(Checker& c, const YAML::Node& n, const std::string& path, Route*
   }
   if (auto v = f->get("retry")) {
     std::string p = path + ".retry";
-    if (auto g = c.object(*v, p, {"attempts", "perTryTimeout"})) {
+    if (auto g = c.object(*v, p, {"attempts", "perTryTimeout", "timeout", "on", "nonIdempotent",
+                                  "backoff"})) {
       if (auto a = g->get("attempts")) {
         if (auto i = c.integer(*a, p + ".attempts", 0, 10))
           r->retry.attempts = static_cast<int>(*i);
       }
       if (auto t = g->get("perTryTimeout")) {
         if (auto d = c.duration(*t, p + ".perTryTimeout", false)) r->retry.per_try_timeout = *d;
+      }
+      if (auto t = g->get("timeout")) {
+        if (auto d = c.duration(*t, p + ".timeout", false)) r->retry.timeout = *d;
+      }
+      if (auto o = g->get("on")) {
+        if (auto l = c.stringList(*o, p + ".on")) {
+          std::vector<std::string> on;
+          for (size_t i = 0; i < l->size(); ++i) {
+            const auto& allowed = retryConditions();
+            if (std::find(allowed.begin(), allowed.end(), (*l)[i]) == allowed.end()) {
+              c.error(Checker::index(p + ".on", i),
+                      quote((*l)[i]) + " is not a retry condition; allowed: connect-failure, "
+                                       "reset, timeout, 502, 503, 504");
+            } else if (std::find(on.begin(), on.end(), (*l)[i]) == on.end()) {
+              on.push_back((*l)[i]);
+            }
+          }
+          std::sort(on.begin(), on.end());
+          r->retry.on = std::move(on);
+        }
+      }
+      if (auto b = g->get("nonIdempotent")) {
+        if (auto m = c.oneOf(*b, p + ".nonIdempotent", {"true", "false"}))
+          r->retry.non_idempotent = *m == "true";
+      }
+      if (auto b = g->get("backoff")) {
+        std::string bp = p + ".backoff";
+        if (auto h = c.object(*b, bp, {"base", "max"})) {
+          if (auto t = h->get("base")) {
+            if (auto d = c.duration(*t, bp + ".base", true)) r->retry.backoff_base = *d;
+          }
+          if (auto t = h->get("max")) {
+            if (auto d = c.duration(*t, bp + ".max", true)) r->retry.backoff_max = *d;
+          }
+        }
+      }
+      if (r->retry.per_try_timeout > r->retry.timeout) {
+        c.error(p + ".perTryTimeout", std::to_string(r->retry.per_try_timeout.count()) +
+                                          "ms is longer than the call's timeout (" +
+                                          std::to_string(r->retry.timeout.count()) +
+                                          "ms); make it shorter or raise timeout");
+      }
+      if (r->retry.backoff_base > r->retry.backoff_max) {
+        c.error(p + ".backoff.base", "is longer than backoff.max; make it shorter");
       }
     }
   }
@@ -1226,7 +1281,13 @@ std::string manifestToJson(const ServiceManifest& m) {
         {"scope", m.route.scope == Route::Scope::kGlobal ? "global" : "local"},
         {"retry",
          {{"attempts", m.route.retry.attempts},
-          {"perTryTimeout", durationText(m.route.retry.per_try_timeout)}}},
+          {"perTryTimeout", durationText(m.route.retry.per_try_timeout)},
+          {"timeout", durationText(m.route.retry.timeout)},
+          {"on", m.route.retry.on},
+          {"nonIdempotent", m.route.retry.non_idempotent},
+          {"backoff",
+           {{"base", durationText(m.route.retry.backoff_base)},
+            {"max", durationText(m.route.retry.backoff_max)}}}}},
         {"scopes", m.route.scopes}}},
       {"placement", {{"nodes", m.placement.nodes}, {"labels", m.placement.labels}}},
   };

@@ -81,11 +81,21 @@ struct Lifecycle {
   bool operator==(const Lifecycle&) const = default;
 };
 
+// How the gateway retries calls to a route (docs/manifest.md, spec.route.retry).
 struct RetryPolicy {
-  int attempts = 0;                // retries after the first try, 0..10
-  Millis per_try_timeout{30'000};  // > 0
+  int attempts = 2;                // retries after the first try, 0..10
+  Millis per_try_timeout{15'000};  // > 0: connect + until the response head
+  Millis timeout{30'000};          // > 0: the whole call, every try included
+  // What is retried: "connect-failure", "reset", "timeout", "502", "503", "504"; sorted,
+  // no duplicates.
+  std::vector<std::string> on{"502", "503", "504", "connect-failure", "reset"};
+  bool non_idempotent = false;  // also retry POST/PATCH (only when the route says so)
+  Millis backoff_base{25};      // full jitter: uniform in [0, min(max, base * 2^n)]
+  Millis backoff_max{250};
   bool operator==(const RetryPolicy&) const = default;
 };
+// The values allowed in RetryPolicy::on.
+const std::vector<std::string>& retryConditions();
 
 struct Route {
   enum class Scope { kLocal, kGlobal };

@@ -145,9 +145,9 @@ Status Node::refreshDesired() {
   auto records = store_->list();
   if (!records.isOk()) return records.status();
   std::vector<DesiredService> desired;
-  std::vector<std::string> names;
+  std::vector<ServiceManifest> manifests;
   for (auto& r : *records) {
-    names.push_back(r.name);
+    manifests.push_back(r.manifest);
     DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
     auto meta = store_->getMeta(kRestartMetaPrefix + r.name);
     if (meta.isOk() && meta->has_value()) {
@@ -157,8 +157,9 @@ Status Node::refreshDesired() {
     desired.push_back(std::move(d));
   }
   reconciler_->setDesired(std::move(desired));
-  // The services are part of this node's profile.
-  if (discovery_) discovery_->setServices(std::move(names));
+  // The services (and their routes) are part of this node's profile.
+  if (discovery_) discovery_->setServices(NodeGateway::announcedServices(manifests));
+  if (gateway_) gateway_->setServices(manifests);
   return Status::ok();
 }
 
@@ -170,8 +171,22 @@ Status Node::start() {
   bo.data_dir = config_.data_dir;
   bo.local_api = config_.api_socket;
   bo.endpoint = config_.advertise;
-  if (!config_.discovery) bo.listen = config_.listen;
   backend_ = std::make_unique<BackendLink>(bo, *identity_, *clock_);
+  NodeGateway::Options go;
+  go.node_id = id_;
+  go.account = config_.account_id;
+  go.unix_socket = config_.gateway_socket;
+  // With discovery off nobody else owns the cluster port: the gateway accepts it and hands
+  // peer channels to the backend link.
+  if (!config_.discovery) go.listen = config_.listen;
+  go.workers = config_.gateway_workers;
+  go.global_gateway = config_.global_gateway;
+  go.account_key_file = config_.account_key_file;
+  gateway_ = std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_,
+                                           *backend_);
+  backend_->setGatewayHandler([this](int fd, std::string already_read) {
+    gateway_->adopt(fd, std::move(already_read));
+  });
   // Discovery first: discovery_ is set before any API request can read it, and the
   // first refreshDesired() below puts the services in the profile.
   RETURN_IF_ERROR(startDiscovery());
@@ -209,6 +224,19 @@ Status Node::start() {
     if (discovery_) discovery_->stop();
     return linked.withContext("backend");
   }
+  Status gw = gateway_->start(discovery_.get());
+  if (!gw.isOk()) {
+    backend_->stop();
+    api_->stop();
+    reconciler_->stop();
+    health_->stop();
+    if (discovery_) discovery_->stop();
+    return gw.withContext("gateway");
+  }
+  // The gateway learns the services (the store was read a moment ago: a failure now is
+  // retried by the next change).
+  Status fed = refreshDesired();
+  if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
   events_.append("node.started", "", "",
                  "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
                      (discovery_ ? ", discovery on" : ", discovery off"));
@@ -216,6 +244,7 @@ Status Node::start() {
 }
 
 void Node::stop() {
+  if (gateway_) gateway_->stop();
   if (backend_) backend_->stop();
   if (discovery_) discovery_->stop();  // members are told, a supernode hands over
   if (api_) api_->stop();

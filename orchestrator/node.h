@@ -26,6 +26,7 @@
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
 #include "orchestrator/manifest.h"
+#include "orchestrator/node_gateway.h"
 #include "orchestrator/reconciler.h"
 #include "orchestrator/store.h"
 #include "runtime-shim/runtime.h"
@@ -69,6 +70,12 @@ struct NodeConfig {
   bool has_location = false;            // location: "lat,lon", for proximity queries
   double latitude = 0;
   double longitude = 0;
+
+  // The gateway (docs/gateway.md): on the cluster port (`listen`) and this socket.
+  std::string gateway_socket = "/run/edged/gateway.sock";  // "" = none
+  int gateway_workers = 0;                                  // 0 = one per CPU
+  std::string global_gateway;    // "http://host:port" of the central gateway; "" = none
+  std::string account_key_file;  // ES256 key shared by the account's nodes; "" = none
 };
 
 struct ApplyResult {
@@ -110,6 +117,8 @@ class Node {
   discovery::ClusterSnapshot clusterSnapshot() const;
   // The node's side of edge-backend (configured() is false without one).
   BackendLink& backend() { return *backend_; }
+  // The gateway; null until start() and when it failed to start.
+  NodeGateway* gateway() { return gateway_.get(); }
   // Counts API requests for /metrics.
   void countRequest(bool error);
   int64_t requests() const { return requests_.load(); }
@@ -134,6 +143,7 @@ class Node {
   std::optional<discovery::NodeIdentity> identity_;
   std::unique_ptr<discovery::Discovery> discovery_;
   std::unique_ptr<BackendLink> backend_;
+  std::unique_ptr<NodeGateway> gateway_;
   std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> request_errors_{0};

@@ -179,6 +179,18 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
     } else if (key == "location") {
       Status s = parseLocation(value, &n);
       if (!s.isOk()) errors.push_back(s.message());
+    } else if (key == "gateway_socket") {
+      n.gateway_socket = value;
+    } else if (key == "gateway_workers") {
+      if (!parseInt(value, 0, 64, &n.gateway_workers))
+        errors.push_back("gateway_workers: \"" + value + "\" is not in 0..64 (0 = one per CPU)");
+    } else if (key == "global_gateway") {
+      if (!value.empty() && value.rfind("http://", 0) != 0)
+        errors.push_back("global_gateway: \"" + value +
+                         "\" is not an http://host:port URL of the central gateway");
+      n.global_gateway = value;
+    } else if (key == "account_key_file") {
+      n.account_key_file = value;
     } else if (key == "port_range") {
       Status s = parsePortRange(value, &n);
       if (!s.isOk()) errors.push_back(s.message());
@@ -189,14 +201,15 @@ Status applyConfigText(const std::string& text, const std::string& source, Edged
                        "port_range, discovery, discovery_interfaces, discovery_group, "
                        "advertise, power, persistent, account_id, public_address, "
                        "cluster_key_file, blacklist_seconds, beacon_interval_ms, "
-                       "supernode_timeout_ms, backend, backend_join_token_file, location");
+                       "supernode_timeout_ms, backend, backend_join_token_file, location, "
+                       "gateway_socket, gateway_workers, global_gateway, account_key_file");
     }
   }
   if (n.supernode_timeout_ms < 2 * n.beacon_interval_ms)
     errors.push_back("supernode_timeout_ms (" + std::to_string(n.supernode_timeout_ms) +
                      ") must be at least two beacon intervals (" +
                      std::to_string(2 * n.beacon_interval_ms) + ")");
-  for (const auto* p : {&n.data_dir, &n.run_dir, &n.api_socket})
+  for (const auto* p : {&n.data_dir, &n.run_dir, &n.api_socket, &n.gateway_socket})
     if (!p->empty() && (*p)[0] != '/') errors.push_back("\"" + *p + "\" must be an absolute path");
   if (!errors.empty()) {
     std::string msg;

@@ -137,6 +137,29 @@ void Reconciler::setDesired(std::vector<DesiredService> services) {
   cv_.notify_all();
 }
 
+void Reconciler::activate(const std::string& service) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!active_.insert(service).second) return;
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Reconciler::deactivate(const std::string& service) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_.erase(service) == 0) return;
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Reconciler::isActive(const std::string& service) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return active_.count(service) != 0;
+}
+
 void Reconciler::wake() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -251,6 +274,9 @@ Status Reconciler::reconcileOnce() {
     desired = desired_;
     busy = busy_;
     first = first_pass_;
+    for (auto& d : desired)
+      d.dormant = d.manifest.lifecycle.mode == Lifecycle::Mode::kOnDemand &&
+                  active_.count(d.manifest.name) == 0;
   }
 
   runtime::ListOptions lo;
@@ -353,7 +379,7 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
                                   const std::set<int>& busy_replicas, std::set<int>& used_ports,
                                   std::vector<InstanceStatus>& out_inst, ServiceStatus& ss) {
   const ServiceManifest& m = d.manifest;
-  const int n = m.replicas;
+  const int n = d.dormant ? 0 : m.replicas;
   const bool recreate = hasStaticPort(m);
   ss.name = m.name;
   ss.generation = d.generation;
@@ -511,7 +537,10 @@ void Reconciler::reconcileService(const DesiredService& d, std::vector<Observed>
                                 s.cur->info.exit_code == 0 &&
                                 m.restart_policy != RestartPolicy::kAlways;
                        });
-  if (n == 0) {
+  if (n == 0 && d.dormant) {
+    ss.state = "idle";  // on-demand, waiting for its first call
+    ss.message = "on-demand: started by the gateway on the next call";
+  } else if (n == 0) {
     ss.state = "stopped";
   } else if (all_completed) {
     ss.state = "completed";

@@ -54,6 +54,9 @@ struct DesiredService {
   int64_t generation = 0;
   // `edgectl restart`: instances started before this are restarted, one at a time.
   std::optional<WallTime> restart_requested;
+  // On-demand services (lifecycle.mode on-demand) run no instance until activate(); the
+  // reconciler sets this on its own copy for a pass.
+  bool dormant = false;
 };
 
 struct InstanceStatus {
@@ -79,7 +82,8 @@ struct InstanceStatus {
 struct ServiceStatus {
   std::string name;
   int64_t generation = 0;
-  // "running" | "progressing" | "degraded" | "crashloop" | "stopped" | "completed"
+  // "running" | "progressing" | "degraded" | "crashloop" | "stopped" | "completed" |
+  // "idle" (on-demand, not activated)
   std::string state;
   std::string message;
   int desired = 0;
@@ -123,6 +127,12 @@ class Reconciler {
   Status reconcileOnce();
 
   void wake();
+  // On-demand services: activate() makes the service run its replicas (until
+  // deactivate()); both wake the loop. Names of services that are not on-demand are
+  // remembered and ignored. Any thread.
+  void activate(const std::string& service);
+  void deactivate(const std::string& service);
+  bool isActive(const std::string& service) const;
   void start();
   void stop();  // waits for the pass in progress
   // Waits (real time) until no stop/remove started by a pass is still running, or
@@ -162,6 +172,7 @@ class Reconciler {
   std::condition_variable cv_;
   bool have_desired_ = false;
   std::vector<DesiredService> desired_;
+  std::set<std::string> active_;  // on-demand services activated
   std::set<std::string> busy_;  // ids being stopped/removed off-pass
   std::map<std::string, std::unique_ptr<Memory>> memory_;
   std::vector<ServiceStatus> service_status_;

@@ -67,16 +67,22 @@ for i in json.load(sys.stdin)["instances"]:
     if i["service"] == "hello": print(i["ports"]["http"])'); do
   echo "GET http://127.0.0.1:$port/ -> $(curl -fsS --max-time 2 "http://127.0.0.1:$port/" | tr -d '\n')"
 done
+# The same page through the node's gateway, as another service on this node calls it.
+echo "GET /hello/ through the gateway (unix:///run/edged/gateway.sock) -> $(curl -fsS --max-time 5 \
+  --unix-socket /run/edged/gateway.sock http://gateway/hello/ | tr -d '\n')"
 echo
 "$edgectl" get services
 echo
 "$edgectl" get instances
+echo
+"$edgectl" routes
 cat <<TXT
 
 edged runs in the background (log: .edged/edged.log, API: /run/edged/edged.sock).
 Try:  build/bin/edgectl describe hello
       docker -H unix:///run/edged/edged.sock ps
       build/bin/edgectl logs -f hello
+      curl --unix-socket /run/edged/gateway.sock http://gateway/hello/   (or http://127.0.0.1:8083/hello/)
 Stop: scripts/run-demo.sh --stop          (workloads keep running, as on a real host)
       scripts/run-demo.sh --stop --purge  (removes the services and the state too)
 TXT

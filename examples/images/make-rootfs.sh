@@ -34,6 +34,11 @@ echo new > "$out/wh/wh/dir/new.txt"
 
 cp "$index" "$out/www/www/index.html"
 chmod 0644 "$out/www/www/index.html"
+# The gateway forwards /hello/... unchanged (docs/gateway.md): the page is also served
+# under the service's base path.
+mkdir -p "$out/www/www/hello"
+cp "$index" "$out/www/www/hello/index.html"
+chmod 0644 "$out/www/www/hello/index.html"
 # The health-check target of examples/hello.yaml.
 echo ok > "$out/www/www/healthz"
 chmod 0644 "$out/www/www/healthz"

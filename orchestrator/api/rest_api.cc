@@ -256,6 +256,7 @@ std::string metricsText(Node& node) {
              std::chrono::duration_cast<std::chrono::seconds>(node.startedAt().time_since_epoch())
                  .count()) +
          "\n";
+  if (NodeGateway* g = node.gateway()) g->renderMetrics(out);
   return out;
 }
 
@@ -666,6 +667,11 @@ void registerEvents(ApiServer& server, Node& node) {
 
 void registerCluster(ApiServer& server, Node& node) {
   auto& s = server.raw();
+  s.Get("/api/v1/routes", [&node](const httplib::Request&, httplib::Response& res) {
+    NodeGateway* g = node.gateway();
+    sendJson(res, 200,
+             {{"node", node.id()}, {"routes", g ? g->routesJson() : json::array()}});
+  });
   s.Get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
     json j = discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow()));
     j["backend"] = node.backend().state();

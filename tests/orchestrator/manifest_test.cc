@@ -136,8 +136,12 @@ TEST(ManifestTest, MinimalManifestGetsDefaults) {
   EXPECT_EQ(m.lifecycle.mode, Lifecycle::Mode::kAlways);
   EXPECT_EQ(m.route.base_path, "/web");
   EXPECT_EQ(m.route.scope, Route::Scope::kLocal);
-  EXPECT_EQ(m.route.retry.attempts, 0);
-  EXPECT_EQ(m.route.retry.per_try_timeout, Millis(30000));
+  EXPECT_EQ(m.route.retry.attempts, 2);
+  EXPECT_EQ(m.route.retry.per_try_timeout, Millis(15000));
+  EXPECT_EQ(m.route.retry.timeout, Millis(30000));
+  EXPECT_EQ(m.route.retry.on,
+            (std::vector<std::string>{"502", "503", "504", "connect-failure", "reset"}));
+  EXPECT_FALSE(m.route.retry.non_idempotent);
   EXPECT_TRUE(m.route.scopes.empty());
   EXPECT_TRUE(m.placement.nodes.empty());
 }
@@ -291,6 +295,15 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.route.retry.attempts: \"11\" is out of range; allowed 0..10"},
         BadCase{"  image: a\n  route: {retry: {perTryTimeout: 0s}}",
                 "spec.route.retry.perTryTimeout: \"0s\" must be longer than 0"},
+        BadCase{"  image: a\n  route: {retry: {on: [reset, 500]}}",
+                "spec.route.retry.on[1]: \"500\" is not a retry condition; allowed: "
+                "connect-failure, reset, timeout, 502, 503, 504"},
+        BadCase{"  image: a\n  route: {retry: {perTryTimeout: 40s}}",
+                "spec.route.retry.perTryTimeout: 40000ms is longer than the call's timeout "
+                "(30000ms); make it shorter or raise timeout"},
+        BadCase{"  image: a\n  route: {retry: {nonIdempotent: maybe}}",
+                "spec.route.retry.nonIdempotent: \"maybe\" is not allowed; use one of: true, "
+                "false"},
         BadCase{"  image: a\n  route: {scopes: [\"a b\"]}",
                 "spec.route.scopes[0]: \"a b\" is not a token scope"},
         BadCase{"  image: a\n  placement: {nodes: edge-1}",
@@ -533,7 +546,9 @@ TEST(ManifestJsonTest, DefaultsAreWrittenOutInFull) {
             R"("image":"./web.tar","lifecycle":{"idleTimeout":null,"mode":"always"},)"
             R"("placement":{"labels":{},"nodes":[]},"ports":[],"replicas":1,)"
             R"("resources":{"cpu":null,"memory":null,"pids":null},"restartPolicy":"always",)"
-            R"("route":{"basePath":"/web","retry":{"attempts":0,"perTryTimeout":"30s"},)"
+            R"("route":{"basePath":"/web","retry":{"attempts":2,"backoff":{"base":"25ms",)"
+            R"("max":"250ms"},"nonIdempotent":false,"on":["502","503","504",)"
+            R"("connect-failure","reset"],"perTryTimeout":"15s","timeout":"30s"},)"
             R"("scope":"local","scopes":[]}}})");
   auto back = parseOk(manifestToJson(v[0]));
   ASSERT_EQ(back.size(), 1u);
@@ -578,7 +593,7 @@ TEST(ManifestJsonTest, AwkwardValuesRoundTrip) {
     interval: 90s
     timeout: 1.5s
     startPeriod: 0s
-  route: {basePath: "/a/b", retry: {perTryTimeout: 1h}}
+  route: {basePath: "/a/b", retry: {perTryTimeout: 1h, timeout: 2h}}
   placement: {labels: {"x/y": "", gpu: "true"}})"));
   ASSERT_EQ(v.size(), 1u);
   const ServiceManifest& m = v[0];

@@ -407,5 +407,33 @@ TEST_F(ReconcilerTest, RestartRequestRestartsOneReplicaAtATime) {
   EXPECT_EQ(status("web").state, "running");
 }
 
+TEST_F(ReconcilerTest, OnDemandServicesRunOnlyWhileActivated) {
+  apply(web(2, "  lifecycle: {mode: on-demand, idleTimeout: 30s}\n"), 1);
+  pass();
+  EXPECT_THAT(runtime_.runningNames(), IsEmpty());
+  EXPECT_EQ(status("web").state, "idle");
+  EXPECT_EQ(status("web").desired, 0);
+
+  rec_->activate("web");
+  EXPECT_TRUE(rec_->isActive("web"));
+  pass();
+  EXPECT_THAT(runtime_.runningNames(), ElementsAre("web-0-1", "web-1-1"));
+  EXPECT_EQ(status("web").desired, 2);
+
+  rec_->deactivate("web");
+  pass();
+  EXPECT_THAT(runtime_.runningNames(), IsEmpty());
+  EXPECT_EQ(status("web").state, "idle");
+}
+
+TEST_F(ReconcilerTest, ActivatingAnAlwaysOnServiceChangesNothing) {
+  apply(web(1), 1);
+  rec_->activate("web");
+  pass();
+  rec_->deactivate("web");
+  pass();
+  EXPECT_THAT(runtime_.runningNames(), ElementsAre("web-0-1"));
+}
+
 }  // namespace
 }  // namespace edge::orchestrator
