@@ -75,7 +75,8 @@ Result<int> listenTcp(const std::string& address) {
   if (fd < 0) return Status::fromErrno(errno, "socket");
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 1024) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, 1024) != 0) {
     int e = errno;
     ::close(fd);
     return Status::fromErrno(e, "listen on " + address);

@@ -52,8 +52,8 @@ Decision errorDecision(int status, const std::string& message, std::vector<Heade
 class ServiceRouter::ServiceExchange : public Exchange {
  public:
   ServiceExchange(ServiceRouter& router, RouteTableSnapshot table, const RouteEntry* entry,
-                  const RequestHead& head, const Caller& caller,
-                  std::vector<std::string> activated, std::vector<Header> set_headers)
+                  const RequestHead& head, const Caller& caller, std::vector<std::string> activated,
+                  std::vector<Header> set_headers)
       : router_(router),
         table_(std::move(table)),
         entry_(entry),
@@ -250,8 +250,7 @@ ServiceRouter::ServiceRouter(RouterOptions options, RouterHooks hooks, ClockPtr 
       registry_(clock, metrics),
       balancer_(clock),
       sampler_(clock) {
-  if (options_.verifier)
-    setVerifier(options_.verifier, options_.issuer);
+  if (options_.verifier) setVerifier(options_.verifier, options_.issuer);
 }
 
 void ServiceRouter::setVerifier(TokenVerifierPtr verifier, std::string issuer) {
@@ -259,8 +258,8 @@ void ServiceRouter::setVerifier(TokenVerifierPtr verifier, std::string issuer) {
     verifier_.store(nullptr);
     return;
   }
-  verifier_.store(std::make_shared<const VerifierState>(
-      VerifierState{std::move(verifier), std::move(issuer)}));
+  verifier_.store(
+      std::make_shared<const VerifierState>(VerifierState{std::move(verifier), std::move(issuer)}));
 }
 
 ServiceRouter::~ServiceRouter() = default;
@@ -339,9 +338,9 @@ void ServiceRouter::route(const RequestHead& head, const Caller& caller,
       });
 }
 
-void ServiceRouter::forward(const RequestHead& head, const Caller& caller,
-                            RouteTableSnapshot table, const RouteEntry* entry,
-                            std::string authorization, std::function<void(Decision)> done) {
+void ServiceRouter::forward(const RequestHead& head, const Caller& caller, RouteTableSnapshot table,
+                            const RouteEntry* entry, std::string authorization,
+                            std::function<void(Decision)> done) {
   (void)authorization;
   bool start_here = entry->spec.on_demand && entry->local_count == 0 &&
                     hostsOnDemand(entry->spec.service) && hooks_.activate;
@@ -396,9 +395,9 @@ void ServiceRouter::forwardWithToken(const RequestHead& head, const Caller& call
   options_.tokens->token(scopes, [this, head_copy, caller, table, entry, shared_done,
                                   shared_headers, shared_activated](Result<std::string> token) {
     if (!token.isOk()) {
-      (*shared_done)(errorDecision(503, "node " + options_.node_id +
-                                            " could not get a token for the call: " +
-                                            token.status().message()));
+      (*shared_done)(errorDecision(
+          503, "node " + options_.node_id +
+                   " could not get a token for the call: " + token.status().message()));
       return;
     }
     shared_headers->push_back({"Authorization", "Bearer " + *token});

@@ -145,7 +145,9 @@ Result<std::string> BackendLink::issuer() {
   return issuer_;
 }
 
-std::string BackendLink::account() const { return client_ ? client_->account() : ""; }
+std::string BackendLink::account() const {
+  return client_ ? client_->account() : "";
+}
 
 Result<std::string> BackendLink::fetchJwks() {
   if (!client_) return Status::failedPrecondition("no backend configured");

@@ -761,7 +761,7 @@ void parseLifecycle(Checker& c, const YAML::Node& n, const std::string& path, Li
 }  // namespace
 
 const std::vector<std::string>& retryConditions() {
-  static const std::vector<std::string> kConditions = {"502",   "503",  "504", "connect-failure",
+  static const std::vector<std::string> kConditions = {"502",   "503",    "504", "connect-failure",
                                                        "reset", "timeout"};
   return kConditions;
 }
@@ -787,8 +787,8 @@ void parseRoute(Checker& c, const YAML::Node& n, const std::string& path, Route*
   }
   if (auto v = f->get("retry")) {
     std::string p = path + ".retry";
-    if (auto g = c.object(*v, p, {"attempts", "perTryTimeout", "timeout", "on", "nonIdempotent",
-                                  "backoff"})) {
+    if (auto g = c.object(
+            *v, p, {"attempts", "perTryTimeout", "timeout", "on", "nonIdempotent", "backoff"})) {
       if (auto a = g->get("attempts")) {
         if (auto i = c.integer(*a, p + ".attempts", 0, 10))
           r->retry.attempts = static_cast<int>(*i);
@@ -806,8 +806,9 @@ void parseRoute(Checker& c, const YAML::Node& n, const std::string& path, Route*
             const auto& allowed = retryConditions();
             if (std::find(allowed.begin(), allowed.end(), (*l)[i]) == allowed.end()) {
               c.error(Checker::index(p + ".on", i),
-                      quote((*l)[i]) + " is not a retry condition; allowed: connect-failure, "
-                                       "reset, timeout, 502, 503, 504");
+                      quote((*l)[i]) +
+                          " is not a retry condition; allowed: connect-failure, "
+                          "reset, timeout, 502, 503, 504");
             } else if (std::find(on.begin(), on.end(), (*l)[i]) == on.end()) {
               on.push_back((*l)[i]);
             }

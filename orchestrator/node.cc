@@ -182,11 +182,10 @@ Status Node::start() {
   go.workers = config_.gateway_workers;
   go.global_gateway = config_.global_gateway;
   go.account_key_file = config_.account_key_file;
-  gateway_ = std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_,
-                                           *backend_);
-  backend_->setGatewayHandler([this](int fd, std::string already_read) {
-    gateway_->adopt(fd, std::move(already_read));
-  });
+  gateway_ =
+      std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_, *backend_);
+  backend_->setGatewayHandler(
+      [this](int fd, std::string already_read) { gateway_->adopt(fd, std::move(already_read)); });
   // Discovery first: discovery_ is set before any API request can read it, and the
   // first refreshDesired() below puts the services in the profile.
   RETURN_IF_ERROR(startDiscovery());

@@ -73,7 +73,7 @@ struct NodeConfig {
 
   // The gateway (docs/gateway.md): on the cluster port (`listen`) and this socket.
   std::string gateway_socket = "/run/edged/gateway.sock";  // "" = none
-  int gateway_workers = 0;                                  // 0 = one per CPU
+  int gateway_workers = 0;                                 // 0 = one per CPU
   std::string global_gateway;    // "http://host:port" of the central gateway; "" = none
   std::string account_key_file;  // ES256 key shared by the account's nodes; "" = none
 };

@@ -129,7 +129,9 @@ NodeGateway::NodeGateway(Options options, const discovery::NodeIdentity& identit
       events_(events),
       backend_(backend) {}
 
-NodeGateway::~NodeGateway() { stop(); }
+NodeGateway::~NodeGateway() {
+  stop();
+}
 
 Status NodeGateway::start(discovery::Discovery* discovery) {
   discovery_ = discovery;
@@ -164,8 +166,8 @@ Status NodeGateway::start(discovery::Discovery* discovery) {
     if (!signer.isOk()) return signer.status().withContext("account_key_file");
     std::shared_ptr<gateway::LocalAccountSigner> s = std::move(*signer);
     ro.issuer = s->issuer();
-    ro.verifier = std::make_shared<gateway::TokenVerifier>(
-        gateway::JwksCache::fixed(s->keySet()), clock_);
+    ro.verifier =
+        std::make_shared<gateway::TokenVerifier>(gateway::JwksCache::fixed(s->keySet()), clock_);
     ro.tokens = s;
     ro.tokens_carry_route_scopes = true;
   } else if (backend_.configured()) {
@@ -195,12 +197,12 @@ Status NodeGateway::start(discovery::Discovery* discovery) {
   hooks.call_ended = [this](const std::string& s) { callEnded(s); };
   if (backend_.configured())
     hooks.dial_relay = [this](const std::string& node) { return backend_.dialRelay(node); };
-  router_ = std::make_unique<gateway::ServiceRouter>(std::move(ro), std::move(hooks), clock,
-                                                     metrics_);
+  router_ =
+      std::make_unique<gateway::ServiceRouter>(std::move(ro), std::move(hooks), clock, metrics_);
 
   gateway::ProxyOptions po;
-  po.workers = options_.workers > 0 ? options_.workers
-                                    : std::max(1u, std::thread::hardware_concurrency());
+  po.workers =
+      options_.workers > 0 ? options_.workers : std::max(1u, std::thread::hardware_concurrency());
   if (!options_.unix_socket.empty()) po.listen_unix.push_back(options_.unix_socket);
   po.tls_server = [this](int fd, std::string already_read) {
     return tls_->server(fd, std::move(already_read));
@@ -232,8 +234,8 @@ Status NodeGateway::start(discovery::Discovery* discovery) {
   LOG_INFO("gateway.started")
       .kv("socket", options_.unix_socket)
       .kv("workers", options_.workers)
-      .kv("tokens", tokens_ ? (options_.account_key_file.empty() ? "backend" : "account-key")
-                            : "none");
+      .kv("tokens",
+          tokens_ ? (options_.account_key_file.empty() ? "backend" : "account-key") : "none");
   return Status::ok();
 }
 
@@ -314,8 +316,8 @@ std::vector<std::string> NodeGateway::announcedServices(
       std::string on;
       for (const auto& c : r.on) on += (on.empty() ? "" : "+") + c;
       extra += ";retry=" + std::to_string(r.attempts) + "," +
-               std::to_string(r.per_try_timeout.count()) + "," +
-               std::to_string(r.timeout.count()) + "," + on + (r.non_idempotent ? ",ni" : "");
+               std::to_string(r.per_try_timeout.count()) + "," + std::to_string(r.timeout.count()) +
+               "," + on + (r.non_idempotent ? ",ni" : "");
     }
     if (entry.size() + extra.size() <= kMaxAnnounced) entry += extra;
     out.push_back(std::move(entry));
@@ -343,8 +345,7 @@ NodeGateway::Announced NodeGateway::parseAnnounced(const std::string& entry) {
       long attempts = std::strtol(parts[0].c_str(), &end, 10);
       long per_try = std::strtol(parts[1].c_str(), nullptr, 10);
       long timeout = std::strtol(parts[2].c_str(), nullptr, 10);
-      if (*end != 0 || attempts < 0 || attempts > 10 || per_try <= 0 || timeout < per_try)
-        continue;
+      if (*end != 0 || attempts < 0 || attempts > 10 || per_try <= 0 || timeout < per_try) continue;
       r.attempts = static_cast<int>(attempts);
       r.per_try_timeout = Millis(per_try);
       r.timeout = Millis(timeout);
@@ -421,9 +422,9 @@ void NodeGateway::rebuildRoutes() {
     s.on_demand = m.lifecycle.mode == Lifecycle::Mode::kOnDemand;
     s.retry = toGatewayPolicy(m.route.retry);
     for (const auto& i : instances) {
-      if (i.service != m.name || i.state != runtime::ContainerState::kRunning || !i.ready)
-        continue;
-      if (auto port = servicePort(m, i)) s.local_instances.push_back("127.0.0.1:" + std::to_string(*port));
+      if (i.service != m.name || i.state != runtime::ContainerState::kRunning || !i.ready) continue;
+      if (auto port = servicePort(m, i))
+        s.local_instances.push_back("127.0.0.1:" + std::to_string(*port));
     }
     if (s.scope == gateway::RouteScope::kGlobal) s.global_upstream = global;
     if (s.on_demand) hosted_on_demand.insert(m.name);
@@ -617,7 +618,8 @@ void NodeGateway::serviceOnDemand(SteadyTime now) {
       auto it = on_demand_.find(m.name);
       if (it == on_demand_.end() || !it->second->active) continue;
       OnDemand& od = *it->second;
-      if (od.in_flight == 0 && od.waiters.empty() && now - od.last_call >= m.lifecycle.idle_timeout) {
+      if (od.in_flight == 0 && od.waiters.empty() &&
+          now - od.last_call >= m.lifecycle.idle_timeout) {
         od.active = false;
         od.ready.clear();
         stop_it = true;

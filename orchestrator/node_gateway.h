@@ -127,9 +127,9 @@ class NodeGateway {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::vector<ServiceManifest> services_;  // under mu_
+  std::vector<ServiceManifest> services_;                       // under mu_
   std::map<std::string, std::unique_ptr<OnDemand>> on_demand_;  // under mu_
-  std::string routes_digest_;  // feeder thread only
+  std::string routes_digest_;                                   // feeder thread only
   // Nodes seen as members of our clusters, and when: a peer's TLS is accepted for a while
   // after it left the member list, so an election in progress (members not yet listed
   // again) does not cut calls between nodes that stay.

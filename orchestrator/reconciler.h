@@ -173,7 +173,7 @@ class Reconciler {
   bool have_desired_ = false;
   std::vector<DesiredService> desired_;
   std::set<std::string> active_;  // on-demand services activated
-  std::set<std::string> busy_;  // ids being stopped/removed off-pass
+  std::set<std::string> busy_;    // ids being stopped/removed off-pass
   std::map<std::string, std::unique_ptr<Memory>> memory_;
   std::vector<ServiceStatus> service_status_;
   std::vector<InstanceStatus> instance_status_;

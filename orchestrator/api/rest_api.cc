@@ -669,8 +669,7 @@ void registerCluster(ApiServer& server, Node& node) {
   auto& s = server.raw();
   s.Get("/api/v1/routes", [&node](const httplib::Request&, httplib::Response& res) {
     NodeGateway* g = node.gateway();
-    sendJson(res, 200,
-             {{"node", node.id()}, {"routes", g ? g->routesJson() : json::array()}});
+    sendJson(res, 200, {{"node", node.id()}, {"routes", g ? g->routesJson() : json::array()}});
   });
   s.Get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
     json j = discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow()));

@@ -25,9 +25,15 @@ RequestHead get(std::string target, std::vector<Header> headers = {}) {
   return h;
 }
 
-Caller local() { return Caller{Caller::Kind::kLocal, "127.0.0.1:5000", ""}; }
-Caller network() { return Caller{Caller::Kind::kNetwork, "198.18.0.9:5000", ""}; }
-Caller peer() { return Caller{Caller::Kind::kNode, "198.18.0.2:5000", kPeer}; }
+Caller local() {
+  return Caller{Caller::Kind::kLocal, "127.0.0.1:5000", ""};
+}
+Caller network() {
+  return Caller{Caller::Kind::kNetwork, "198.18.0.9:5000", ""};
+}
+Caller peer() {
+  return Caller{Caller::Kind::kNode, "198.18.0.2:5000", kPeer};
+}
 
 RouteSpec spec(std::string name, std::vector<std::string> locals = {},
                std::vector<PeerInstance> peers = {}) {

@@ -8,10 +8,11 @@ namespace edge::orchestrator {
 namespace {
 
 ServiceManifest parse(const std::string& spec) {
-  auto m = parseManifests("apiVersion: edge/v1\nkind: Service\nmetadata: {name: orders}\nspec:\n"
-                          "  image: a\n" +
-                              spec,
-                          "test.yaml");
+  auto m = parseManifests(
+      "apiVersion: edge/v1\nkind: Service\nmetadata: {name: orders}\nspec:\n"
+      "  image: a\n" +
+          spec,
+      "test.yaml");
   EXPECT_TRUE(m.isOk()) << m.status().toString();
   return m.isOk() ? m->front() : ServiceManifest{};
 }
@@ -47,7 +48,8 @@ TEST(NodeGatewayAnnounceTest, BasePathScopesAndRetryPolicyTravel) {
 
 TEST(NodeGatewayAnnounceTest, AnEntryTooLongForAProfileKeepsOnlyItsRoute) {
   std::string scopes;
-  for (int i = 0; i < 30; ++i) scopes += std::string(i ? ", " : "") + "scope-number-" + std::to_string(i);
+  for (int i = 0; i < 30; ++i)
+    scopes += std::string(i ? ", " : "") + "scope-number-" + std::to_string(i);
   auto entries = NodeGateway::announcedServices({parse("  route: {scopes: [" + scopes + "]}\n")});
   ASSERT_EQ(entries.size(), 1u);
   EXPECT_EQ(entries[0], "orders");
