@@ -75,8 +75,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DEDGE_FUZZ=ON -DEDGE_WERROR=ON \
-  -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=-gline-tables-only" \
-  "-DCMAKE_C_FLAGS=-gline-tables-only" >/dev/null
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -gline-tables-only -DNDEBUG" \
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -gline-tables-only -DNDEBUG" >/dev/null
 ninja -C "$build" -j "$(nproc)" "${targets[@]}"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"
