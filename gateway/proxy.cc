@@ -532,7 +532,6 @@ class Session final : public IoHandler {
   int attempt_ = 0;
   int tries_ = 0;
   bool force_fresh_ = false;
-  bool asked_retry_ = false;
   Target target_;
   std::string pool_key_;  // Target::key, plus the node id for TLS targets
   Upstream* up_ = nullptr;
