@@ -73,9 +73,7 @@ class ServiceRouter::ServiceExchange : public Exchange {
       router_.hooks_.call_ended(entry_->spec.service);
   }
 
-  std::optional<Target> nextTarget(int attempt) override {
-    const RetryPolicy& policy = entry_->spec.retry;
-    (void)attempt;
+  std::optional<Target> nextTarget(int /*attempt*/) override {
     // A peer whose direct connection failed is tried once more through the relays.
     if (!relay_next_.empty()) {
       Target t;
@@ -102,7 +100,6 @@ class ServiceRouter::ServiceExchange : public Exchange {
       via_ = "local";
       return t;
     }
-    (void)policy;
     auto lease = router_.balancer_.pick(*entry_, tried_, threadRng());
     if (!lease.isOk()) {
       reject_status_ = 503;
@@ -135,7 +132,6 @@ class ServiceRouter::ServiceExchange : public Exchange {
         via_ = "relay";
       }
     }
-    upstream_ = e.upstream->label();
     lease_.emplace(std::move(*lease));
     return t;
   }
@@ -229,7 +225,6 @@ class ServiceRouter::ServiceExchange : public Exchange {
   SteadyTime start_;
   TriedUpstreams tried_;
   std::optional<UpstreamLease> lease_;
-  std::string upstream_;
   std::string current_peer_;  // the peer of the try in flight, when dialled directly
   std::string relay_next_;
   std::set<std::string> relay_tried_;
@@ -299,7 +294,7 @@ void ServiceRouter::route(const RequestHead& head, const Caller& caller,
   std::shared_ptr<const VerifierState> vs = verifier_.load();
   bool must_check = !trusted_local && (vs != nullptr || !scopes.empty());
   if (!must_check) {
-    forward(head, caller, std::move(table), entry, std::move(authorization), std::move(done));
+    forward(head, caller, std::move(table), entry, std::move(done));
     return;
   }
   if (vs == nullptr) {
@@ -325,8 +320,7 @@ void ServiceRouter::route(const RequestHead& head, const Caller& caller,
   auto head_copy = std::make_shared<RequestHead>(head);
   auto shared_done = std::make_shared<std::function<void(Decision)>>(std::move(done));
   vs->verifier->check(
-      authorization, req,
-      [this, head_copy, caller, table, entry, authorization, shared_done](TokenCheck check) {
+      authorization, req, [this, head_copy, caller, table, entry, shared_done](TokenCheck check) {
         if (!check.ok()) {
           std::vector<Header> headers;
           if (!check.www_authenticate.empty())
@@ -334,14 +328,12 @@ void ServiceRouter::route(const RequestHead& head, const Caller& caller,
           (*shared_done)(errorDecision(check.status, check.reason, std::move(headers)));
           return;
         }
-        forward(*head_copy, caller, table, entry, authorization, std::move(*shared_done));
+        forward(*head_copy, caller, table, entry, std::move(*shared_done));
       });
 }
 
 void ServiceRouter::forward(const RequestHead& head, const Caller& caller, RouteTableSnapshot table,
-                            const RouteEntry* entry, std::string authorization,
-                            std::function<void(Decision)> done) {
-  (void)authorization;
+                            const RouteEntry* entry, std::function<void(Decision)> done) {
   bool start_here = entry->spec.on_demand && entry->local_count == 0 &&
                     hostsOnDemand(entry->spec.service) && hooks_.activate;
   if (!start_here) {

@@ -98,8 +98,7 @@ class ServiceRouter : public Router {
 
   // The rest of route() once the token check is done.
   void forward(const RequestHead& head, const Caller& caller, RouteTableSnapshot table,
-               const RouteEntry* entry, std::string authorization,
-               std::function<void(Decision)> done);
+               const RouteEntry* entry, std::function<void(Decision)> done);
   void forwardWithToken(const RequestHead& head, const Caller& caller, RouteTableSnapshot table,
                         const RouteEntry* entry, std::vector<std::string> activated,
                         std::function<void(Decision)> done);

@@ -95,12 +95,6 @@ bool httpProbe(int port, const std::string& path, std::chrono::milliseconds time
   return res.isOk() && res->status >= 200 && res->status < 400;
 }
 
-bool isLoopback(const sockaddr_storage& ss) {
-  if (ss.ss_family != AF_INET) return false;
-  const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
-  return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-}
-
 }  // namespace
 
 struct NodeGateway::OnDemand {
@@ -287,7 +281,6 @@ void NodeGateway::adopt(int fd, std::string already_read) {
     inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
     remote = std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
   }
-  (void)isLoopback;
   bool tls = !already_read.empty() && static_cast<unsigned char>(already_read[0]) == 0x16;
   if (already_read.empty()) {
     char first = 0;
@@ -433,18 +426,19 @@ void NodeGateway::rebuildRoutes() {
   }
   // Peers: the members of our clusters announce the services they run.
   if (discovery_ != nullptr) {
-    SteadyTime now = clock_.now();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& c : discovery_->snapshot().clusters)
-      for (const auto& member : c.members) known_members_[member.profile.node_id] = now;
-    for (auto it = known_members_.begin(); it != known_members_.end();)
-      it = now - it->second >= kMemberGrace ? known_members_.erase(it) : std::next(it);
-  }
-  if (discovery_ != nullptr) {
+    const discovery::ClusterSnapshot snapshot = discovery_->snapshot();
+    {
+      SteadyTime now = clock_.now();
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& c : snapshot.clusters)
+        for (const auto& member : c.members) known_members_[member.profile.node_id] = now;
+      for (auto it = known_members_.begin(); it != known_members_.end();)
+        it = now - it->second >= kMemberGrace ? known_members_.erase(it) : std::next(it);
+    }
     std::map<std::string, size_t> by_service;
     for (size_t i = 0; i < specs.size(); ++i) by_service[specs[i].service] = i;
     std::set<std::string> seen_peer;
-    for (const auto& c : discovery_->snapshot().clusters) {
+    for (const auto& c : snapshot.clusters) {
       for (const auto& member : c.members) {
         const auto& p = member.profile;
         if (p.node_id == options_.node_id || p.endpoint.empty()) continue;

@@ -365,11 +365,11 @@ TEST_F(ProxyTest, KeepAliveBothSidesWithForwardingHeaders) {
   int fd = dialPort(port_);
   std::string buf;
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(
-        sendAll(fd, "GET /a/" + std::to_string(i) +
-                        " HTTP/1.1\r\nHost: svc.example\r\nConnection: keep-alive, X-Hop\r\n"
-                        "X-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.9\r\n"
-                        "X-Remove-Me: x\r\nX-Edge-Token: forged\r\nX-End: ok\r\n\r\n"));
+    ASSERT_TRUE(sendAll(
+        fd, "GET /a/" + std::to_string(i) +
+                " HTTP/1.1\r\nHost: svc.example\r\nConnection: keep-alive, X-Hop\r\n"
+                "X-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 198.18.0.9\r\n"
+                "X-Remove-Me: x\r\nX-Edge-Token: forged\r\nX-End: ok\r\n\r\n"));
     Message m = readMessage(fd, &buf, true);
     ASSERT_TRUE(m.ok);
     EXPECT_EQ(m.status, 200);
@@ -380,7 +380,7 @@ TEST_F(ProxyTest, KeepAliveBothSidesWithForwardingHeaders) {
   Message seen = rec.last();
   const RequestHead& h = seen.request;
   EXPECT_EQ(hv(h.find("host")), "svc.example");
-  EXPECT_EQ(hv(h.find("x-forwarded-for")), "10.0.0.9, 127.0.0.1");
+  EXPECT_EQ(hv(h.find("x-forwarded-for")), "198.18.0.9, 127.0.0.1");
   EXPECT_EQ(hv(h.find("x-forwarded-proto")), "http");
   EXPECT_EQ(hv(h.find("via")), "1.1 edge-gateway");
   EXPECT_EQ(hv(h.find("x-edge-token")), "t1");

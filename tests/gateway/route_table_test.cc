@@ -126,10 +126,10 @@ TEST_F(RouteTableTest, InvalidSpecsAreLeftOutWithAReason) {
       {with([](RouteSpec& s) { s.local_instances = {"127.0.0.1:0"}; }), "port 1..65535"},
       {with([](RouteSpec& s) { s.local_instances = {"127.0.0.1:65536"}; }), "port 1..65535"},
       {with([](RouteSpec& s) { s.local_instances = {"[::1:80"}; }), "not host:port"},
-      {with([](RouteSpec& s) { s.peers = {peer("nothex", "10.0.0.2:8083")}; }), "not a node id"},
+      {with([](RouteSpec& s) { s.peers = {peer("nothex", "198.18.0.2:8083")}; }), "not a node id"},
       {with([](RouteSpec& s) { s.peers = {peer(kNodeA, "")}; }), "has no endpoint"},
       {with([](RouteSpec& s) {
-         s.peers = {{kNodeA, "10.0.0.2:8083", PeerInstance::Via::kProxy, ""}};
+         s.peers = {{kNodeA, "198.18.0.2:8083", PeerInstance::Via::kProxy, ""}};
        }),
        "proxy_node_id"},
       {with([](RouteSpec& s) { s.global_upstream = "central:443"; }), "on a local route"},
@@ -152,7 +152,7 @@ TEST_F(RouteTableTest, InvalidSpecsAreLeftOutWithAReason) {
     EXPECT_NE(warnings[0].find("route left out"), std::string::npos) << warnings[0];
   }
   // What is allowed.
-  RouteSpec good = spec("svc.v2_x", "/", {"[::1]:8080", "localhost:1", "10.1.2.3:65535"});
+  RouteSpec good = spec("svc.v2_x", "/", {"[::1]:8080", "localhost:1", "198.18.2.3:65535"});
   good.scope = RouteScope::kGlobal;
   good.global_upstream = "central.example:443";
   good.peers = {{kNodeA, "", PeerInstance::Via::kRelay, ""},
