@@ -22,7 +22,7 @@
 #   nc_dir I                 node I's directory (config, data, logs)
 #   nc_config I KEY VALUE    sets an edged config key for node I (replaces an earlier
 #                            value); the base config is node_name, data_dir, run_dir,
-#                            api_socket, runtime light, log_level info
+#                            api_socket, gateway_socket, runtime light, log_level info
 #   nc_start I               starts edged in node I's namespace (returns at once; log in
 #                            $(nc_dir I)/edged.log); NC_START_NS[I] = launch time, ns
 #   nc_spawn I LOG CMD...    starts any program in node I's namespace, in the background
@@ -207,6 +207,7 @@ node_name: n$i
 data_dir: $d/data
 run_dir: $d/run
 api_socket: $d/edged.sock
+gateway_socket: $d/gateway.sock
 runtime: light
 log_level: info
 EOF
