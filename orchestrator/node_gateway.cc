@@ -21,6 +21,7 @@
 #include "gateway/token_source.h"
 #include "gateway/token_verifier.h"
 #include "orchestrator/backend_link.h"
+#include "orchestrator/health.h"
 
 namespace edge::orchestrator {
 
@@ -77,22 +78,21 @@ std::vector<std::string> splitOn(const std::string& text, char sep) {
   }
 }
 
-bool tcpProbe(int port, std::chrono::milliseconds timeout) {
-  auto fd = net::dialTcp("127.0.0.1:" + std::to_string(port), timeout);
-  if (!fd.isOk()) return false;
-  ::close(*fd);
-  return true;
-}
-
-bool httpProbe(int port, const std::string& path, std::chrono::milliseconds timeout) {
-  auto ep = http::Endpoint::parse("http://127.0.0.1:" + std::to_string(port));
-  if (!ep.isOk()) return false;
-  http::Client c(*ep);
-  http::Request req;
-  req.path = path;
-  req.read_timeout = timeout;
-  auto res = c.send(req);
-  return res.isOk() && res->status >= 200 && res->status < 400;
+// The probe that releases calls waiting for an on-demand start: the service's HTTP health
+// check when it has one, else a TCP connect to the port, each with a short timeout so the
+// 10 ms probe loop stays responsive. The reconciler's own health checks use the same
+// SystemProber.
+bool probeInstance(const ServiceManifest& m, int port) {
+  HealthCheck check;
+  if (m.health_check && m.health_check->kind == HealthCheck::Kind::kHttp) {
+    check.kind = HealthCheck::Kind::kHttp;
+    check.http_path = m.health_check->http_path;
+  } else {
+    check.kind = HealthCheck::Kind::kTcp;
+  }
+  check.timeout = Millis(200);
+  std::string detail;
+  return SystemProber().probe(check, ProbeTarget{.pid = 0, .port = port}, &detail);
 }
 
 }  // namespace
@@ -574,10 +574,7 @@ void NodeGateway::serviceOnDemand(SteadyTime now) {
           why = "the service declares no port to route to";
           continue;
         }
-        bool ok = m.health_check && m.health_check->kind == HealthCheck::Kind::kHttp
-                      ? httpProbe(*port, m.health_check->http_path, 200ms)
-                      : tcpProbe(*port, 200ms);
-        if (ok) up.push_back("127.0.0.1:" + std::to_string(*port));
+        if (probeInstance(m, *port)) up.push_back("127.0.0.1:" + std::to_string(*port));
       }
       std::vector<std::function<void(Result<std::vector<std::string>>)>> waiters;
       Status failure;
