@@ -18,8 +18,8 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/net.h"
-#include "discovery/identity.h"
-#include "gateway/peer_channel.h"
+#include "identity/identity.h"
+#include "mesh/peer_channel.h"
 
 namespace edge::backend {
 
@@ -38,7 +38,7 @@ struct BackendServer::Impl {
   BackendOptions options;
   ClockPtr clock = SystemClock::instance();
   StorePtr store;
-  std::optional<discovery::NodeIdentity> identity;  // for call-backs to nodes
+  std::optional<identity::NodeIdentity> identity;  // for call-backs to nodes
   std::unique_ptr<IdentityService> ids;
   std::unique_ptr<TokenService> tokens;
   std::unique_ptr<RateLimiter> limiter;
@@ -58,8 +58,7 @@ struct BackendServer::Impl {
   // the key of `node_id`, which an open port alone would not.
   Status callBack(const std::string& endpoint, const std::string& node_id) {
     ASSIGN_OR_RETURN(int fd, net::dialTcp(endpoint, std::chrono::milliseconds(2000)));
-    auto ch =
-        gateway::PeerChannel::connect(fd, *identity, node_id, std::chrono::milliseconds(3000));
+    auto ch = mesh::PeerChannel::connect(fd, *identity, node_id, std::chrono::milliseconds(3000));
     if (!ch.isOk()) return ch.status();
     ch->close();
     return Status::ok();
@@ -128,7 +127,7 @@ Result<std::unique_ptr<BackendServer>> BackendServer::create(BackendOptions o) {
   }
   ASSIGN_OR_RETURN(impl->store, openStore(o.store));
   ASSIGN_OR_RETURN(auto node_identity,
-                   discovery::NodeIdentity::loadOrCreate(o.data_dir + "/backend.key"));
+                   identity::NodeIdentity::loadOrCreate(o.data_dir + "/backend.key"));
   impl->identity = node_identity;
   ASSIGN_OR_RETURN(auto kek, loadOrCreateKek(o.key_file));
 

@@ -11,7 +11,7 @@
 #include "common/crypto.h"
 #include "common/http_server.h"
 #include "common/log.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::backend {
 
@@ -111,7 +111,7 @@ Result<json> cleanMember(const json& m, const std::string& path) {
   if (!m.is_object()) return Status::invalidArgument(path + ": expected an object");
   json out = json::object();
   ASSIGN_OR_RETURN(auto id, stringField(m, "node_id", path, 16, true));
-  if (!discovery::isNodeId(id))
+  if (!identity::isNodeId(id))
     return Status::invalidArgument(path + ".node_id: \"" + id +
                                    "\" is not a node id (16 lower-case hex characters)");
   out["node_id"] = id;
@@ -440,7 +440,7 @@ Result<json> DiscoveryService::queryNodes(const Caller& caller, const NodesQuery
 }
 
 Result<json> DiscoveryService::getNode(const Caller& caller, const std::string& node_id) {
-  if (!discovery::isNodeId(node_id))
+  if (!identity::isNodeId(node_id))
     return Status::invalidArgument("node id \"" + node_id +
                                    "\" is not 16 lower-case hex characters");
   ASSIGN_OR_RETURN(auto account, accountFor(caller, caller.isAdmin() ? "" : caller.account));

@@ -9,7 +9,7 @@
 
 #include "common/json.h"
 #include "common/jwt.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::backend {
 
@@ -146,7 +146,7 @@ std::string sha256Hex(std::string_view data) {
   unsigned char md[32];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return discovery::toHex(std::string_view(reinterpret_cast<char*>(md), len));
+  return identity::toHex(std::string_view(reinterpret_cast<char*>(md), len));
 }
 
 }  // namespace identity_internal
@@ -305,24 +305,24 @@ Result<JoinToken> IdentityService::createJoinToken(const std::string& account, i
 Result<RegisteredNode> IdentityService::registerNode(const NodeRegistration& reg) {
   if (reg.join_token.empty() || reg.join_token.size() > 256)
     return Status::invalidArgument("join_token: missing or longer than 256 characters");
-  if (!discovery::isNodeId(reg.node_id))
+  if (!identity::isNodeId(reg.node_id))
     return Status::invalidArgument("node_id: \"" + reg.node_id +
                                    "\" is not a node id (16 lower-case hex characters)");
-  auto key = discovery::fromHex(reg.public_key_hex);
+  auto key = identity::fromHex(reg.public_key_hex);
   if (!key.isOk()) return Status::invalidArgument("public_key: " + key.status().message());
-  if (key->size() != discovery::kPublicKeyBytes)
+  if (key->size() != identity::kPublicKeyBytes)
     return Status::invalidArgument("public_key: expected 32 bytes (64 hex characters), got " +
                                    std::to_string(key->size()));
-  auto sig = discovery::fromHex(reg.signature_hex);
+  auto sig = identity::fromHex(reg.signature_hex);
   if (!sig.isOk()) return Status::invalidArgument("signature: " + sig.status().message());
-  if (sig->size() != discovery::kSignatureBytes)
+  if (sig->size() != identity::kSignatureBytes)
     return Status::invalidArgument("signature: expected 64 bytes (128 hex characters), got " +
                                    std::to_string(sig->size()));
-  std::string derived = discovery::nodeIdFromPublicKey(*key);
+  std::string derived = identity::nodeIdFromPublicKey(*key);
   if (derived != reg.node_id)
     return Status::invalidArgument("node_id: " + reg.node_id +
                                    " is not the id of public_key (its id is " + derived + ")");
-  if (!discovery::verifySignature(*key, registrationMessage(reg.node_id, reg.join_token), *sig))
+  if (!identity::verifySignature(*key, registrationMessage(reg.node_id, reg.join_token), *sig))
     return Status::permissionDenied(
         "signature: does not verify; sign \"edge-register\\n<node_id>\\n<join_token>\" with "
         "the node key");

@@ -11,7 +11,7 @@
 #include "common/http_server.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::backend {
 namespace {
@@ -299,7 +299,7 @@ Result<json> Signaling::connect(const Caller& caller, const json& body) {
   RETURN_IF_ERROR(requireNode(caller, "signal another node"));
   RETURN_IF_ERROR(checkFields(body, {"target", "kind"}));
   ASSIGN_OR_RETURN(std::string target, ej::getString(body, "target", ""));
-  if (!discovery::isNodeId(target))
+  if (!identity::isNodeId(target))
     return Status::invalidArgument(
         ".target: expected a node id (16 lower-case hex characters), "
         "got \"" +
@@ -353,7 +353,7 @@ Result<json> Signaling::openBep(const Caller& caller, const json& body) {
   RETURN_IF_ERROR(checkFields(
       body, {"signal", "caller", "ttl_seconds", "max_connections", "protocol", "location"}));
   ASSIGN_OR_RETURN(std::string signal_id, ej::getString(body, "signal", ""));
-  if (signal_id.size() != 16 || !discovery::fromHex(signal_id).isOk())
+  if (signal_id.size() != 16 || !identity::fromHex(signal_id).isOk())
     return Status::invalidArgument(".signal: expected the 16-hex-character id of a signal, got \"" +
                                    signal_id.substr(0, 64) + "\"");
   ASSIGN_OR_RETURN(int64_t ttl,

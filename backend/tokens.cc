@@ -11,7 +11,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::backend {
 
@@ -143,7 +143,7 @@ Result<std::string> loadOrCreateKek(const std::string& path) {
   std::string kek = randomBytes(kKekBytes);
   // Complete under a unique name, then link(): unlike rename it never replaces a key a
   // concurrent replica published first, and the loser reads the winner's key.
-  std::string tmp = path + ".new." + discovery::toHex(randomBytes(8));
+  std::string tmp = path + ".new." + identity::toHex(randomBytes(8));
   RETURN_IF_ERROR(fs::writeFileAtomic(tmp, kek, 0600));
   int rc = ::link(tmp.c_str(), path.c_str());
   int err = errno;

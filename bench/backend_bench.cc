@@ -9,9 +9,9 @@
 //           Also what one client address gets from a real BackendServer with its default
 //           rate limits.
 //   relay   throughput and round-trip latency of a BEP (a real RelayServer splicing two
-//           legs, reached through Signaling and gateway::RelayClient as nodes reach it)
+//           legs, reached through Signaling and mesh::RelayClient as nodes reach it)
 //           against a direct loopback TCP connection: raw bytes, and through a
-//           gateway::PeerChannel on both ends (end-to-end encrypted: what a node sees).
+//           mesh::PeerChannel on both ends (end-to-end encrypted: what a node sees).
 //           Same buffer sizes on both paths; repetitions interleave direct and relayed.
 //   query   DiscoveryService with 10,000 nodes registered through registerCluster() (200
 //           clusters of 50 in one account, with locations): registrations per second,
@@ -79,9 +79,9 @@
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/net.h"
-#include "discovery/identity.h"
-#include "gateway/peer_channel.h"
-#include "gateway/relay_client.h"
+#include "identity/identity.h"
+#include "mesh/peer_channel.h"
+#include "mesh/relay_client.h"
 #include "tests/backend/etcd_harness.h"
 
 namespace edge::bench {
@@ -369,13 +369,13 @@ Status runTokens(const Config& cfg) {
   // A node of account "bench", registered the way edged registers: join token + key proof.
   RETURN_IF_ERROR(ids.createAccount("bench"));
   ASSIGN_OR_RETURN(auto join, ids.createJoinToken("bench", 600, 0));
-  ASSIGN_OR_RETURN(auto node_key, discovery::NodeIdentity::generate());
+  ASSIGN_OR_RETURN(auto node_key, identity::NodeIdentity::generate());
   backend::NodeRegistration reg;
   reg.join_token = join.token;
   reg.node_id = node_key.id();
-  reg.public_key_hex = discovery::toHex(node_key.publicKey());
+  reg.public_key_hex = identity::toHex(node_key.publicKey());
   reg.signature_hex =
-      discovery::toHex(node_key.sign(backend::registrationMessage(node_key.id(), join.token)));
+      identity::toHex(node_key.sign(backend::registrationMessage(node_key.id(), join.token)));
   ASSIGN_OR_RETURN(auto node, ids.registerNode(reg));
 
   backend::OAuthRequest oreq;
@@ -608,8 +608,8 @@ class RelayPath {
     backend::registerSignalingApi(*api_, *signaling_);
     RETURN_IF_ERROR(api_->start());
 
-    target_client_ = std::make_unique<gateway::RelayClient>(options(target_));
-    RETURN_IF_ERROR(target_client_->startSep([](const gateway::Signal&) { return Status::ok(); },
+    target_client_ = std::make_unique<mesh::RelayClient>(options(target_));
+    RETURN_IF_ERROR(target_client_->startSep([](const mesh::Signal&) { return Status::ok(); },
                                              [this](int fd, const std::string&) {
                                                std::lock_guard lock(mu_);
                                                legs_.push_back(fd);
@@ -618,7 +618,7 @@ class RelayPath {
     if (!target_client_->waitConnected(seconds(10)))
       return Status::unavailable("the target's SEP did not come up within 10 s: " +
                                  target_client_->state().dump());
-    caller_client_ = std::make_unique<gateway::RelayClient>(options(caller_));
+    caller_client_ = std::make_unique<mesh::RelayClient>(options(caller_));
     return Status::ok();
   }
 
@@ -640,8 +640,8 @@ class RelayPath {
   json stats() const { return relay_->stats(); }
 
  private:
-  gateway::RelayClient::Options options(const std::string& node) {
-    gateway::RelayClient::Options o;
+  mesh::RelayClient::Options options(const std::string& node) {
+    mesh::RelayClient::Options o;
     o.backend_url = "http://127.0.0.1:" + std::to_string(api_->boundTcpPort());
     o.node_id = node;
     o.access_token = [node]() -> Result<std::string> { return "node:" + node + ":bench"; };
@@ -657,7 +657,7 @@ class RelayPath {
   std::unique_ptr<backend::RelayServer> relay_;
   std::unique_ptr<backend::Signaling> signaling_;
   std::unique_ptr<http::ApiServer> api_;
-  std::unique_ptr<gateway::RelayClient> target_client_, caller_client_;
+  std::unique_ptr<mesh::RelayClient> target_client_, caller_client_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<int> legs_;
@@ -772,20 +772,19 @@ Result<std::vector<double>> rawRoundTrips(Pair p, int count) {
 }
 
 // Runs the peer-channel handshake on both ends of `p` (the caller side on this thread).
-Result<std::pair<gateway::PeerChannel, gateway::PeerChannel>> openChannels(
-    Pair p, const discovery::NodeIdentity& caller, const discovery::NodeIdentity& target) {
-  std::optional<Result<gateway::PeerChannel>> accepted;
-  std::thread t([&] {
-    accepted.emplace(gateway::PeerChannel::accept(p.b, target, "", milliseconds(10000)));
-  });
-  auto connected = gateway::PeerChannel::connect(p.a, caller, target.id(), milliseconds(10000));
+Result<std::pair<mesh::PeerChannel, mesh::PeerChannel>> openChannels(
+    Pair p, const identity::NodeIdentity& caller, const identity::NodeIdentity& target) {
+  std::optional<Result<mesh::PeerChannel>> accepted;
+  std::thread t(
+      [&] { accepted.emplace(mesh::PeerChannel::accept(p.b, target, "", milliseconds(10000))); });
+  auto connected = mesh::PeerChannel::connect(p.a, caller, target.id(), milliseconds(10000));
   t.join();
   if (!connected.isOk()) return connected.status();
   if (!accepted->isOk()) return accepted->status();
   return std::make_pair(std::move(*connected), std::move(**accepted));
 }
 
-Result<Transfer> channelThroughput(gateway::PeerChannel& a, gateway::PeerChannel& b, size_t total) {
+Result<Transfer> channelThroughput(mesh::PeerChannel& a, mesh::PeerChannel& b, size_t total) {
   Status write_error;
   double cpu0 = cpuSeconds();
   auto t0 = Steady::now();
@@ -819,7 +818,7 @@ Result<Transfer> channelThroughput(gateway::PeerChannel& a, gateway::PeerChannel
   return transfer(total, s, cpu);
 }
 
-Result<std::vector<double>> channelRoundTrips(gateway::PeerChannel& a, gateway::PeerChannel& b,
+Result<std::vector<double>> channelRoundTrips(mesh::PeerChannel& a, mesh::PeerChannel& b,
                                               int count) {
   std::thread echo([&b] {
     for (;;) {
@@ -856,8 +855,8 @@ struct PathFigures {
 Status runRelay(const Config& cfg) {
   TempDir tmp;
   if (tmp.path.empty()) return Status::internal("mkdtemp failed");
-  ASSIGN_OR_RETURN(auto caller_key, discovery::NodeIdentity::generate());
-  ASSIGN_OR_RETURN(auto target_key, discovery::NodeIdentity::generate());
+  ASSIGN_OR_RETURN(auto caller_key, identity::NodeIdentity::generate());
+  ASSIGN_OR_RETURN(auto target_key, identity::NodeIdentity::generate());
   DirectPath direct;
   RETURN_IF_ERROR(direct.start());
   RelayPath relay(tmp.path, target_key.id(), caller_key.id());

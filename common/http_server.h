@@ -1,7 +1,7 @@
 // ApiServer: the HTTP/1.1 server of the node API and the backend, on a unix socket and optionally a
 // TCP address, with cpp-httplib doing request parsing and routing.
 //
-// httplib appears in this header so route modules (orchestrator/api/, backend/) can
+// httplib appears in this header so route modules (edged/api/, backend/) can
 // register handlers on raw(); keep this header out of every other public header.
 //
 // Connections: one thread per connection, at most Options::max_connections at once; a

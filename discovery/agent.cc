@@ -7,7 +7,7 @@
 #include "discovery/codec.h"
 #include "discovery/election.h"
 #include "discovery/profile.h"
-#include "discovery/secure.h"
+#include "identity/secure.h"
 
 namespace edge::discovery {
 namespace {
@@ -89,8 +89,8 @@ const char* stateName(LinkAgent::State s) {
   return "?";
 }
 
-LinkAgent::LinkAgent(AgentOptions options, const NodeIdentity& identity, Clock& clock, LinkIo& io,
-                     EventSink events)
+LinkAgent::LinkAgent(AgentOptions options, const identity::NodeIdentity& identity, Clock& clock,
+                     LinkIo& io, EventSink events)
     : options_(std::move(options)),
       identity_(identity),
       clock_(clock),
@@ -151,7 +151,7 @@ void LinkAgent::start(NodeProfile self) {
   self_ = std::move(self);
   self_.seq = std::max<int64_t>(self_.seq, 1);
   signSelf();
-  boot_nonce_ = toHex(randomBytes(8));
+  boot_nonce_ = identity::toHex(identity::randomBytes(8));
   startProbing();
 }
 
@@ -265,13 +265,13 @@ void LinkAgent::addKeyProof(json* body) const {
   if (options_.cluster_key.empty()) return;
   std::string data =
       identity_.id() + "|" + boot_nonce_ + "|" + std::to_string((*body)["seq"].get<uint64_t>());
-  (*body)["proof"] = toHex(clusterKeyProof(options_.cluster_key, data));
+  (*body)["proof"] = identity::toHex(identity::clusterKeyProof(options_.cluster_key, data));
 }
 
 void LinkAgent::sendProbe() {
   json body{{"t", "probe"},
             {"id", identity_.id()},
-            {"pub", toHex(identity_.publicKey())},
+            {"pub", identity::toHex(identity_.publicKey())},
             {"cluster", options_.cluster_id},
             {"score", selfScore()},
             {"boot", boot_nonce_},
@@ -296,7 +296,7 @@ int64_t LinkAgent::activeMembers() const {
 void LinkAgent::sendBeacon() {
   json body{{"t", "beacon"},
             {"id", identity_.id()},
-            {"pub", toHex(identity_.publicKey())},
+            {"pub", identity::toHex(identity_.publicKey())},
             {"cluster", options_.cluster_id},
             {"score", selfScore()},
             {"members", activeMembers()},
@@ -339,11 +339,11 @@ void LinkAgent::onDatagram(std::string_view bytes) {
     return;
   }
   if (!options_.cluster_key.empty()) {
-    auto proof = fromHex(str(*j, "proof"));
+    auto proof = identity::fromHex(str(*j, "proof"));
     if (!proof.isOk() ||
-        !checkClusterKeyProof(options_.cluster_key,
-                              id + "|" + str(*j, "boot") + "|" + std::to_string(num(*j, "seq")),
-                              *proof)) {
+        !identity::checkClusterKeyProof(
+            options_.cluster_key, id + "|" + str(*j, "boot") + "|" + std::to_string(num(*j, "seq")),
+            *proof)) {
       ++counters_.dropped_forged;  // not a holder of this cluster's key
       return;
     }
@@ -472,12 +472,12 @@ void LinkAgent::handleDelta(const Datagram& d) {
   }
   auto it = members_.find(supernode_id_);
   if (it == members_.end() ||
-      !verifySignature(it->second.profile.public_key, d.signed_part, d.signature)) {
+      !identity::verifySignature(it->second.profile.public_key, d.signed_part, d.signature)) {
     ++counters_.dropped_forged;
     return;
   }
   if (body->epoch != group_epoch_) return;  // an old key: the beacon's version triggers a sync
-  auto plain = openGroup(group_key_, options_.cluster_id, body->sealed);
+  auto plain = identity::openGroup(group_key_, options_.cluster_id, body->sealed);
   if (!plain.isOk()) {
     ++counters_.dropped_forged;
     return;
@@ -696,7 +696,7 @@ void LinkAgent::onMessage(SessionId s, const std::string& peer, const json& m) {
                      {"version", version_},
                      {"members", full},
                      {"blacklist", blacklistJson()},
-                     {"group_key", toHex(group_key_)},
+                     {"group_key", identity::toHex(group_key_)},
                      {"epoch", group_epoch_}});
   } else if (t == "profile") {
     handleProfileUpdate(peer, m);
@@ -735,7 +735,7 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
     }
     return;
   }
-  auto key = fromHex(str(m, "group_key"));
+  auto key = identity::fromHex(str(m, "group_key"));
   if (!key.isOk() || key->size() != 32) {
     ++counters_.dropped_malformed;
     return;
@@ -749,7 +749,7 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
     // signatures each time is what made re-registration slow.
     auto known = members_.find(str(pj, "node_id"));
     if (known != members_.end() && !known->second.profile.signature.empty() &&
-        str(pj, "signature") == toHex(known->second.profile.signature) &&
+        str(pj, "signature") == identity::toHex(known->second.profile.signature) &&
         num(pj, "seq", -1) == known->second.profile.seq) {
       mem.profile = known->second.profile;
     } else {
@@ -905,7 +905,7 @@ void LinkAgent::becomeSupernode(const std::string& takeover_from, const std::str
   // have gone with the old supernode.
   for (const auto& [id, m] : members_)
     if (id != identity_.id()) last_heard_[id] = now;
-  group_key_ = randomBytes(32);
+  group_key_ = identity::randomBytes(32);
   group_epoch_ = static_cast<uint32_t>(rng_());
   ++version_;
   json roles;
@@ -937,13 +937,13 @@ void LinkAgent::yieldTo(const std::string& winner_id, const std::string& endpoin
 Status LinkAgent::verifyProfile(const json& j, const std::string& expected_id, NodeProfile* out) {
   auto p = profileFromJson(j);
   if (!p.isOk()) return p.status();
-  if (nodeIdFromPublicKey(p->public_key) != p->node_id)
+  if (identity::nodeIdFromPublicKey(p->public_key) != p->node_id)
     return Status::permissionDenied("profile id " + p->node_id +
                                     " does not derive from its public key");
   if (!expected_id.empty() && p->node_id != expected_id)
     return Status::permissionDenied("profile claims id " + p->node_id +
                                     " but the session is authenticated as " + expected_id);
-  if (!verifySignature(p->public_key, profileSigningBytes(*p), p->signature))
+  if (!identity::verifySignature(p->public_key, profileSigningBytes(*p), p->signature))
     return Status::permissionDenied("profile signature of " + p->node_id + " does not verify");
   *out = std::move(*p);
   return Status::ok();
@@ -1096,7 +1096,7 @@ void LinkAgent::sendWelcome(SessionId s) {
                    {"version", version_},
                    {"members", memberListJson()},
                    {"blacklist", blacklistJson()},
-                   {"group_key", toHex(group_key_)},
+                   {"group_key", identity::toHex(group_key_)},
                    {"epoch", group_epoch_}});
 }
 
@@ -1228,7 +1228,7 @@ void LinkAgent::publishDelta(json delta) {
   delta["version"] = version_;
   delta["from"] = version_ - 1;
   std::string plain = delta.dump();
-  std::string sealed = sealGroup(group_key_, options_.cluster_id, plain);
+  std::string sealed = identity::sealGroup(group_key_, options_.cluster_id, plain);
   auto dg = encodeDatagram(DatagramType::kDelta,
                            encodeDeltaBody(identity_.id(), group_epoch_, sealed), identity_);
   if (dg.isOk()) {

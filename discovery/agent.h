@@ -42,8 +42,8 @@
 #include "common/status.h"
 #include "discovery/codec.h"
 #include "discovery/discovery.h"
-#include "discovery/identity.h"
 #include "discovery/types.h"
+#include "identity/identity.h"
 
 namespace edge::discovery {
 
@@ -81,7 +81,7 @@ class LinkAgent {
  public:
   enum class State { kIdle, kProbing, kJoining, kMember, kElecting, kSupernode };
 
-  LinkAgent(AgentOptions options, const NodeIdentity& identity, Clock& clock, LinkIo& io,
+  LinkAgent(AgentOptions options, const identity::NodeIdentity& identity, Clock& clock, LinkIo& io,
             EventSink events);
 
   // Starts probing for a supernode with this node's profile (node_id, public_key, seq
@@ -165,7 +165,7 @@ class LinkAgent {
   bool isBlacklisted(const std::string& id) const;
 
   AgentOptions options_;
-  const NodeIdentity& identity_;
+  const identity::NodeIdentity& identity_;
   Clock& clock_;
   LinkIo& io_;
   EventSink events_;

@@ -1,7 +1,7 @@
 #include "discovery/codec.h"
 
 #include "common/json.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::discovery {
 namespace {
@@ -12,7 +12,7 @@ constexpr size_t kIdSize = 16;
 }  // namespace
 
 Result<std::string> encodeDatagram(DatagramType type, std::string_view body,
-                                   const NodeIdentity& signer) {
+                                   const identity::NodeIdentity& signer) {
   size_t total = kDatagramHeader + body.size() + kSignatureSize;
   if (total > kMaxDatagram)
     return Status::invalidArgument("datagram of " + std::to_string(total) +
@@ -61,16 +61,16 @@ Result<nlohmann::json> openSignedJson(const Datagram& d) {
   if (!j->is_object()) return Status::invalidArgument("body is not a JSON object");
   auto id = j->find("id");
   auto pub = j->find("pub");
-  if (id == j->end() || !id->is_string() || !isNodeId(id->get_ref<const std::string&>()))
+  if (id == j->end() || !id->is_string() || !identity::isNodeId(id->get_ref<const std::string&>()))
     return Status::invalidArgument("\"id\" must be 16 lower-case hex characters");
   if (pub == j->end() || !pub->is_string() || pub->get_ref<const std::string&>().size() != 64)
     return Status::invalidArgument("\"pub\" must be 64 hex characters");
-  auto raw = fromHex(pub->get_ref<const std::string&>());
+  auto raw = identity::fromHex(pub->get_ref<const std::string&>());
   if (!raw.isOk()) return Status::invalidArgument("\"pub\": " + raw.status().message());
-  if (nodeIdFromPublicKey(*raw) != id->get_ref<const std::string&>())
+  if (identity::nodeIdFromPublicKey(*raw) != id->get_ref<const std::string&>())
     return Status::permissionDenied("id " + id->get_ref<const std::string&>() +
                                     " does not derive from the key it carries");
-  if (!verifySignature(*raw, d.signed_part, d.signature))
+  if (!identity::verifySignature(*raw, d.signed_part, d.signature))
     return Status::permissionDenied("signature of " + id->get_ref<const std::string&>() +
                                     " does not verify");
   return std::move(*j);
@@ -91,7 +91,8 @@ Result<DeltaBody> decodeDeltaBody(std::string_view body) {
                                    " bytes is too short");
   DeltaBody d;
   d.sender_id = std::string(body.substr(0, kIdSize));
-  if (!isNodeId(d.sender_id)) return Status::invalidArgument("delta sender is not a node id");
+  if (!identity::isNodeId(d.sender_id))
+    return Status::invalidArgument("delta sender is not a node id");
   for (size_t i = 0; i < 4; ++i) d.epoch = (d.epoch << 8) | static_cast<uint8_t>(body[kIdSize + i]);
   d.sealed = std::string(body.substr(kIdSize + 4));
   return d;

@@ -20,9 +20,11 @@
 
 #include "common/status.h"
 
-namespace edge::discovery {
-
+namespace edge::identity {
 class NodeIdentity;
+}  // namespace edge::identity
+
+namespace edge::discovery {
 
 enum class DatagramType : uint8_t { kProbe = 1, kBeacon = 2, kDelta = 3 };
 
@@ -39,7 +41,7 @@ struct Datagram {
 
 // Encodes and signs. Fails when the result would exceed kMaxDatagram.
 Result<std::string> encodeDatagram(DatagramType type, std::string_view body,
-                                   const NodeIdentity& signer);
+                                   const identity::NodeIdentity& signer);
 
 // Splits a datagram; checks magic, type, sizes. Does not verify the signature.
 Result<Datagram> decodeDatagram(std::string_view bytes);

@@ -22,9 +22,9 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "discovery/agent.h"
-#include "discovery/identity.h"
 #include "discovery/profile.h"
-#include "discovery/secure.h"
+#include "identity/identity.h"
+#include "identity/secure.h"
 
 namespace edge::discovery {
 namespace {
@@ -88,7 +88,7 @@ struct Conn {
   bool check_only = false;  // an endpoint check: handshake, compare, close
   std::string expected_id;  // for checks
   Link* link = nullptr;     // owner; inbound sessions get one with their first message
-  std::unique_ptr<SecureSession> sec;
+  std::unique_ptr<identity::SecureSession> sec;
   std::string out;
   SteadyTime deadline{};   // handshake (or check) must finish by then
   bool announced = false;  // onSessionUp() was called
@@ -104,8 +104,8 @@ struct Handoff {
 
 class DiscoveryImpl final : public Discovery {
  public:
-  DiscoveryImpl(const DiscoveryOptions& options, const NodeIdentity& identity, Clock& clock,
-                EventSink events)
+  DiscoveryImpl(const DiscoveryOptions& options, const identity::NodeIdentity& identity,
+                Clock& clock, EventSink events)
       : options_(options), identity_(identity), clock_(clock), events_(std::move(events)) {}
 
   ~DiscoveryImpl() override {
@@ -261,8 +261,8 @@ class DiscoveryImpl final : public Discovery {
     c.check_only = check_only;
     c.expected_id = expected_id;
     c.link = &link;
-    c.sec = std::make_unique<SecureSession>(SecureSession::Role::kInitiator, identity_,
-                                            options_.cluster_key);
+    c.sec = std::make_unique<identity::SecureSession>(identity::SecureSession::Role::kInitiator,
+                                                      identity_, options_.cluster_key);
     c.deadline = clock_.now() + (check_only ? kCheckTimeout : kHandshakeTimeout);
     conns_.emplace(id, std::move(c));
     return id;
@@ -558,8 +558,8 @@ class DiscoveryImpl final : public Discovery {
       Conn c;
       c.id = next_id_++;
       c.fd = fd;
-      c.sec = std::make_unique<SecureSession>(SecureSession::Role::kResponder, identity_,
-                                              options_.cluster_key);
+      c.sec = std::make_unique<identity::SecureSession>(identity::SecureSession::Role::kResponder,
+                                                        identity_, options_.cluster_key);
       c.deadline = clock_.now() + kHandshakeTimeout;
       c.peer_addr = from.sin_addr.s_addr;
       conns_.emplace(c.id, std::move(c));
@@ -713,7 +713,7 @@ class DiscoveryImpl final : public Discovery {
   }
 
   DiscoveryOptions options_;
-  const NodeIdentity& identity_;
+  const identity::NodeIdentity& identity_;
   Clock& clock_;
   EventSink events_;
   WallTime started_at_{};
@@ -755,8 +755,8 @@ void Link::checkEndpoint(const std::string& endpoint, const std::string& node_id
 }  // namespace
 
 Result<std::unique_ptr<Discovery>> Discovery::create(const DiscoveryOptions& options,
-                                                     const NodeIdentity& identity, Clock& clock,
-                                                     EventSink events) {
+                                                     const identity::NodeIdentity& identity,
+                                                     Clock& clock, EventSink events) {
   auto d = std::make_unique<DiscoveryImpl>(options, identity, clock, std::move(events));
   RETURN_IF_ERROR(d->init());
   return std::unique_ptr<Discovery>(std::move(d));

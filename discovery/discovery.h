@@ -21,9 +21,11 @@
 #include "discovery/profile.h"
 #include "discovery/types.h"
 
-namespace edge::discovery {
-
+namespace edge::identity {
 class NodeIdentity;
+}  // namespace edge::identity
+
+namespace edge::discovery {
 
 struct DiscoveryOptions {
   std::vector<std::string> interfaces;       // empty = every multicast-capable IPv4 interface
@@ -54,8 +56,8 @@ using EventSink = std::function<void(const std::string& type, const std::string&
 class Discovery {
  public:
   static Result<std::unique_ptr<Discovery>> create(const DiscoveryOptions& options,
-                                                   const NodeIdentity& identity, Clock& clock,
-                                                   EventSink events);
+                                                   const identity::NodeIdentity& identity,
+                                                   Clock& clock, EventSink events);
   virtual ~Discovery() = default;
 
   virtual Status start() = 0;

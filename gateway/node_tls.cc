@@ -75,14 +75,14 @@ std::string nodeIdOfCertificate(X509* cert, std::string* why) {
     *why = "peer certificate is not self-signed by its own key";
     return {};
   }
-  unsigned char raw[discovery::kPublicKeyBytes];
+  unsigned char raw[identity::kPublicKeyBytes];
   size_t len = sizeof raw;
   if (EVP_PKEY_get_raw_public_key(key, raw, &len) != 1 || len != sizeof raw) {
     ERR_clear_error();
     *why = "peer certificate key cannot be read";
     return {};
   }
-  return discovery::nodeIdFromPublicKey(
+  return identity::nodeIdFromPublicKey(
       std::string_view(reinterpret_cast<const char*>(raw), sizeof raw));
 }
 
@@ -467,7 +467,7 @@ Result<SslCtxPtr> makeContext(bool server, X509* cert, EVP_PKEY* key) {
 NodeTls::NodeTls(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NodeTls::~NodeTls() = default;
 
-Result<std::unique_ptr<NodeTls>> NodeTls::create(const discovery::NodeIdentity& identity,
+Result<std::unique_ptr<NodeTls>> NodeTls::create(const identity::NodeIdentity& identity,
                                                  Options options) {
   if (options.validity.count() <= 0 || options.validity.count() > 24 * 365) {
     return Status::invalidArgument("NodeTls validity must be 1 hour to 1 year, got " +
@@ -519,7 +519,7 @@ Result<TransportPtr> NodeTls::server(int fd, std::string already_read) const {
 
 Result<TransportPtr> NodeTls::client(int fd, const std::string& expected_node_id) const {
   if (fd < 0) return Status::invalidArgument("NodeTls::client: invalid fd " + std::to_string(fd));
-  if (!discovery::isNodeId(expected_node_id)) {
+  if (!identity::isNodeId(expected_node_id)) {
     ::close(fd);
     return Status::invalidArgument("NodeTls::client: expected node id '" + expected_node_id +
                                    "' is not 16 lower-case hex characters");
@@ -536,7 +536,7 @@ Result<TransportPtr> NodeTls::client(int fd, const std::string& expected_node_id
 
 Result<TransportPtr> NodeTls::connect(const std::string& endpoint, const std::string& node_id,
                                       std::chrono::milliseconds timeout) const {
-  if (!discovery::isNodeId(node_id)) {
+  if (!identity::isNodeId(node_id)) {
     return Status::invalidArgument("TLS connect to " + endpoint + ": node id '" + node_id +
                                    "' is not 16 lower-case hex characters");
   }

@@ -5,7 +5,7 @@
 // (CN = node id, random serial, a short validity that is not enforced: edge hosts often
 // boot with a wrong clock, and the key, not the date, is the identity). Both sides must
 // present one; a peer's certificate is accepted when it is self-signed with an Ed25519
-// key, and its node id is the id derived from that key (discovery::nodeIdFromPublicKey).
+// key, and its node id is the id derived from that key (identity::nodeIdFromPublicKey).
 // The binding is the caller's: a client names the node it dials and the handshake fails
 // when the server's key derives to another id; a server learns the client's id
 // (Transport::peerNodeId()) and may refuse it with Options::allow_client.
@@ -31,8 +31,8 @@
 #include <string>
 
 #include "common/status.h"
-#include "discovery/identity.h"
 #include "gateway/transport.h"
+#include "identity/identity.h"
 
 namespace edge::gateway {
 
@@ -51,7 +51,7 @@ class NodeTls {
  public:
   using Options = NodeTlsOptions;
 
-  static Result<std::unique_ptr<NodeTls>> create(const discovery::NodeIdentity& identity,
+  static Result<std::unique_ptr<NodeTls>> create(const identity::NodeIdentity& identity,
                                                  Options options = {});
   ~NodeTls();
   NodeTls(const NodeTls&) = delete;

@@ -4,7 +4,7 @@
 #include <set>
 #include <utility>
 
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::gateway {
 namespace {
@@ -97,7 +97,7 @@ Status validateRouteSpec(const RouteSpec& spec) {
     if (!isHostPort(local)) return badEndpoint(spec, "local instance", local);
   }
   for (const auto& peer : spec.peers) {
-    if (!discovery::isNodeId(peer.node_id)) {
+    if (!identity::isNodeId(peer.node_id)) {
       return Status::invalidArgument("route " + spec.service + ": peer node id \"" + peer.node_id +
                                      "\" is not a node id (16 lower-case hex)");
     }
@@ -109,7 +109,7 @@ Status validateRouteSpec(const RouteSpec& spec) {
     } else if (!isHostPort(peer.endpoint)) {
       return badEndpoint(spec, "peer endpoint", peer.endpoint);
     }
-    if (peer.via == PeerInstance::Via::kProxy && !discovery::isNodeId(peer.proxy_node_id)) {
+    if (peer.via == PeerInstance::Via::kProxy && !identity::isNodeId(peer.proxy_node_id)) {
       return Status::invalidArgument("route " + spec.service + ": peer " + peer.node_id +
                                      " goes through a proxy node but proxy_node_id \"" +
                                      peer.proxy_node_id +

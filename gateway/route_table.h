@@ -31,7 +31,7 @@ enum class RouteScope : uint8_t { kLocal, kGlobal };
 // An instance of the service on another node.
 struct PeerInstance {
   enum class Via : uint8_t { kDirect, kProxy, kRelay };
-  std::string node_id;   // hex node id (discovery/identity.h)
+  std::string node_id;   // hex node id (identity/identity.h)
   std::string endpoint;  // host:port of the peer's gateway as the route should dial it
   Via via = Via::kDirect;
   std::string proxy_node_id;  // Via::kProxy: the link-local proxy node to go through

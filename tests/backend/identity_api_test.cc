@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include "common/http.h"
 #include "common/jwt.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 #include "backend/sqlite_store.h"
 #include "common/fs.h"
@@ -394,14 +394,14 @@ TEST_F(IdentityApiTest, NodeRegistersThenGetsNodeTokens) {
             "request body.ttl_seconds: 1e+300 is out of range; allowed: integers from "
             "-9223372036854775808 to 9223372036854775807");
 
-  auto node = discovery::NodeIdentity::generate();
+  auto node = identity::NodeIdentity::generate();
   ASSERT_TRUE(node.isOk());
   json reg = {{"join_token", join},
               {"node_id", node->id()},
-              {"public_key", discovery::toHex(node->publicKey())},
-              {"signature", discovery::toHex(node->sign(registrationMessage(node->id(), join)))}};
+              {"public_key", identity::toHex(node->publicKey())},
+              {"signature", identity::toHex(node->sign(registrationMessage(node->id(), join)))}};
   json forged = reg;
-  forged["signature"] = discovery::toHex(std::string(64, '\1'));
+  forged["signature"] = identity::toHex(std::string(64, '\1'));
   auto r = postJson("/v1/nodes/register", forged, "");
   EXPECT_EQ(r.status, 403);
   EXPECT_NE(body(r)["message"].get<std::string>().find("signature"), std::string::npos);

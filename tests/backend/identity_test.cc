@@ -7,7 +7,7 @@
 #include "backend/rate_limit.h"
 #include "backend/tokens.h"
 #include "common/jwt.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 #include "tests/backend/memory_store.h"
 
 namespace edge::backend {
@@ -35,9 +35,9 @@ class IdentityTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(identity_.createAccount("acme").isOk()); }
 
-  NodeRegistration registration(const discovery::NodeIdentity& node, const std::string& token) {
-    return {token, node.id(), discovery::toHex(node.publicKey()),
-            discovery::toHex(node.sign(registrationMessage(node.id(), token)))};
+  NodeRegistration registration(const identity::NodeIdentity& node, const std::string& token) {
+    return {token, node.id(), identity::toHex(node.publicKey()),
+            identity::toHex(node.sign(registrationMessage(node.id(), token)))};
   }
 
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
@@ -119,7 +119,7 @@ TEST_F(IdentityTest, UsersAndPasswords) {
 }
 
 TEST_F(IdentityTest, NodeRegistrationAndSecretRotation) {
-  auto node = discovery::NodeIdentity::generate();
+  auto node = identity::NodeIdentity::generate();
   ASSERT_TRUE(node.isOk());
   auto join = identity_.createJoinToken("acme", 600, 0);
   ASSERT_TRUE(join.isOk()) << join.status().toString();
@@ -150,15 +150,15 @@ TEST_F(IdentityTest, NodeRegistrationAndSecretRotation) {
 }
 
 TEST_F(IdentityTest, RegistrationRefusals) {
-  auto node = discovery::NodeIdentity::generate();
-  auto other = discovery::NodeIdentity::generate();
+  auto node = identity::NodeIdentity::generate();
+  auto other = identity::NodeIdentity::generate();
   ASSERT_TRUE(node.isOk() && other.isOk());
   auto join = identity_.createJoinToken("acme", 600, 1);
   ASSERT_TRUE(join.isOk());
 
   NodeRegistration bad_sig = registration(*node, join->token);
   bad_sig.signature_hex =
-      discovery::toHex(other->sign(registrationMessage(node->id(), join->token)));
+      identity::toHex(other->sign(registrationMessage(node->id(), join->token)));
   auto r = identity_.registerNode(bad_sig);
   EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
   EXPECT_NE(r.status().message().find("signature: does not verify"), std::string::npos);
@@ -199,7 +199,7 @@ TEST_F(IdentityTest, RegistrationRefusals) {
 
 TEST_F(IdentityTest, NodeCannotMoveAccountsSilently) {
   ASSERT_TRUE(identity_.createAccount("globex").isOk());
-  auto node = discovery::NodeIdentity::generate();
+  auto node = identity::NodeIdentity::generate();
   ASSERT_TRUE(node.isOk());
   auto a = identity_.createJoinToken("acme", 600, 0);
   auto b = identity_.createJoinToken("globex", 600, 0);
@@ -210,7 +210,7 @@ TEST_F(IdentityTest, NodeCannotMoveAccountsSilently) {
 }
 
 TEST_F(IdentityTest, ReadModifyWriteRetriesWhenAnotherReplicaWins) {
-  auto node = discovery::NodeIdentity::generate();
+  auto node = identity::NodeIdentity::generate();
   auto join = identity_.createJoinToken("acme", 600, 2);
   ASSERT_TRUE(node.isOk() && join.isOk());
   store_.failNextCommits(3);

@@ -13,7 +13,7 @@
 
 #include "discovery/codec.h"
 #include "discovery/election.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::discovery {
 namespace {
@@ -40,9 +40,9 @@ class FakeIo : public LinkIo {
 };
 
 struct FakeNode {
-  explicit FakeNode(NodeIdentity id) : identity(std::move(id)) {}
+  explicit FakeNode(identity::NodeIdentity id) : identity(std::move(id)) {}
   int index = 0;
-  NodeIdentity identity;
+  identity::NodeIdentity identity;
   std::unique_ptr<FakeIo> io;
   std::unique_ptr<LinkAgent> agent;
   NodeProfile profile;
@@ -64,7 +64,7 @@ class FakeNet {
 
   FakeNode& add(const std::string& power = "mains", bool persistent = true,
                 const std::string& cluster_key = "") {
-    auto id = NodeIdentity::generate();
+    auto id = identity::NodeIdentity::generate();
     EXPECT_TRUE(id.isOk());
     auto n = std::make_unique<FakeNode>(*id);
     n->index = static_cast<int>(nodes_.size());
@@ -597,13 +597,13 @@ TEST(LinkAgent, ForgedAndMalformedDatagramsAreCountedAndDropped) {
   auto& a = net.add();
   net.start(a);
   net.run(1s);
-  auto other = NodeIdentity::generate();
-  auto liar = NodeIdentity::generate();
+  auto other = identity::NodeIdentity::generate();
+  auto liar = identity::NodeIdentity::generate();
   ASSERT_TRUE(other.isOk() && liar.isOk());
   // Claims another node's id with its own key.
   json body{{"t", "beacon"},
             {"id", other->id()},
-            {"pub", toHex(liar->publicKey())},
+            {"pub", identity::toHex(liar->publicKey())},
             {"cluster", "198.18.0.0/24"},
             {"score", 100},
             {"members", 50},

@@ -21,8 +21,8 @@
 
 #include "common/clock.h"
 #include "discovery/discovery.h"
-#include "discovery/identity.h"
-#include "discovery/secure.h"
+#include "identity/identity.h"
+#include "identity/secure.h"
 
 namespace edge::discovery {
 namespace {
@@ -112,7 +112,7 @@ class DemuxTest : public ::testing::Test {
   }
 
   static bool in_netns_;
-  NodeIdentity identity_ = *NodeIdentity::generate();
+  identity::NodeIdentity identity_ = *identity::NodeIdentity::generate();
   SystemClock clock_;
   std::unique_ptr<Discovery> discovery_;
   std::mutex mu_;
@@ -154,8 +154,8 @@ TEST_F(DemuxTest, DiscoverySessionsStayWithDiscoveryWhateverWasHandedOver) {
     foreign.push_back(fd);
     ASSERT_TRUE(waitHanded(i + 1));
   }
-  auto caller = *NodeIdentity::generate();
-  SecureSession s(SecureSession::Role::kInitiator, caller, "");
+  auto caller = *identity::NodeIdentity::generate();
+  identity::SecureSession s(identity::SecureSession::Role::kInitiator, caller, "");
   std::string hello = s.takeOutput();
   ASSERT_EQ(hello[0], '\0');
   int fd = connectLoopback();

@@ -15,9 +15,9 @@
 #include "common/clock.h"
 #include "discovery/agent.h"
 #include "discovery/codec.h"
-#include "discovery/identity.h"
-#include "discovery/secure.h"
 #include "discovery/types.h"
+#include "identity/identity.h"
+#include "identity/secure.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {
@@ -40,8 +40,8 @@ class NullIo : public LinkIo {
 struct World {
   FakeClock clock;
   NullIo io;
-  NodeIdentity self = *NodeIdentity::generate();
-  NodeIdentity peer = *NodeIdentity::generate();
+  identity::NodeIdentity self = *identity::NodeIdentity::generate();
+  identity::NodeIdentity peer = *identity::NodeIdentity::generate();
   std::unique_ptr<LinkAgent> agent;
 
   World() {
@@ -89,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 3: {
-      SecureSession s(SecureSession::Role::kResponder, w.self, "");
+      identity::SecureSession s(identity::SecureSession::Role::kResponder, w.self, "");
       std::vector<std::string> messages;
       (void)s.feed(rest, &messages);
       FUZZ_CHECK(!s.established(), "a responder authenticated a peer from fuzz bytes");

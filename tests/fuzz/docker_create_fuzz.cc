@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "common/status.h"
-#include "orchestrator/api/docker_api.h"
+#include "edged/api/docker_api.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {

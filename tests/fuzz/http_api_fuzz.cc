@@ -4,7 +4,7 @@
 // reply is read until the server closes. The server must answer or close within 4 s
 // (less than libFuzzer's -timeout), never crash, and leave no connection behind.
 //
-// The REST routes (/api/v1, orchestrator/api/rest_api.h) are not registered: they need
+// The REST routes (/api/v1, edged/api/rest_api.h) are not registered: they need
 // a Node, which opens a real runtime and store and cannot be made hermetic here. Their
 // bodies go through the parsers fuzzed by manifest_fuzz; their routing and the server's
 // request handling are shared with the Docker routes fuzzed here.
@@ -29,7 +29,7 @@
 
 #include "common/http_server.h"
 #include "common/log.h"
-#include "orchestrator/api/docker_api.h"
+#include "edged/api/docker_api.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {

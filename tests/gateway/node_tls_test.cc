@@ -25,13 +25,13 @@ namespace {
 using namespace std::chrono_literals;
 using Kind = IoResult::Kind;
 
-discovery::NodeIdentity newIdentity() {
-  auto id = discovery::NodeIdentity::generate();
+identity::NodeIdentity newIdentity() {
+  auto id = identity::NodeIdentity::generate();
   EXPECT_TRUE(id.isOk()) << id.status().toString();
   return std::move(id).value();
 }
 
-std::unique_ptr<NodeTls> newTls(const discovery::NodeIdentity& id, NodeTls::Options o = {}) {
+std::unique_ptr<NodeTls> newTls(const identity::NodeIdentity& id, NodeTls::Options o = {}) {
   auto tls = NodeTls::create(id, std::move(o));
   EXPECT_TRUE(tls.isOk()) << tls.status().toString();
   return std::move(tls).value();

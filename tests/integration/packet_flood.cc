@@ -34,13 +34,13 @@
 #include <vector>
 
 #include "common/status.h"
-#include "discovery/identity.h"
+#include "identity/identity.h"
 
 namespace edge::flood {
 namespace {
 
-using discovery::NodeIdentity;
-using discovery::toHex;
+using identity::NodeIdentity;
+using identity::toHex;
 using json = nlohmann::json;
 
 constexpr char kMagic[] = "ECD1";

@@ -1,0 +1,483 @@
+#include "edged/backend_link.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "mesh/peer_client.h"
+#include "mesh/peer_server.h"
+#include "mesh/relay_client.h"
+
+namespace edge::orchestrator {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kTick = 2s;
+constexpr auto kRetryAfterError = 10s;
+constexpr auto kKeysCooldown = 30s;  // an unknown kid refetches the JWKS at most this often
+constexpr auto kPeerTimeout = 10s;
+constexpr auto kDialTimeout = 3s;
+
+// What a supernode tells the backend about one member: enough to find and reach it.
+json memberSummary(const discovery::Member& m) {
+  const auto& p = m.profile;
+  json addresses = json::array();
+  for (const auto& a : p.addresses) addresses.push_back(a.address);
+  json j = {{"node_id", p.node_id},
+            {"name", p.name},
+            {"endpoint", p.endpoint},
+            {"public_address", p.public_address},
+            {"arch", p.arch},
+            {"os", p.os},
+            {"runtime", p.runtime},
+            {"addresses", addresses},
+            {"services", p.services},
+            {"roles", m.roles},
+            {"cpus", p.cpus},
+            {"memory_bytes", p.memory_bytes},
+            {"storage_free_bytes", p.storage_free_bytes},
+            {"score", m.score},
+            {"started_at", p.started_at}};
+  if (p.has_location) j["location"] = {{"lat", p.latitude}, {"lon", p.longitude}};
+  return j;
+}
+
+}  // namespace
+
+BackendLink::BackendLink(Options options, identity::NodeIdentity identity, Clock& clock)
+    : options_(std::move(options)), identity_(std::move(identity)), clock_(clock) {
+  // Made here, not in start(): discovery starts first and may hand over a peer channel
+  // before start() runs. Until the node API is up such a call fails like any other.
+  mesh::PeerServer::Options po;
+  po.local_api = options_.local_api;
+  po.verify = [this](std::string_view token, std::string_view caller) {
+    return verifyPeerToken(token, caller);
+  };
+  peers_ = std::make_unique<mesh::PeerServer>(identity_, po);
+  if (options_.backend.empty()) return;
+  mesh::BackendClient::Options bo;
+  bo.url = options_.backend;
+  bo.data_dir = options_.data_dir;
+  bo.join_token_file = options_.join_token_file;
+  auto client = mesh::BackendClient::create(bo, identity_, clock_);
+  if (!client.isOk()) {
+    init_error_ = client.status();
+    return;
+  }
+  client_ = std::move(*client);
+  mesh::RelayClient::Options ro;
+  ro.backend_url = options_.backend;
+  ro.node_id = identity_.id();
+  ro.access_token = [this] { return client_->accessToken("edge-backend"); };
+  ro.node_token = [this](const std::string&) { return client_->accessToken("edge-node"); };
+  relay_ = std::make_unique<mesh::RelayClient>(ro);
+}
+
+BackendLink::~BackendLink() {
+  stop();
+}
+
+Status BackendLink::start(discovery::Discovery* discovery) {
+  discovery_ = discovery;
+  RETURN_IF_ERROR(init_error_);
+  if (!client_) return Status::ok();
+  if (discovery == nullptr && !options_.listen.empty())
+    RETURN_IF_ERROR(peers_->listen(options_.listen));
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this] { loop(); });
+  return Status::ok();
+}
+
+void BackendLink::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (relay_) relay_->stop();
+  if (peers_) peers_->stop();
+}
+
+void BackendLink::serveForeign(int fd, std::string already_read) {
+  if (already_read.empty() && gateway_handler_) {
+    // A relay leg arrives without sniffed bytes: peek at the first one, bounded.
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char first = 0;
+    if (::recv(fd, &first, 1, MSG_PEEK) != 1) {
+      ::close(fd);
+      return;
+    }
+    timeval none{0, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    if (first != 'E') {
+      gateway_handler_(fd, "");
+      return;
+    }
+  } else if (!already_read.empty() && already_read[0] != 'E' && gateway_handler_) {
+    gateway_handler_(fd, std::move(already_read));
+    return;
+  }
+  peers_->serve(fd, std::move(already_read));
+}
+
+void BackendLink::setGatewayHandler(std::function<void(int fd, std::string already_read)> h) {
+  gateway_handler_ = std::move(h);
+}
+
+Result<std::string> BackendLink::issuer() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  RETURN_IF_ERROR(refreshKeys(false));
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  return issuer_;
+}
+
+std::string BackendLink::account() const {
+  return client_ ? client_->account() : "";
+}
+
+Result<std::string> BackendLink::fetchJwks() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  http::Client c(*http::Endpoint::parse(options_.backend));
+  http::Request req;
+  req.path = "/.well-known/jwks.json";
+  req.read_timeout = 5s;
+  ASSIGN_OR_RETURN(auto res, c.send(req));
+  if (!res.isSuccess())
+    return Status::unavailable("backend " + options_.backend + req.path + ": HTTP " +
+                               std::to_string(res.status));
+  return res.body;
+}
+
+Result<std::string> BackendLink::nodeToken() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  return client_->accessToken("edge-node");
+}
+
+Result<int> BackendLink::dialRelay(const std::string& node_id) {
+  if (!client_ || !relay_) return Status::failedPrecondition("no backend configured");
+  return relay_->dial(node_id, "http");
+}
+
+void BackendLink::noteError(const std::string& what, const Status& s) {
+  std::string text = what + ": " + s.message();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (text != last_error_) LOG_WARN("backend.error").kv("what", what).kv("error", s.message());
+  last_error_ = text;
+  ++errors_this_tick_;
+}
+
+void BackendLink::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    tick();
+    lock.lock();
+    cv_.wait_for(lock, kTick, [this] { return stopping_; });
+  }
+}
+
+std::string BackendLink::ownEndpoint() const {
+  if (!options_.endpoint.empty()) return options_.endpoint;
+  discovery::Discovery* d = discovery_.load();
+  if (d == nullptr) return "";
+  auto snap = d->snapshot();
+  for (const auto& c : snap.clusters)
+    for (const auto& m : c.members)
+      if (m.profile.node_id == identity_.id() && !m.profile.endpoint.empty())
+        return m.profile.endpoint;
+  return "";
+}
+
+void BackendLink::tick() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    errors_this_tick_ = 0;
+  }
+  tickOnce();
+  // A round without errors clears the last one: state() shows only a current problem.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (errors_this_tick_ == 0) last_error_.clear();
+}
+
+void BackendLink::tickOnce() {
+  Status reg = client_->ensureRegistered();
+  if (!reg.isOk()) {
+    noteError("registration", reg);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, kRetryAfterError, [this] { return stopping_; });
+    return;
+  }
+  std::string endpoint = ownEndpoint();
+  bool due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    due = !endpoint.empty() && (endpoint != checked_endpoint_ || clock_.now() >= next_check_);
+  }
+  if (due) checkReachability(endpoint);
+  registerClusters();
+}
+
+void BackendLink::checkReachability(const std::string& endpoint) {
+  auto r = client_->call("POST", "/v1/nodes/self/reachability", json{{"endpoint", endpoint}});
+  if (!r.isOk()) {
+    noteError("reachability", r.status());
+    std::lock_guard<std::mutex> lock(mu_);
+    next_check_ = clock_.now() + kRetryAfterError;
+    return;
+  }
+  bool reachable = r->value("reachable", false);
+  bool start_sep = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!reachable_known_ || reachable != reachable_)
+      LOG_INFO("backend.reachability")
+          .kv("endpoint", endpoint)
+          .kv("reachable", reachable)
+          .kv("message", r->value("message", ""));
+    reachable_known_ = true;
+    reachable_ = reachable;
+    checked_endpoint_ = endpoint;
+    next_check_ = clock_.now() + options_.reachability_recheck;
+    start_sep = !reachable && !sep_started_;
+    if (start_sep) sep_started_ = true;
+  }
+  if (start_sep) {
+    // A node the backend cannot call holds a SEP; signals of callers arrive there.
+    // Once held, the SEP stays until edged stops: a node that became reachable costs
+    // the relay one idle connection, and callers that still see it as unreachable work.
+    Status s = relay_->startSep(
+        [this](const mesh::Signal& sig) -> Status {
+          auto claims = verifyPeerToken(sig.token, sig.from);
+          return claims.isOk() ? Status::ok() : claims.status();
+        },
+        [this](int fd, const std::string& /*caller*/) { serveForeign(fd, ""); });
+    if (!s.isOk()) noteError("SEP", s);
+  }
+}
+
+void BackendLink::registerClusters() {
+  discovery::Discovery* d = discovery_.load();
+  if (d == nullptr) return;
+  auto snap = d->snapshot();
+  for (const auto& c : snap.clusters) {
+    if (c.state != "supernode" || c.supernode_id != identity_.id()) continue;
+    json members = json::array();
+    json location;
+    std::string account = client_->account();
+    for (const auto& m : c.members) {
+      // A link may carry nodes of several accounts: a member that names another account
+      // in its profile is not registered under ours.
+      if (!m.profile.account_id.empty() && m.profile.account_id != account) continue;
+      members.push_back(memberSummary(m));
+      if (m.profile.node_id == identity_.id() && m.profile.has_location)
+        location = {{"lat", m.profile.latitude}, {"lon", m.profile.longitude}};
+    }
+    json body = {{"cluster_id", c.cluster_id}, {"members", members}};
+    if (!location.is_null()) body["location"] = location;
+    std::string digest = crypto::sha256Hex(body.dump()).substr(0, 32);
+    body["digest"] = digest;
+
+    ClusterReg reg;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reg = clusters_[c.cluster_id];
+    }
+    bool full = reg.digest != digest || reg.cluster_key.empty();
+    if (!full && clock_.now() - reg.last_sent < options_.heartbeat) continue;
+    if (!full) {
+      auto hb = client_->call("POST", "/v1/clusters/" + reg.cluster_key + "/heartbeat",
+                              json{{"digest", digest}});
+      if (hb.isOk()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        clusters_[c.cluster_id].last_sent = clock_.now();
+        continue;
+      }
+      // Expired, or registered by another supernode meanwhile: send it all again.
+      if (hb.status().code() != StatusCode::kNotFound &&
+          hb.status().code() != StatusCode::kFailedPrecondition) {
+        noteError("cluster heartbeat", hb.status());
+        continue;
+      }
+    }
+    auto r = client_->call("POST", "/v1/clusters", body);
+    if (!r.isOk()) {
+      noteError("cluster registration", r.status());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& cur = clusters_[c.cluster_id];
+    cur.digest = digest;
+    cur.cluster_key = r->value("cluster_key", "");
+    cur.last_sent = clock_.now();
+    LOG_INFO("backend.cluster_registered")
+        .kv("cluster", c.cluster_id)
+        .kv("key", cur.cluster_key)
+        .kv("members", c.members.size());
+  }
+}
+
+json BackendLink::state() const {
+  if (!client_) return json{{"configured", false}};
+  json out = {{"configured", true},
+              {"url", client_->url()},
+              {"registered", client_->registered()},
+              {"account", client_->account()}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out["reachable"] = reachable_known_ ? json(reachable_) : json(nullptr);
+  out["endpoint"] = checked_endpoint_;
+  out["path"] = !reachable_known_ ? "unknown" : reachable_ ? "direct" : "sep";
+  json clusters = json::array();
+  for (const auto& [id, reg] : clusters_)
+    clusters.push_back({{"cluster_id", id}, {"cluster_key", reg.cluster_key}});
+  out["registered_clusters"] = clusters;
+  if (relay_) out["relay"] = relay_->state();
+  out["last_error"] = last_error_;
+  return out;
+}
+
+Result<json> BackendLink::queryNodes(const std::string& query) {
+  if (!client_)
+    return Status::failedPrecondition(
+        "this node has no backend: scopes account and proximity across networks need one "
+        "(set backend: http://host:port)");
+  return client_->call("GET", "/v1/nodes" + (query.empty() ? "" : "?" + query));
+}
+
+Result<json> BackendLink::route(const std::string& node_id) {
+  if (!identity::isNodeId(node_id))
+    return Status::invalidArgument("node id \"" + node_id +
+                                   "\" is not 16 lower-case hex characters");
+  if (discovery::Discovery* d = discovery_.load()) {
+    auto snap = d->snapshot();
+    for (const auto& c : snap.clusters)
+      for (const auto& m : c.members)
+        if (m.profile.node_id == node_id)
+          return json{{"node_id", node_id},
+                      {"path", "link"},
+                      {"endpoint", m.profile.endpoint},
+                      {"cluster", c.cluster_id}};
+  }
+  if (!client_)
+    return Status::notFound("node " + node_id +
+                            " is on none of this node's links, and without a backend there is "
+                            "no way to find it elsewhere");
+  ASSIGN_OR_RETURN(auto n, client_->call("GET", "/v1/nodes/" + node_id));
+  bool reachable = n.contains("reachable") && n["reachable"].is_boolean() && n["reachable"];
+  std::string endpoint = n.value("reachability_endpoint", n.value("endpoint", ""));
+  return json{{"node_id", node_id},
+              {"path", reachable ? "direct" : "relay"},
+              {"endpoint", endpoint},
+              {"cluster", n.value("cluster_id", "")}};
+}
+
+Result<http::Response> BackendLink::callPeer(const std::string& node_id,
+                                             const http::Request& request) {
+  if (!client_)
+    return Status::failedPrecondition(
+        "calls to other nodes need tokens from edge-backend: configure backend: "
+        "http://host:port");
+  if (node_id == identity_.id())
+    return Status::invalidArgument("node " + node_id + " is this node; call its API directly");
+  ASSIGN_OR_RETURN(auto r, route(node_id));
+  ASSIGN_OR_RETURN(auto token, client_->accessToken("edge-node"));
+  std::string path = r.value("path", "");
+  std::string endpoint = r.value("endpoint", "");
+  Result<int> fd = Status::unavailable("no path");
+  if ((path == "link" || path == "direct") && !endpoint.empty()) {
+    fd = net::dialTcp(endpoint, kDialTimeout);
+    if (!fd.isOk())
+      LOG_INFO("peer.direct_failed").kv("node", node_id).kv("error", fd.status().message());
+  }
+  if (!fd.isOk()) {
+    // Not reachable directly (behind NAT, or the direct dial failed): through the relays.
+    fd = relay_->dial(node_id, "http");
+    if (!fd.isOk())
+      return Status(fd.status().code(), "node " + node_id + " (" + path + " " + endpoint +
+                                            "): " + fd.status().message());
+    path = "relay";
+  }
+  auto res = mesh::callPeer(*fd, identity_, node_id, token, request, kPeerTimeout);
+  if (res.isOk()) res->headers.emplace("X-Edge-Peer-Path", path);
+  return res;
+}
+
+Status BackendLink::refreshKeys(bool force) {
+  {
+    std::lock_guard<std::mutex> lock(keys_mu_);
+    if (keys_ && !force) return Status::ok();
+    if (keys_ && clock_.now() - keys_fetched_ < kKeysCooldown) return Status::ok();
+  }
+  http::Client c(*http::Endpoint::parse(options_.backend));
+  auto fetch = [&](const std::string& path) -> Result<json> {
+    http::Request req;
+    req.path = path;
+    req.read_timeout = 5s;
+    ASSIGN_OR_RETURN(auto res, c.send(req));
+    if (!res.isSuccess())
+      return Status::unavailable("backend " + options_.backend + path + ": HTTP " +
+                                 std::to_string(res.status));
+    json j = json::parse(res.body, nullptr, false);
+    if (j.is_discarded())
+      return Status::invalidArgument("backend " + options_.backend + path + ": not JSON");
+    return j;
+  };
+  ASSIGN_OR_RETURN(auto meta, fetch("/.well-known/openid-configuration"));
+  ASSIGN_OR_RETURN(auto jwks, fetch("/.well-known/jwks.json"));
+  ASSIGN_OR_RETURN(auto set, jwt::KeySet::fromJwks(jwks));
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  issuer_ = meta.value("issuer", "");
+  keys_ = std::make_shared<const jwt::KeySet>(std::move(set));
+  keys_fetched_ = clock_.now();
+  return Status::ok();
+}
+
+Result<json> BackendLink::verifyPeerToken(std::string_view token, std::string_view caller_node_id) {
+  if (!client_)
+    return Status::permissionDenied(
+        "this node has no backend to check tokens against: peer calls are refused");
+  Status ks = refreshKeys(false);
+  if (!ks.isOk()) return Status::unavailable("cannot fetch the backend's keys: " + ks.message());
+  auto attempt = [&]() -> Result<json> {
+    std::shared_ptr<const jwt::KeySet> keys;
+    std::string issuer;
+    {
+      std::lock_guard<std::mutex> lock(keys_mu_);
+      keys = keys_;
+      issuer = issuer_;
+    }
+    jwt::VerifyOptions vo;
+    vo.issuer = issuer;
+    vo.audience = "edge-node";
+    return jwt::verify(token, *keys, vo);
+  };
+  auto claims = attempt();
+  if (!claims.isOk() && claims.status().message().find("unknown key") != std::string::npos &&
+      refreshKeys(true).isOk())
+    claims = attempt();
+  if (!claims.isOk()) return claims.status();
+  std::string account = client_->account();
+  if (claims->value("acct", "") != account)
+    return Status::permissionDenied("the token is of account " + claims->value("acct", "?") +
+                                    "; this node serves account " + account);
+  if (claims->value("node", "") != caller_node_id)
+    return Status::permissionDenied(
+        "the token was issued to node " + claims->value("node", "(none)") +
+        ", but the channel is from node " + std::string(caller_node_id));
+  return claims;
+}
+
+}  // namespace edge::orchestrator

@@ -1,0 +1,376 @@
+#include "edged/node.h"
+
+#include "common/fs.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/crypto.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "edged/api/docker_api.h"
+#include "edged/api/rest_api.h"
+#include "runtime-shim/factory.h"
+
+namespace edge::orchestrator {
+namespace {
+
+constexpr char kRestartMetaPrefix[] = "restart/";
+
+std::string hostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "edge-node";
+  return buf;
+}
+
+}  // namespace
+
+Node::Node(const NodeConfig& config)
+    : config_(config),
+      name_(config.node_name.empty() ? hostName() : config.node_name),
+      clock_(SystemClock::instance()),
+      events_(*clock_) {}
+
+Node::~Node() {
+  stop();
+}
+
+Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
+  std::unique_ptr<Node> node(new Node(config));
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec)
+    return Status::failedPrecondition("cannot create the data dir " + config.data_dir + ": " +
+                                      ec.message());
+  auto store = StateStore::open(config.data_dir + "/state.db", *node->clock_);
+  if (!store.isOk()) return store.status().withContext("desired-state store");
+  node->store_ = std::move(*store);
+
+  runtime::RuntimeOptions ro;
+  ro.kind = config.runtime;
+  ro.docker_endpoint = config.docker_endpoint;
+  ro.data_dir = config.data_dir;
+  ro.run_dir = config.run_dir;
+  ro.clock = node->clock_;
+  auto rt = runtime::createRuntime(ro);
+  if (!rt.isOk()) return rt.status().withContext("container runtime");
+  node->runtime_ = std::move(*rt);
+
+  // The node's id derives from its key, so it is the same everywhere it is shown and
+  // no other node can claim it. Instances are labelled with the id the store holds: a
+  // data dir from before node keys keeps its old label id, so its instances stay adopted.
+  auto identity = identity::NodeIdentity::loadOrCreate(config.data_dir + "/node.key");
+  if (!identity.isOk()) return identity.status().withContext("node key");
+  node->identity_ = std::move(*identity);
+  node->id_ = node->identity_->id();
+  auto stored = node->store_->getMeta("node_id");
+  if (!stored.isOk()) return stored.status().withContext("desired-state store");
+  std::string label_id = node->id_;
+  if (stored->has_value()) {
+    label_id = **stored;
+    if (label_id != node->id_)
+      LOG_INFO("instances keep the node id this data dir had before node keys")
+          .kv("label_id", label_id)
+          .kv("node_id", node->id_);
+  } else {
+    RETURN_IF_ERROR(node->store_->putMeta("node_id", node->id_));
+  }
+
+  node->health_ = std::make_unique<HealthMonitor>(*node->clock_, node->prober_);
+  ReconcilerOptions opts;
+  opts.node_id = label_id;
+  opts.port_range_first = config.port_range_first;
+  opts.port_range_last = config.port_range_last;
+  node->reconciler_ = std::make_unique<Reconciler>(*node->runtime_, *node->clock_, *node->health_,
+                                                   node->events_, opts);
+  node->health_->setOnChange(
+      [r = node->reconciler_.get()](const std::string&, Health) { r->wake(); });
+  return node;
+}
+
+discovery::ClusterSnapshot Node::clusterSnapshot() const {
+  if (discovery_) return discovery_->snapshot();
+  discovery::ClusterSnapshot s;
+  s.node_id = id_;
+  s.node_name = name_;
+  return s;
+}
+
+Status Node::startDiscovery() {
+  if (!config_.discovery) return Status::ok();
+  discovery::DiscoveryOptions o;
+  o.interfaces = config_.discovery_interfaces;
+  o.group = config_.discovery_group;
+  o.listen = config_.listen;
+  o.advertise = config_.advertise;
+  if (!config_.cluster_key_file.empty()) {
+    auto key = fs::readFile(config_.cluster_key_file);
+    if (!key.isOk()) return key.status().withContext("cluster_key_file");
+    if (key->size() < 16)
+      return Status::invalidArgument("cluster_key_file " + config_.cluster_key_file +
+                                     ": a cluster key needs at least 16 random bytes (e.g. head "
+                                     "-c 32 /dev/urandom > FILE)");
+    o.cluster_key = *key;
+  }
+  o.profile.node_name = name_;
+  o.profile.runtime_kind = runtime_->kind();
+  o.profile.data_dir = config_.data_dir;
+  o.profile.power = config_.power;
+  o.profile.persistent = config_.persistent;
+  o.profile.account_id = config_.account_id;
+  o.profile.public_address = config_.public_address;
+  o.profile.has_location = config_.has_location;
+  o.profile.latitude = config_.latitude;
+  o.profile.longitude = config_.longitude;
+  o.beacon_interval = std::chrono::milliseconds(config_.beacon_interval_ms);
+  o.supernode_timeout = std::chrono::milliseconds(config_.supernode_timeout_ms);
+  o.member_timeout = std::max(std::chrono::milliseconds(4000), 4 * o.supernode_timeout);
+  o.blacklist_period = std::chrono::seconds(config_.blacklist_seconds);
+  // Peer channels (and later the gateway) share the cluster port with discovery.
+  o.on_foreign_connection = [this](int fd, std::string already_read) {
+    backend_->serveForeign(fd, std::move(already_read));
+  };
+  auto d = discovery::Discovery::create(
+      o, *identity_, *clock_,
+      [this](const std::string& type, const std::string& node, const std::string& message) {
+        events_.appendNode(type, node, message);
+      });
+  if (!d.isOk()) return d.status().withContext("discovery");
+  discovery_ = std::move(*d);
+  return discovery_->start();
+}
+
+Status Node::refreshDesired() {
+  auto records = store_->list();
+  if (!records.isOk()) return records.status();
+  std::vector<DesiredService> desired;
+  std::vector<ServiceManifest> manifests;
+  for (auto& r : *records) {
+    manifests.push_back(r.manifest);
+    DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
+    auto meta = store_->getMeta(kRestartMetaPrefix + r.name);
+    if (meta.isOk() && meta->has_value()) {
+      WallTime t;
+      if (parseTimestamp(**meta, &t)) d.restart_requested = t;
+    }
+    desired.push_back(std::move(d));
+  }
+  reconciler_->setDesired(std::move(desired));
+  // The services (and their routes) are part of this node's profile.
+  if (discovery_) discovery_->setServices(NodeGateway::announcedServices(manifests));
+  if (gateway_) gateway_->setServices(manifests);
+  return Status::ok();
+}
+
+Status Node::start() {
+  started_at_ = clock_->wallNow();
+  BackendLink::Options bo;
+  bo.backend = config_.backend;
+  bo.join_token_file = config_.backend_join_token_file;
+  bo.data_dir = config_.data_dir;
+  bo.local_api = config_.api_socket;
+  bo.endpoint = config_.advertise;
+  backend_ = std::make_unique<BackendLink>(bo, *identity_, *clock_);
+  NodeGateway::Options go;
+  go.node_id = id_;
+  go.account = config_.account_id;
+  go.unix_socket = config_.gateway_socket;
+  // With discovery off nobody else owns the cluster port: the gateway accepts it and hands
+  // peer channels to the backend link.
+  if (!config_.discovery) go.listen = config_.listen;
+  go.workers = config_.gateway_workers;
+  go.global_gateway = config_.global_gateway;
+  go.account_key_file = config_.account_key_file;
+  gateway_ =
+      std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_, *backend_);
+  backend_->setGatewayHandler(
+      [this](int fd, std::string already_read) { gateway_->adopt(fd, std::move(already_read)); });
+  // Discovery first: discovery_ is set before any API request can read it, and the
+  // first refreshDesired() below puts the services in the profile.
+  RETURN_IF_ERROR(startDiscovery());
+  Status loaded = refreshDesired();
+  if (!loaded.isOk()) {
+    if (discovery_) discovery_->stop();
+    return loaded;
+  }
+  http::ApiServer::Options ao;
+  ao.unix_socket = config_.api_socket;
+  ao.socket_group = config_.api_socket_group;
+  api_ = std::make_unique<http::ApiServer>(ao);
+  registerRestApi(*api_, *this);
+  DockerApiOptions dopts;
+  dopts.node_name = name_;
+  dopts.version = EDGE_VERSION;
+  dopts.data_dir = config_.data_dir;
+  dopts.temp_dir = config_.data_dir + "/tmp";
+  dopts.on_change = [this] { reconciler_->wake(); };
+  registerDockerApi(*api_, *runtime_, dopts);
+  health_->start();
+  reconciler_->start();
+  Status listening = api_->start();
+  if (!listening.isOk()) {
+    reconciler_->stop();
+    health_->stop();
+    if (discovery_) discovery_->stop();
+    return listening.withContext("node API on " + config_.api_socket);
+  }
+  Status linked = backend_->start(discovery_.get());
+  if (!linked.isOk()) {
+    api_->stop();
+    reconciler_->stop();
+    health_->stop();
+    if (discovery_) discovery_->stop();
+    return linked.withContext("backend");
+  }
+  Status gw = gateway_->start(discovery_.get());
+  if (!gw.isOk()) {
+    backend_->stop();
+    api_->stop();
+    reconciler_->stop();
+    health_->stop();
+    if (discovery_) discovery_->stop();
+    return gw.withContext("gateway");
+  }
+  // The gateway learns the services (the store was read a moment ago: a failure now is
+  // retried by the next change).
+  Status fed = refreshDesired();
+  if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
+  events_.append("node.started", "", "",
+                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
+                     (discovery_ ? ", discovery on" : ", discovery off"));
+  return Status::ok();
+}
+
+void Node::stop() {
+  if (gateway_) gateway_->stop();
+  if (backend_) backend_->stop();
+  if (discovery_) discovery_->stop();  // members are told, a supernode hands over
+  if (api_) api_->stop();
+  if (reconciler_) {
+    reconciler_->stop();
+    // A deletion in progress finishes rather than leave a stopped container behind
+    // (stops wait for the stop timeout, 10 s by default).
+    if (!reconciler_->waitForRemovals(std::chrono::seconds(15)))
+      LOG_WARN("stopping with instance removals still running; the next start finishes them");
+  }
+  if (health_) health_->stop();
+  events_.close();
+}
+
+Result<ApplyResult> Node::apply(std::string_view text, const std::string& manifest_dir,
+                                bool dry_run) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  ApplyResult result;
+  result.dry_run = dry_run;
+  ManifestParse parsed = parseManifestsDetailed(text, "request");
+  if (!parsed.errors.empty()) {
+    result.errors = std::move(parsed.errors);
+    return result;
+  }
+  if (parsed.services.empty()) {
+    result.errors.push_back(FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
+    return result;
+  }
+  std::vector<ServiceManifest> services = std::move(parsed.services);
+  for (size_t i = 0; i < services.size(); ++i) {
+    ServiceManifest& m = services[i];
+    int doc = static_cast<int>(i) + 1;
+    if (!m.image_is_tarball) {
+      auto img = runtime_->inspectImage(m.image);
+      if (!img.isOk() && img.status().code() == StatusCode::kNotFound)
+        result.warnings.push_back(m.name + ": image " + m.image +
+                                  " is not on this node yet; instances start once it is "
+                                  "loaded (edgectl images load FILE)");
+      continue;
+    }
+    std::filesystem::path path(m.image);
+    if (path.is_relative()) {
+      if (manifest_dir.empty() || std::filesystem::path(manifest_dir).is_relative()) {
+        result.errors.push_back(FieldError{
+            .doc = doc,
+            .path = "spec.image",
+            .message = "\"" + m.image +
+                       "\" is a relative tarball path and the request did not say where the "
+                       "manifest lives; use an absolute path, or apply the file with edgectl"});
+        continue;
+      }
+      path = std::filesystem::path(manifest_dir) / path;
+    }
+    path = path.lexically_normal();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      result.errors.push_back(FieldError{
+          .doc = doc,
+          .path = "spec.image",
+          .message = "\"" + m.image + "\": no such file " + path.string() + " on node " + name_});
+      continue;
+    }
+    if (dry_run) continue;
+    auto loaded = runtime_->loadImage(path.string());
+    if (!loaded.isOk() || loaded->empty()) {
+      result.errors.push_back(FieldError{
+          .doc = doc,
+          .path = "spec.image",
+          .message = "cannot load " + path.string() + ": " +
+                     (loaded.isOk() ? "the archive holds no image" : loaded.status().message())});
+      continue;
+    }
+    const auto& img = loaded->front();
+    m.image = img.tags.empty() ? img.id : img.tags.front();
+    m.image_is_tarball = false;
+    events_.append("image.loaded", m.name, "", m.image + " from " + path.string());
+  }
+  if (!result.errors.empty()) return result;
+
+  auto outcomes = store_->apply(services, dry_run);
+  if (!outcomes.isOk()) return outcomes.status();
+  result.outcomes = std::move(*outcomes);
+  if (dry_run) return result;
+  RETURN_IF_ERROR(refreshDesired());
+  for (const auto& o : result.outcomes)
+    if (o.action != ApplyOutcome::Action::kUnchanged)
+      events_.append(
+          "service.applied", o.name, "",
+          std::string(applyActionName(o.action)) + ", generation " + std::to_string(o.generation));
+  return result;
+}
+
+Result<int64_t> Node::remove(const std::string& name, bool dry_run) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  auto gen = store_->remove(name, dry_run);
+  if (!gen.isOk() || dry_run) return gen;
+  RETURN_IF_ERROR(refreshDesired());
+  events_.append("service.deleted", name, "", "generation " + std::to_string(*gen));
+  return gen;
+}
+
+Result<ServiceRecord> Node::rollback(const std::string& name, std::optional<int64_t> to) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  auto rec = store_->rollback(name, to);
+  if (!rec.isOk()) return rec;
+  RETURN_IF_ERROR(refreshDesired());
+  events_.append("service.rolledback", name, "",
+                 "now generation " + std::to_string(rec->generation));
+  return rec;
+}
+
+Result<int> Node::restart(const std::string& name) {
+  std::lock_guard<std::mutex> lock(apply_mu_);
+  auto rec = store_->get(name);
+  if (!rec.isOk()) return rec.status();
+  RETURN_IF_ERROR(store_->putMeta(kRestartMetaPrefix + name, formatRfc3339Nano(clock_->wallNow())));
+  RETURN_IF_ERROR(refreshDesired());
+  int n = 0;
+  for (const auto& i : reconciler_->instances())
+    if (i.service == name && i.state == runtime::ContainerState::kRunning) n++;
+  events_.append("service.restarting", name, "", std::to_string(n) + " instances, one by one");
+  return n;
+}
+
+void Node::countRequest(bool error) {
+  requests_.fetch_add(1);
+  if (error) request_errors_.fetch_add(1);
+}
+
+}  // namespace edge::orchestrator
