@@ -100,7 +100,8 @@ std::vector<YamlChunk> splitDocuments(std::string_view text) {
 
 }  // namespace
 
-ManifestParse parseManifestsDetailed(std::string_view text, std::string_view source_name) {
+ManifestParse parseManifestsDetailed(std::string_view text, std::string_view source_name,
+                                     ManifestOrigin origin) {
   (void)source_name;
   ManifestParse out;
   auto fileError = [&](std::string msg) { out.errors.push_back({0, "", std::move(msg)}); };
@@ -150,6 +151,7 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
       size_t before = out.errors.size();
       auto m = parseDocument(c, doc);
       if (!m) continue;
+      if (origin == ManifestOrigin::kApply) checkPlacement(c, *m);
       if (!m->name.empty()) {
         auto [it, fresh] = names.emplace(m->name, index);
         if (!fresh) {
@@ -175,8 +177,9 @@ ManifestParse parseManifestsDetailed(std::string_view text, std::string_view sou
 }
 
 Result<std::vector<ServiceManifest>> parseManifests(std::string_view text,
-                                                    std::string_view source_name) {
-  ManifestParse p = parseManifestsDetailed(text, source_name);
+                                                    std::string_view source_name,
+                                                    ManifestOrigin origin) {
+  ManifestParse p = parseManifestsDetailed(text, source_name, origin);
   if (p.errors.empty()) return std::move(p.services);
   std::string msg;
   for (const auto& e : p.errors) {

@@ -357,4 +357,14 @@ void checkPortReferences(Checker& c, ServiceManifest* m) {
   }
 }
 
+// A node runs what is applied to it, so a service pinned to edge-1 would run wherever it
+// is applied, silently. Refused until placement exists; an empty placement pins nothing.
+void checkPlacement(Checker& c, const ServiceManifest& m) {
+  const std::string why =
+      "placement is not supported yet: a node runs the services applied to it, whatever "
+      "this field says; remove it and apply the manifest to the node that should run it";
+  if (!m.placement.nodes.empty()) c.error("spec.placement.nodes", why);
+  if (!m.placement.labels.empty()) c.error("spec.placement.labels", why);
+}
+
 }  // namespace edge::orchestrator::manifest_internal

@@ -239,6 +239,10 @@ class Checker {
 // Rules that tie the ports to the rest of the spec (manifest_check.cc).
 void checkPortReferences(Checker& c, ServiceManifest* m);
 
+// Placement across nodes is not built: refuses spec.placement.nodes and .labels
+// (manifest_check.cc). Applied to manifests being applied only (ManifestOrigin).
+void checkPlacement(Checker& c, const ServiceManifest& m);
+
 // One document: apiVersion, kind, metadata, spec (manifest_parse.cc).
 std::optional<ServiceManifest> parseDocument(Checker& c, const YAML::Node& doc);
 
