@@ -6,8 +6,8 @@
 //  - proxy_buffer.h     Buffer and IoFlags (bytes and readiness of one connection)
 //  - proxy_listener.cc  listening sockets, accept, adopted connections, socket addresses
 //  - proxy_session.cc   Session: one client connection, its requests, tries and tunnel
-//  - upstream_pool.cc   Upstream connections, the per-key keep-alive pools, connecting and
-//                       the helper threads that dial (DialPool)
+//  - upstream_pool.cc   Upstream connections, the per-key keep-alive pools, connecting
+//                       (blocking dials run on DialPool's threads, defined below)
 //  - proxy.cc           Worker lifecycle, ProxyImpl (start/stop/adopt/counters), create()
 //
 // One Worker per thread owns an EventLoop, its listeners, its client Sessions and its
