@@ -197,6 +197,129 @@ int transferCoding(const std::vector<Header>& headers, std::string* why) {
   return chunked_last ? 1 : 2;
 }
 
+// "METHOD /path HTTP/1.x" into *out.
+bool parseRequestLine(std::string_view line, const ParseLimits& limits, RequestHead* out,
+                      ParseError* err) {
+  size_t sp1 = line.find(' ');
+  size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
+    *err = {400, "malformed request line \"" + excerpt(line) +
+                     "\"; expected \"METHOD /path HTTP/1.1\" with single spaces"};
+    return false;
+  }
+  std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (!isToken(method)) {
+    *err = {400, "method \"" + excerpt(method) + "\" is not a token"};
+    return false;
+  }
+  if (target.size() > limits.max_target) {
+    *err = {414, "request-target is " + std::to_string(target.size()) + " bytes; at most " +
+                     std::to_string(limits.max_target) + " are allowed"};
+    return false;
+  }
+  if (target.empty() || target[0] != '/') {
+    *err = {400, "request-target \"" + excerpt(target) +
+                     "\" is not origin-form; only \"/path?query\" is accepted (no absolute "
+                     "URLs, authority-form or '*')"};
+    return false;
+  }
+  for (unsigned char c : target) {
+    if (c <= 0x20 || c >= 0x7f) {
+      *err = {400, "request-target \"" + excerpt(target) +
+                       "\" has a byte that is not visible ASCII; percent-encode it"};
+      return false;
+    }
+  }
+  if (!parseVersion(line.substr(sp2 + 1), &out->version_minor, err, 400)) return false;
+  out->method.assign(method);
+  out->target.assign(target);
+  return true;
+}
+
+// "HTTP/1.x 200 Reason" into *out.
+bool parseStatusLine(std::string_view line, ResponseHead* out, ParseError* err) {
+  if (line.size() < 12 || line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {
+    *err = {502,
+            "malformed status line \"" + excerpt(line) + "\"; expected \"HTTP/1.1 200 Reason\""};
+    return false;
+  }
+  if (!parseVersion(line.substr(0, 8), &out->version_minor, err, 502)) return false;
+  int status = 0;
+  for (size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') {
+      *err = {502, "status code \"" + excerpt(line.substr(9, 3)) + "\" is not 3 digits"};
+      return false;
+    }
+    status = status * 10 + (line[i] - '0');
+  }
+  if (status < 100 || status > 599) {
+    *err = {502, "status code " + std::to_string(status) + " is outside 100..599"};
+    return false;
+  }
+  out->status = status;
+  std::string_view reason = line.size() > 13 ? line.substr(13) : std::string_view();
+  for (unsigned char c : reason) {
+    if (!isFieldValueChar(c)) {
+      *err = {502, "status line reason has a control character"};
+      return false;
+    }
+  }
+  out->reason.assign(reason);
+  return true;
+}
+
+// The lines of a complete head (findEnd() found its end): the first one goes to
+// `first_line` (parseRequestLine or parseStatusLine), the rest are header fields, parsed
+// into *headers in place (their strings are reused from the previous head). Requests and
+// responses differ only in the first line, the status of an error (400 or 502) and
+// obs-fold: a request's is refused, a response's joins the previous value with one SP.
+template <typename FirstLine>
+bool parseHeadLines(std::string_view head, bool request, FirstLine&& first_line,
+                    std::vector<Header>* headers, ParseError* err) {
+  const int bad_status = request ? 400 : 502;
+  size_t index = 0;  // 0: the first line, then headers 1..n
+  bool ok = true;
+  forEachLine(head, [&](std::string_view line) {
+    if (line.empty()) return false;
+    if (index == 0) {
+      if (!first_line(line, err)) return ok = false;
+      ++index;
+      return true;
+    }
+    if (line[0] == ' ' || line[0] == '\t') {
+      if (request) {
+        *err = {400, "obsolete line folding in header line " + std::to_string(index) +
+                         "; put each header on one line"};
+        return ok = false;
+      }
+      // obs-fold in a response: replace it with one SP (RFC 9112 §5.2).
+      if (index == 1) {
+        *err = {502, "a header line starts with whitespace before any header"};
+        return ok = false;
+      }
+      std::string_view more = trimOws(line);
+      for (unsigned char c : more) {
+        if (!isFieldValueChar(c)) {
+          *err = {502, "folded header line has a control character"};
+          return ok = false;
+        }
+      }
+      std::string& v = (*headers)[index - 2].value;
+      if (!more.empty()) {
+        if (!v.empty()) v += ' ';  // values never start with whitespace
+        v.append(more);
+      }
+      return true;
+    }
+    if (!parseHeaderLine(line, headers, index - 1, err, bad_status)) return ok = false;
+    ++index;
+    return true;
+  });
+  if (ok) headers->resize(index == 0 ? 0 : index - 1);
+  return ok;
+}
+
 }  // namespace
 
 const std::string* findHeader(const std::vector<Header>& headers, std::string_view name) {
@@ -277,61 +400,12 @@ HeadParser::State HeadParser::parseRequest(std::string_view buffered, RequestHea
   if (error_.status != 0) return State::kError;
   State s = findEnd(buffered, true);
   if (s != State::kDone) return s;
-  std::string_view head = buffered.substr(0, head_bytes_);
-  size_t index = 0;  // 0: request line, then headers 1..n
   ParseError err;
-  bool ok = true;
-  forEachLine(head, [&](std::string_view line) {
-    if (line.empty()) return false;
-    if (index == 0) {
-      size_t sp1 = line.find(' ');
-      size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-      if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
-        err = {400, "malformed request line \"" + excerpt(line) +
-                        "\"; expected \"METHOD /path HTTP/1.1\" with single spaces"};
-        return ok = false;
-      }
-      std::string_view method = line.substr(0, sp1);
-      std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-      if (!isToken(method)) {
-        err = {400, "method \"" + excerpt(method) + "\" is not a token"};
-        return ok = false;
-      }
-      if (target.size() > limits_.max_target) {
-        err = {414, "request-target is " + std::to_string(target.size()) + " bytes; at most " +
-                        std::to_string(limits_.max_target) + " are allowed"};
-        return ok = false;
-      }
-      if (target.empty() || target[0] != '/') {
-        err = {400, "request-target \"" + excerpt(target) +
-                        "\" is not origin-form; only \"/path?query\" is accepted (no absolute "
-                        "URLs, authority-form or '*')"};
-        return ok = false;
-      }
-      for (unsigned char c : target) {
-        if (c <= 0x20 || c >= 0x7f) {
-          err = {400, "request-target \"" + excerpt(target) +
-                          "\" has a byte that is not visible ASCII; percent-encode it"};
-          return ok = false;
-        }
-      }
-      if (!parseVersion(line.substr(sp2 + 1), &out->version_minor, &err, 400)) return ok = false;
-      out->method.assign(method);
-      out->target.assign(target);
-      ++index;
-      return true;
-    }
-    if (line[0] == ' ' || line[0] == '\t') {
-      err = {400, "obsolete line folding in header line " + std::to_string(index) +
-                      "; put each header on one line"};
-      return ok = false;
-    }
-    if (!parseHeaderLine(line, &out->headers, index - 1, &err, 400)) return ok = false;
-    ++index;
-    return true;
-  });
-  if (!ok) return fail(err.status, std::move(err.message));
-  out->headers.resize(index == 0 ? 0 : index - 1);
+  auto request_line = [&](std::string_view line, ParseError* e) {
+    return parseRequestLine(line, limits_, out, e);
+  };
+  if (!parseHeadLines(buffered.substr(0, head_bytes_), true, request_line, &out->headers, &err))
+    return fail(err.status, std::move(err.message));
   // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
   int hosts = 0;
   for (const Header& h : out->headers)
@@ -345,69 +419,12 @@ HeadParser::State HeadParser::parseResponse(std::string_view buffered, ResponseH
   if (error_.status != 0) return State::kError;
   State s = findEnd(buffered, false);
   if (s != State::kDone) return s;
-  std::string_view head = buffered.substr(0, head_bytes_);
-  size_t index = 0;
   ParseError err;
-  bool ok = true;
-  forEachLine(head, [&](std::string_view line) {
-    if (line.empty()) return false;
-    if (index == 0) {
-      if (line.size() < 12 || line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {
-        err = {502,
-               "malformed status line \"" + excerpt(line) + "\"; expected \"HTTP/1.1 200 Reason\""};
-        return ok = false;
-      }
-      if (!parseVersion(line.substr(0, 8), &out->version_minor, &err, 502)) return ok = false;
-      int status = 0;
-      for (size_t i = 9; i < 12; ++i) {
-        if (line[i] < '0' || line[i] > '9') {
-          err = {502, "status code \"" + excerpt(line.substr(9, 3)) + "\" is not 3 digits"};
-          return ok = false;
-        }
-        status = status * 10 + (line[i] - '0');
-      }
-      if (status < 100 || status > 599) {
-        err = {502, "status code " + std::to_string(status) + " is outside 100..599"};
-        return ok = false;
-      }
-      out->status = status;
-      std::string_view reason = line.size() > 13 ? line.substr(13) : std::string_view();
-      for (unsigned char c : reason) {
-        if (!isFieldValueChar(c)) {
-          err = {502, "status line reason has a control character"};
-          return ok = false;
-        }
-      }
-      out->reason.assign(reason);
-      ++index;
-      return true;
-    }
-    if (line[0] == ' ' || line[0] == '\t') {
-      // obs-fold in a response: replace it with one SP (RFC 9112 §5.2).
-      if (index == 1) {
-        err = {502, "a header line starts with whitespace before any header"};
-        return ok = false;
-      }
-      std::string_view more = trimOws(line);
-      for (unsigned char c : more) {
-        if (!isFieldValueChar(c)) {
-          err = {502, "folded header line has a control character"};
-          return ok = false;
-        }
-      }
-      std::string& v = out->headers[index - 2].value;
-      if (!more.empty()) {
-        if (!v.empty()) v += ' ';  // values never start with whitespace
-        v.append(more);
-      }
-      return true;
-    }
-    if (!parseHeaderLine(line, &out->headers, index - 1, &err, 502)) return ok = false;
-    ++index;
-    return true;
-  });
-  if (!ok) return fail(err.status, std::move(err.message));
-  out->headers.resize(index == 0 ? 0 : index - 1);
+  auto status_line = [&](std::string_view line, ParseError* e) {
+    return parseStatusLine(line, out, e);
+  };
+  if (!parseHeadLines(buffered.substr(0, head_bytes_), false, status_line, &out->headers, &err))
+    return fail(err.status, std::move(err.message));
   return State::kDone;
 }
 

@@ -5,7 +5,7 @@
 # binary depend on edge_common only (no httplib, no OpenSSL: TLS comes in through
 # ProxyOptions' factories).
 add_library(edge_gateway_data STATIC http1.cc event_loop.cc transport.cc proxy.cc
-  static_router.cc)
+  proxy_listener.cc proxy_session.cc upstream_pool.cc static_router.cc)
 target_include_directories(edge_gateway_data PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(edge_gateway_data PUBLIC edge_common PRIVATE Threads::Threads)
 

@@ -6,7 +6,8 @@
 // nothing of routes, tokens or policies: for every request head it asks the Router, which
 // answers with a local reply or an Exchange that chooses targets and decides on retries.
 //
-// Behaviour (details in docs/gateway.md when the integrator writes it, and in proxy.cc):
+// Behaviour (details in docs/gateway.md, and in proxy_session.cc; the engine's parts are
+// listed in proxy_internal.h):
 //  - keep-alive on both sides; HTTP/1.0 clients (keep-alive only when asked); pipelined
 //    requests are answered in order, one at a time.
 //  - bodies stream both ways with back-pressure (bounded buffers per connection); chunked

@@ -106,6 +106,8 @@ struct Route {
   bool operator==(const Route&) const = default;
 };
 
+// Not supported yet: a manifest that names nodes or labels is refused when applied
+// (ManifestOrigin::kApply); a node runs what is applied to it.
 struct Placement {
   std::vector<std::string> nodes;             // empty = any node
   std::map<std::string, std::string> labels;  // every label must match the node's
@@ -152,13 +154,22 @@ struct ManifestParse {
 // Files larger than this are refused before parsing.
 inline constexpr size_t kMaxManifestBytes = 1 << 20;
 
+// Where a manifest comes from. kApply: a user's manifest, held to every rule. kStored: a
+// document this node stored earlier (the desired-state store reading its own writes
+// back), held to the schema only: the rules that refuse what the node cannot do yet
+// (spec.placement) are not applied, so a node upgraded past them still reads a service
+// applied before; applying it again meets them.
+enum class ManifestOrigin { kApply, kStored };
+
 // Parses and validates every document. Never throws, whatever the input.
-ManifestParse parseManifestsDetailed(std::string_view text, std::string_view source_name);
+ManifestParse parseManifestsDetailed(std::string_view text, std::string_view source_name,
+                                     ManifestOrigin origin = ManifestOrigin::kApply);
 
 // The same, as a Result: kInvalidArgument listing every error, one per line, each
 // prefixed with `source_name`.
 Result<std::vector<ServiceManifest>> parseManifests(std::string_view text,
-                                                    std::string_view source_name);
+                                                    std::string_view source_name,
+                                                    ManifestOrigin origin = ManifestOrigin::kApply);
 
 // The canonical document of `m` as compact JSON: apiVersion, kind, metadata, spec with
 // every field written out (null for "not set": entrypoint/command = the image's,

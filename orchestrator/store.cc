@@ -276,7 +276,7 @@ struct StateStore::Impl {
   // that narrowed the schema), never the caller's input.
   static Result<ServiceRecord> makeRecord(std::string name, int64_t generation, int64_t at_ns,
                                           std::string json) {
-    auto parsed = parseManifests(json, "stored manifest");
+    auto parsed = parseManifests(json, "stored manifest", ManifestOrigin::kStored);
     if (!parsed.isOk() || parsed->size() != 1) {
       return Status::internal(
           "state store: the stored manifest of service \"" + name + "\" generation " +
@@ -472,7 +472,7 @@ Result<std::vector<ApplyOutcome>> StateStore::apply(const std::vector<ServiceMan
       // longer parses counts as changed, so applying again repairs it.
       bool same = current == docs[i];
       if (!same) {
-        auto parsed = parseManifests(current, "stored manifest");
+        auto parsed = parseManifests(current, "stored manifest", ManifestOrigin::kStored);
         same = parsed.isOk() && parsed->size() == 1 && (*parsed)[0] == stored[i];
       }
       if (same) {

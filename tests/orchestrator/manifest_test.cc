@@ -52,9 +52,6 @@ spec:
     scope: global
     retry: {attempts: 2, perTryTimeout: 1500ms}
     scopes: [media.read, media.write]
-  placement:
-    nodes: [edge-1, edge-2]
-    labels: {gpu: "true"}
 )";
 
 std::vector<ServiceManifest> parseOk(std::string_view text) {
@@ -112,8 +109,8 @@ TEST(ManifestTest, FullManifestSetsEveryField) {
   EXPECT_EQ(m.route.retry.attempts, 2);
   EXPECT_EQ(m.route.retry.per_try_timeout, Millis(1500));
   EXPECT_EQ(m.route.scopes, (std::vector<std::string>{"media.read", "media.write"}));
-  EXPECT_EQ(m.placement.nodes, (std::vector<std::string>{"edge-1", "edge-2"}));
-  EXPECT_EQ(m.placement.labels.at("gpu"), "true");
+  EXPECT_TRUE(m.placement.nodes.empty());
+  EXPECT_TRUE(m.placement.labels.empty());
 }
 
 TEST(ManifestTest, MinimalManifestGetsDefaults) {
@@ -593,8 +590,7 @@ TEST(ManifestJsonTest, AwkwardValuesRoundTrip) {
     interval: 90s
     timeout: 1.5s
     startPeriod: 0s
-  route: {basePath: "/a/b", retry: {perTryTimeout: 1h, timeout: 2h}}
-  placement: {labels: {"x/y": "", gpu: "true"}})"));
+  route: {basePath: "/a/b", retry: {perTryTimeout: 1h, timeout: 2h}})"));
   ASSERT_EQ(v.size(), 1u);
   const ServiceManifest& m = v[0];
   EXPECT_EQ(m.health_check->port, 8080);
@@ -720,6 +716,57 @@ TEST(ManifestPortsTest, PortProblems) {
                                   "m.yaml");
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_EQ(p.errors[0].path, "spec.ports[0].containerPort");
+}
+
+// --- placement (not supported yet) ---
+
+// A node runs what is applied to it: a manifest that pins itself is refused rather than
+// run somewhere it did not ask for.
+TEST(ManifestPlacementTest, PinnedManifestIsRefusedNamingTheField) {
+  auto r = parseManifests(svc("  image: a\n  placement: {nodes: [edge-1]}"), "m.yaml");
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("m.yaml: doc 1: spec.placement.nodes: placement is not supported yet: a "
+                        "node runs the services applied to it"));
+  EXPECT_THAT(parseError(svc("  image: a\n  placement: {labels: {gpu: \"true\"}}")),
+              HasSubstr("doc 1: spec.placement.labels: placement is not supported yet"));
+  auto p = parseManifestsDetailed(
+      svc("  image: a\n  placement:\n    nodes: [edge-1, edge-2]\n    labels: {gpu: \"true\"}"),
+      "m.yaml");
+  ASSERT_EQ(p.errors.size(), 2u);
+  EXPECT_EQ(p.errors[0].path, "spec.placement.nodes");
+  EXPECT_EQ(p.errors[1].path, "spec.placement.labels");
+  EXPECT_TRUE(p.services.empty());
+}
+
+TEST(ManifestPlacementTest, EmptyPlacementIsAccepted) {
+  for (const char* placement : {"{}", "{nodes: [], labels: {}}", "~"}) {
+    auto v = parseOk(svc(std::string("  image: a\n  placement: ") + placement));
+    ASSERT_EQ(v.size(), 1u) << placement;
+    EXPECT_TRUE(v[0].placement.nodes.empty());
+    EXPECT_TRUE(v[0].placement.labels.empty());
+  }
+}
+
+// A document stored by a build that accepted placement still reads (the store must not
+// lose a service over a rule added later); applying it again meets the rule.
+TEST(ManifestPlacementTest, StoredDocumentWithPlacementStillReads) {
+  std::string text = svc("  image: a\n  placement: {nodes: [edge-1], labels: {\"x/y\": \"\"}}");
+  auto stored = parseManifests(text, "stored manifest", ManifestOrigin::kStored);
+  ASSERT_TRUE(stored.isOk()) << stored.status().toString();
+  ASSERT_EQ(stored->size(), 1u);
+  const ServiceManifest& m = (*stored)[0];
+  EXPECT_EQ(m.placement.nodes, std::vector<std::string>{"edge-1"});
+  EXPECT_EQ(m.placement.labels.at("x/y"), "");
+  std::string json = manifestToJson(m);
+  EXPECT_THAT(json, HasSubstr(R"("placement":{"labels":{"x/y":""},"nodes":["edge-1"]})"));
+  auto back = parseManifests(json, "stored manifest", ManifestOrigin::kStored);
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ((*back)[0], m);
+  EXPECT_THAT(parseError(json), HasSubstr("spec.placement.nodes: placement is not supported yet"));
+  // Every other rule still holds for a stored document.
+  EXPECT_FALSE(parseManifests(svc("  image: \"bad image\""), "s", ManifestOrigin::kStored).isOk());
 }
 
 // --- image references ---

@@ -396,6 +396,31 @@ TEST_F(StoreTest, StoredRowThatNoLongerParsesIsAnInternalError) {
   EXPECT_TRUE(store_->list().isOk());
 }
 
+// A build before placement was refused stored pinned services; they still read after the
+// upgrade (the node keeps running them), while a new apply of the same document is refused.
+TEST_F(StoreTest, StoredManifestWithPlacementStillReads) {
+  applyOk({manifest("web", "web:1")});
+  ServiceManifest pinned = manifest("web", "web:1");
+  pinned.placement.nodes = {"edge-1"};
+  std::string json = manifestToJson(pinned);
+  ASSERT_EQ(json.find('\''), std::string::npos);
+  store_.reset();
+  sql(path_, "UPDATE generations SET manifest_json = '" + json + "' WHERE name = 'web';");
+  reopen();
+  auto list = store_->list();
+  ASSERT_TRUE(list.isOk()) << list.status().toString();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].manifest.placement.nodes, std::vector<std::string>{"edge-1"});
+  auto r = store_->apply({pinned}, false);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("spec.placement.nodes: placement is not supported"));
+  // Without the placement it is an update of the stored document.
+  auto out = applyOk({manifest("web", "web:1")});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].action, Action::kUpdated);
+}
+
 TEST_F(StoreTest, ConcurrentApplyAndList) {
   constexpr int kThreads = 4;
   constexpr int kRounds = 20;
