@@ -14,6 +14,7 @@
 
 #include "common/http.h"
 #include "common/json.h"
+#include "common/jwt.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "gateway/peer_channel.h"
@@ -92,26 +93,6 @@ namespace {
 // is dropped so it cannot claim to be another node.
 constexpr char kCallerHeader[] = "X-Edge-Caller-Node";
 
-bool hasScope(const nlohmann::json& claims, std::string_view want) {
-  auto it = claims.find("scope");
-  if (it == claims.end()) return false;
-  if (it->is_string()) {
-    std::string_view s = it->get_ref<const std::string&>();
-    while (!s.empty()) {
-      size_t sp = s.find(' ');
-      if (s.substr(0, sp) == want) return true;
-      if (sp == std::string_view::npos) break;
-      s.remove_prefix(sp + 1);
-    }
-    return false;
-  }
-  if (it->is_array()) {
-    for (const auto& v : *it)
-      if (v.is_string() && v.get_ref<const std::string&>() == want) return true;
-  }
-  return false;
-}
-
 // One channel, from "open" to the end.
 class ChannelSession {
  public:
@@ -141,7 +122,7 @@ class ChannelSession {
       bool denied = c == StatusCode::kPermissionDenied || c == StatusCode::kInvalidArgument;
       return refuse(denied ? 401 : 503, "token refused: " + claims.status().message());
     }
-    if (!claims->is_object() || !hasScope(*claims, "node:call"))
+    if (!claims->is_object() || !jwt::hasScope(*claims, "node:call"))
       return refuse(403, "the token lacks the scope node:call");
     if (*kind == "http") {
       if (ch_.send(R"({"type":"opened"})").isOk()) serveHttp();
