@@ -48,6 +48,12 @@ class SqliteTest : public ::testing::Test {
     return u.int64(0);
   }
 
+  // Makes a store at `path` as `writer` would, and closes it.
+  static void create(const std::string& path, const FileSpec& writer) {
+    auto db = Db::open(path, writer);
+    ASSERT_TRUE(db.isOk()) << db.status().toString();
+  }
+
   // The file is refused with kFailedPrecondition naming it and `why`, and left as it was.
   void expectRefusedUntouched(const std::string& path, const std::string& why) {
     auto before = fs::readFile(path);
@@ -156,25 +162,17 @@ TEST_F(SqliteTest, RefusesAFileThatIsNotSqlite) {
 }
 
 TEST_F(SqliteTest, RefusesAnotherProgramsDatabase) {
-  std::string path = dir_ + "/other.db";
-  {
-    FileSpec other = spec();
-    other.application_id = 7;
-    ASSERT_TRUE(Db::open(path, other).isOk());
-  }
-  expectRefusedUntouched(path, "application_id 7");
+  FileSpec other = spec();
+  other.application_id = 7;
+  create(dir_ + "/other.db", other);
+  expectRefusedUntouched(dir_ + "/other.db", "application_id 7");
 }
 
 TEST_F(SqliteTest, RefusesANewerSchema) {
-  std::string path = dir_ + "/test.db";
-  {
-    FileSpec newer = spec();
-    newer.schema_version = 3;
-    ASSERT_TRUE(Db::open(path, newer).isOk());
-  }
-  auto db = Db::open(path, spec());
-  EXPECT_EQ(db.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_THAT(db.status().message(), HasSubstr("written by a newer sqlite_test (store schema 3"));
+  FileSpec newer = spec();
+  newer.schema_version = 3;
+  create(dir_ + "/test.db", newer);
+  expectRefusedUntouched(dir_ + "/test.db", "written by a newer sqlite_test (store schema 3");
 }
 
 TEST_F(SqliteTest, BadPaths) {
