@@ -1,4 +1,4 @@
-# The data path of issue 6: HTTP/1.1 parsing, the epoll loops, the reverse-proxy engine
+# The gateway's data path: HTTP/1.1 parsing, the epoll loops, the reverse-proxy engine
 # and a static router (docs in the headers: http1.h, event_loop.h, proxy.h,
 # static_router.h), and edge-gateway, the standalone proxy the benchmark drives.
 # Its own library under edge_gateway so that the data path, its tests and the benchmark

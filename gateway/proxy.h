@@ -6,7 +6,7 @@
 // nothing of routes, tokens or policies: for every request head it asks the Router, which
 // answers with a local reply or an Exchange that chooses targets and decides on retries.
 //
-// Behaviour (details in docs/gateway.md when the integrator writes it, and in proxy.cc):
+// Behaviour (details in docs/gateway.md and in proxy.cc):
 //  - keep-alive on both sides; HTTP/1.0 clients (keep-alive only when asked); pipelined
 //    requests are answered in order, one at a time.
 //  - bodies stream both ways with back-pressure (bounded buffers per connection); chunked
@@ -132,7 +132,7 @@ struct ProxyOptions {
   int workers = 2;
   std::vector<std::string> listen_tcp;   // "127.0.0.1:8090"; SO_REUSEPORT, one per worker
   std::vector<std::string> listen_unix;  // socket paths (mode 0666: apps call it)
-  // Factories for TLS (the integrator passes gateway/node_tls's); unset = no TLS.
+  // Factories for TLS (edged's NodeGateway passes gateway/node_tls's); unset = no TLS.
   std::function<Result<TransportPtr>(int fd, std::string already_read)> tls_server;
   std::function<Result<TransportPtr>(int fd, const std::string& node_id)> tls_client;
 
