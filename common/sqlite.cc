@@ -15,9 +15,6 @@ namespace edge::sqlite {
 
 namespace {
 
-// Another process (sqlite3 in a shell, a second daemon by mistake) holds locks briefly.
-constexpr int kBusyTimeoutMs = 5000;
-
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 };
@@ -34,28 +31,29 @@ struct Db::Impl {
     prefix += " " + this->path;
   }
 
-  // The status of the connection's last failure. A lock held too long by another process
-  // is worth a retry; anything else is not.
-  Status error(std::string_view doing = {}) const {
-    std::string msg = prefix + ": ";
-    if (!doing.empty()) msg += std::string(doing) + ": ";
-    msg += dbError(handle.get());
-    int code = sqlite3_errcode(handle.get());
-    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+  // A failure with result `code` (extended or not). A lock held too long by another
+  // process is worth a retry; anything else is not.
+  Status failure(int code, const std::string& what) const {
+    std::string msg = prefix + ": " + what;
+    if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
       return Status::unavailable(msg + "; another process holds the file's lock");
     }
     return Status::internal(msg);
   }
 
+  // The connection's last failure.
+  Status error(std::string_view doing = {}) const {
+    std::string what = doing.empty() ? std::string() : std::string(doing) + ": ";
+    return failure(sqlite3_errcode(handle.get()), what + dbError(handle.get()));
+  }
+
   Status exec(const std::string& sql) {
     char* err = nullptr;
-    if (sqlite3_exec(handle.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      if (err == nullptr) return error();
-      std::string msg = err;
-      sqlite3_free(err);
-      return Status::internal(prefix + ": " + msg);
-    }
-    return Status::ok();
+    int rc = sqlite3_exec(handle.get(), sql.c_str(), nullptr, nullptr, &err);
+    if (rc == SQLITE_OK) return Status::ok();
+    std::string msg = err != nullptr ? err : dbError(handle.get());
+    sqlite3_free(err);
+    return failure(rc, msg);
   }
 
   // The first column of the first row (0 when there is none).
@@ -171,7 +169,7 @@ Result<Db> Db::open(const std::string& path, const FileSpec& spec) {
                             (raw != nullptr ? dbError(raw) : sqlite3_errstr(rc)));
   }
   sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  sqlite3_busy_timeout(raw, spec.busy_timeout_ms);
   RETURN_IF_ERROR(impl->checkAndCreate(spec));
   Db db(std::move(impl));
   RETURN_IF_ERROR(db.impl_->begin.prepare(db, "BEGIN IMMEDIATE"));

@@ -9,7 +9,7 @@
 // survives a power cut), and creates the schema in an empty file under the write lock.
 //
 // Errors: messages start with FileSpec::what and the path. A lock held by another
-// process for longer than the busy timeout (5 s) is kUnavailable; any other SQLite
+// process for longer than the busy timeout (FileSpec, 5 s) is kUnavailable; any other SQLite
 // failure is kInternal; refusing a file is kFailedPrecondition.
 //
 // Thread-safety: none. A Db and its statements are used by one thread at a time (the
@@ -38,6 +38,9 @@ struct FileSpec {
   std::string schema;   // creates the tables of an empty file
   std::string pragmas;  // run on every open after the journal settings, e.g. foreign keys
   int dir_mode = 0755;  // for parent directories that do not exist
+  // How long a statement waits for another process's lock (sqlite3 in a shell, a second
+  // daemon by mistake: held briefly) before it fails.
+  int busy_timeout_ms = 5000;
   std::string not_ours_hint = "choose another path";  // after "move it away or "
   std::string newer_hint;  // after "upgrade <program>", e.g. ", or move the file away"
 };

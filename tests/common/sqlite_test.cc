@@ -143,6 +143,22 @@ TEST_F(SqliteTest, TransactionRollsBackUnlessCommitted) {
   EXPECT_EQ(queryInt(*db, "SELECT COUNT(*) FROM t"), 1);
 }
 
+TEST_F(SqliteTest, ALockHeldPastTheBusyTimeoutIsUnavailable) {
+  FileSpec quick = spec();
+  quick.busy_timeout_ms = 50;
+  auto a = Db::open(dir_ + "/test.db", quick);
+  auto b = Db::open(dir_ + "/test.db", quick);
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  Transaction holder(*a);
+  ASSERT_TRUE(holder.begin().isOk());
+  Transaction waiter(*b);
+  Status s = waiter.begin();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.toString();
+  EXPECT_THAT(s.message(), HasSubstr("another process holds the file's lock"));
+  ASSERT_TRUE(holder.commit().isOk());
+  EXPECT_TRUE(waiter.begin().isOk());
+}
+
 TEST_F(SqliteTest, ReopensItsOwnFile) {
   std::string path = dir_ + "/test.db";
   {
