@@ -23,6 +23,7 @@
 
 #include "backend/signaling.h"
 #include "common/log.h"
+#include "common/net.h"
 
 namespace edge::backend {
 namespace {
@@ -94,22 +95,7 @@ int waitFd(int fd, short events, int stop_fd, Steady::time_point deadline) {
 }
 
 Status writeAll(int fd, std::string_view data, int stop_fd, Steady::time_point deadline) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int w = waitFd(fd, POLLOUT, stop_fd, deadline);
-      if (w == 0) return Status::deadlineExceeded("peer does not read");
-      if (w < 0) return Status::cancelled("relay stopping");
-      continue;
-    }
-    return Status::fromErrno(errno, "send");
-  }
-  return Status::ok();
+  return net::writeAll(fd, data, {.deadline = deadline, .stop_fd = stop_fd});
 }
 
 // Reads the first line byte by byte: whatever follows it (a BEP leg may send its first

@@ -74,18 +74,6 @@ std::string joined(const std::vector<std::string>& v, std::string_view sep = " "
   return out;
 }
 
-std::vector<std::string> splitSpaces(std::string_view s) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t j = s.find(' ', i);
-    if (j == std::string_view::npos) j = s.size();
-    if (j > i) out.emplace_back(s.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
-
 // A refresh family id or an access token's jti as issue() makes them: 22 characters of
 // base64url. Checked before either becomes part of a Store key. Not checkName(): that
 // refuses a leading '-' or '_', which 1 in 32 random ids have, so those refresh tokens were
@@ -575,7 +563,7 @@ Result<std::vector<std::string>> grantScopes(const std::optional<std::string>& r
                                              const std::string& who) {
   if (!requested) return allowed;
   std::vector<std::string> out;
-  for (const auto& s : splitSpaces(*requested)) {
+  for (const auto& s : jwt::splitScopes(*requested)) {
     RETURN_IF_ERROR(checkScope(s));
     if (std::find(allowed.begin(), allowed.end(), s) != allowed.end() &&
         std::find(out.begin(), out.end(), s) == out.end())
@@ -593,7 +581,7 @@ Result<std::vector<std::string>> audiences(const OAuthRequest& req) {
   for (const char* name : {"audience", "resource"}) {
     auto [lo, hi] = req.params.equal_range(name);
     for (auto it = lo; it != hi; ++it)
-      for (auto& a : splitSpaces(it->second)) {
+      for (auto& a : jwt::splitScopes(it->second)) {
         if (a != kBackendAudience && a != kNodeAudience)
           return Status::invalidArgument(std::string(name) + " \"" + a + "\" is not one of " +
                                          std::string(kBackendAudience) + ", " +
@@ -915,7 +903,7 @@ Result<Caller> TokenService::authenticate(std::string_view authorization,
   c.client_id = str("client_id");
   c.account = str("acct");
   c.node_id = str("node");
-  c.scopes = splitSpaces(str("scope"));
+  c.scopes = jwt::splitScopes(str("scope"));
   c.expires_at = intField(*claims, "exp");
   if (c.subject.empty()) return Status::permissionDenied("token has no sub");
   std::string jti = str("jti");

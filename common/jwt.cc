@@ -561,4 +561,46 @@ Result<nlohmann::json> verify(std::string_view token, const KeySet& keys,
   return claims;
 }
 
+std::vector<std::string> splitScopes(std::string_view scopes) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < scopes.size()) {
+    size_t j = scopes.find(' ', i);
+    if (j == std::string_view::npos) j = scopes.size();
+    if (j > i) out.emplace_back(scopes.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string joinScopes(const std::vector<std::string>& scopes) {
+  std::string out;
+  for (const auto& s : scopes) {
+    if (!out.empty()) out += ' ';
+    out += s;
+  }
+  return out;
+}
+
+bool hasScope(const nlohmann::json& claims, std::string_view scope) {
+  auto it = claims.find("scope");
+  if (it == claims.end()) return false;
+  if (it->is_string()) {
+    std::string_view s = it->get_ref<const std::string&>();
+    size_t i = 0;
+    while (i < s.size()) {
+      size_t j = s.find(' ', i);
+      if (j == std::string_view::npos) j = s.size();
+      if (s.substr(i, j - i) == scope) return true;
+      i = j + 1;
+    }
+    return false;
+  }
+  if (it->is_array()) {
+    for (const auto& v : *it)
+      if (v.is_string() && v.get_ref<const std::string&>() == scope) return true;
+  }
+  return false;
+}
+
 }  // namespace edge::jwt

@@ -115,4 +115,13 @@ struct VerifyOptions {
 Result<nlohmann::json> verify(std::string_view token, const KeySet& keys,
                               const VerifyOptions& options);
 
+// The `scope` claim and OAuth's scope and audience parameters are lists separated by
+// spaces (RFC 6749 section 3.3, RFC 9068 section 2.2.3). splitScopes() skips empty items
+// (runs of spaces); joinScopes() puts one space between items.
+std::vector<std::string> splitScopes(std::string_view scopes);
+std::string joinScopes(const std::vector<std::string>& scopes);
+// Whether the `scope` claim of `claims` (a string as above, or an array of strings) holds
+// `scope`; false when there is none.
+bool hasScope(const nlohmann::json& claims, std::string_view scope);
+
 }  // namespace edge::jwt

@@ -8,9 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 namespace edge::net {
 
@@ -82,6 +84,64 @@ Result<int> listenTcp(const std::string& address) {
     return Status::fromErrno(e, "listen on " + address);
   }
   return fd;
+}
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Waits until `fd` takes bytes again. OK when it does (or reports an error or hang-up,
+// which the next send turns into its own error).
+Status waitWritable(int fd, const WriteLimits& limits) {
+  const auto start = Steady::now();
+  for (;;) {
+    auto now = Steady::now();
+    int64_t left = std::numeric_limits<int64_t>::max();
+    bool idle_limited = false;
+    if (limits.idle != milliseconds::max()) {
+      left = (limits.idle - std::chrono::duration_cast<milliseconds>(now - start)).count();
+      idle_limited = true;
+    }
+    if (limits.deadline != Steady::time_point::max()) {
+      int64_t to_deadline = std::chrono::duration_cast<milliseconds>(limits.deadline - now).count();
+      if (to_deadline < left) {
+        left = to_deadline;
+        idle_limited = false;
+      }
+    }
+    if (left <= 0) {
+      return Status::deadlineExceeded(idle_limited ? "the peer did not read for " +
+                                                         std::to_string(limits.idle.count()) + " ms"
+                                                   : "the peer did not read in time");
+    }
+    pollfd p[2] = {{fd, POLLOUT, 0}, {limits.stop_fd, POLLIN, 0}};
+    int n =
+        ::poll(p, limits.stop_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::fromErrno(errno, "poll");
+    if (limits.stop_fd >= 0 && (p[1].revents & POLLIN)) return Status::cancelled("stopping");
+    if (n > 0) return Status::ok();
+  }
+}
+
+}  // namespace
+
+Status writeAll(int fd, std::string_view data, const WriteLimits& limits) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      RETURN_IF_ERROR(waitWritable(fd, limits));
+      continue;
+    }
+    return Status::unavailable(std::string("write failed: ") + std::strerror(errno));
+  }
+  return Status::ok();
 }
 
 }  // namespace edge::net

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -20,5 +21,22 @@ Result<int> dialTcp(const std::string& endpoint, std::chrono::milliseconds timeo
 // A listening TCP socket (SO_REUSEADDR, close-on-exec, backlog 1024) on "a.b.c.d:port".
 // kInvalidArgument for a malformed address; the bind error otherwise, naming the address.
 Result<int> listenTcp(const std::string& address);
+
+// How long writeAll() waits for a reader that does not keep up.
+struct WriteLimits {
+  // The longest wait without progress; max() = no such limit.
+  std::chrono::milliseconds idle = std::chrono::milliseconds::max();
+  // When the whole write must be done; max() = none.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // When this fd becomes readable (a stop pipe), the write gives up; -1 = none.
+  int stop_fd = -1;
+};
+
+// Writes all of `data` to a socket, blocking or not, waiting with poll() while the peer
+// does not read; never raises SIGPIPE. kDeadlineExceeded ("the peer did not read for N
+// ms", or "... in time" at the deadline), kCancelled when stop_fd became readable,
+// kUnavailable when the connection failed (with errno's text). Callers add what the
+// peer is with withContext(). Files and pipes: fs::writeAll().
+Status writeAll(int fd, std::string_view data, const WriteLimits& limits);
 
 }  // namespace edge::net

@@ -7,8 +7,10 @@
 #include <algorithm>
 
 #include "common/crypto.h"
+#include "common/jwt.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "gateway/token_verifier.h"
 #include "mesh/peer_client.h"
 #include "mesh/peer_server.h"
 #include "mesh/relay_client.h"
@@ -22,7 +24,6 @@ namespace {
 
 constexpr auto kTick = 2s;
 constexpr auto kRetryAfterError = 10s;
-constexpr auto kKeysCooldown = 30s;  // an unknown kid refetches the JWKS at most this often
 constexpr auto kPeerTimeout = 10s;
 constexpr auto kDialTimeout = 3s;
 
@@ -48,6 +49,30 @@ json memberSummary(const discovery::Member& m) {
             {"started_at", p.started_at}};
   if (p.has_location) j["location"] = {{"lat", p.latitude}, {"lon", p.longitude}};
   return j;
+}
+
+// GET `path` of the backend at `url` (a /.well-known document): its body, or why not.
+Result<std::string> fetchWellKnown(const std::string& url, const std::string& path) {
+  http::Client c(*http::Endpoint::parse(url));
+  http::Request req;
+  req.path = path;
+  req.read_timeout = 5s;
+  ASSIGN_OR_RETURN(auto res, c.send(req));
+  if (!res.isSuccess())
+    return Status::unavailable("backend " + url + path + ": HTTP " + std::to_string(res.status));
+  return res.body;
+}
+
+// The claims of a verified token as the peer server reads them.
+json claimsJson(const gateway::TokenClaims& c) {
+  return {{"sub", c.subject},
+          {"client_id", c.client_id},
+          {"acct", c.account},
+          {"node", c.node},
+          {"scope", jwt::joinScopes(c.scopes)},
+          {"iss", c.issuer},
+          {"aud", c.audiences},
+          {"exp", c.expires_at}};
 }
 
 }  // namespace
@@ -140,26 +165,38 @@ void BackendLink::setGatewayHandler(std::function<void(int fd, std::string alrea
 
 Result<std::string> BackendLink::issuer() {
   if (!client_) return Status::failedPrecondition("no backend configured");
-  RETURN_IF_ERROR(refreshKeys(false));
+  {
+    std::lock_guard<std::mutex> lock(keys_mu_);
+    if (!issuer_.empty()) return issuer_;
+  }
+  const std::string path = "/.well-known/openid-configuration";
+  ASSIGN_OR_RETURN(std::string body, fetchWellKnown(options_.backend, path));
+  json meta = json::parse(body, nullptr, false);
+  if (!meta.is_object())
+    return Status::invalidArgument("backend " + options_.backend + path + ": not a JSON object");
+  auto it = meta.find("issuer");
+  if (it == meta.end() || !it->is_string() || it->get_ref<const std::string&>().empty())
+    return Status::invalidArgument("backend " + options_.backend + path +
+                                   ": issuer is missing or not a non-empty string");
   std::lock_guard<std::mutex> lock(keys_mu_);
+  issuer_ = it->get<std::string>();
   return issuer_;
+}
+
+Result<std::shared_ptr<gateway::TokenVerifier>> BackendLink::tokenVerifier() {
+  if (!client_) return Status::failedPrecondition("no backend configured");
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  if (!verifier_) {
+    // Captures the URL, not this: the gateway may hold the verifier a little longer.
+    auto cache = gateway::JwksCache::create(
+        [url = options_.backend] { return fetchWellKnown(url, "/.well-known/jwks.json"); }, clock_);
+    verifier_ = std::make_shared<gateway::TokenVerifier>(std::move(cache), clock_);
+  }
+  return verifier_;
 }
 
 std::string BackendLink::account() const {
   return client_ ? client_->account() : "";
-}
-
-Result<std::string> BackendLink::fetchJwks() {
-  if (!client_) return Status::failedPrecondition("no backend configured");
-  http::Client c(*http::Endpoint::parse(options_.backend));
-  http::Request req;
-  req.path = "/.well-known/jwks.json";
-  req.read_timeout = 5s;
-  ASSIGN_OR_RETURN(auto res, c.send(req));
-  if (!res.isSuccess())
-    return Status::unavailable("backend " + options_.backend + req.path + ": HTTP " +
-                               std::to_string(res.status));
-  return res.body;
 }
 
 Result<std::string> BackendLink::nodeToken() {
@@ -415,69 +452,34 @@ Result<http::Response> BackendLink::callPeer(const std::string& node_id,
   return res;
 }
 
-Status BackendLink::refreshKeys(bool force) {
-  {
-    std::lock_guard<std::mutex> lock(keys_mu_);
-    if (keys_ && !force) return Status::ok();
-    if (keys_ && clock_.now() - keys_fetched_ < kKeysCooldown) return Status::ok();
-  }
-  http::Client c(*http::Endpoint::parse(options_.backend));
-  auto fetch = [&](const std::string& path) -> Result<json> {
-    http::Request req;
-    req.path = path;
-    req.read_timeout = 5s;
-    ASSIGN_OR_RETURN(auto res, c.send(req));
-    if (!res.isSuccess())
-      return Status::unavailable("backend " + options_.backend + path + ": HTTP " +
-                                 std::to_string(res.status));
-    json j = json::parse(res.body, nullptr, false);
-    if (j.is_discarded())
-      return Status::invalidArgument("backend " + options_.backend + path + ": not JSON");
-    return j;
-  };
-  ASSIGN_OR_RETURN(auto meta, fetch("/.well-known/openid-configuration"));
-  ASSIGN_OR_RETURN(auto jwks, fetch("/.well-known/jwks.json"));
-  ASSIGN_OR_RETURN(auto set, jwt::KeySet::fromJwks(jwks));
-  std::lock_guard<std::mutex> lock(keys_mu_);
-  issuer_ = meta.value("issuer", "");
-  keys_ = std::make_shared<const jwt::KeySet>(std::move(set));
-  keys_fetched_ = clock_.now();
-  return Status::ok();
-}
-
 Result<json> BackendLink::verifyPeerToken(std::string_view token, std::string_view caller_node_id) {
   if (!client_)
     return Status::permissionDenied(
         "this node has no backend to check tokens against: peer calls are refused");
-  Status ks = refreshKeys(false);
-  if (!ks.isOk()) return Status::unavailable("cannot fetch the backend's keys: " + ks.message());
-  auto attempt = [&]() -> Result<json> {
-    std::shared_ptr<const jwt::KeySet> keys;
-    std::string issuer;
-    {
-      std::lock_guard<std::mutex> lock(keys_mu_);
-      keys = keys_;
-      issuer = issuer_;
-    }
-    jwt::VerifyOptions vo;
-    vo.issuer = issuer;
-    vo.audience = "edge-node";
-    return jwt::verify(token, *keys, vo);
-  };
-  auto claims = attempt();
-  if (!claims.isOk() && claims.status().message().find("unknown key") != std::string::npos &&
-      refreshKeys(true).isOk())
-    claims = attempt();
-  if (!claims.isOk()) return claims.status();
+  if (token.empty()) return Status::permissionDenied("no token");
+  auto issuer = this->issuer();
+  if (!issuer.isOk())
+    return Status::unavailable("cannot fetch the backend's issuer: " + issuer.status().message());
   std::string account = client_->account();
-  if (claims->value("acct", "") != account)
-    return Status::permissionDenied("the token is of account " + claims->value("acct", "?") +
-                                    "; this node serves account " + account);
-  if (claims->value("node", "") != caller_node_id)
+  if (account.empty())
     return Status::permissionDenied(
-        "the token was issued to node " + claims->value("node", "(none)") +
-        ", but the channel is from node " + std::string(caller_node_id));
-  return claims;
+        "this node serves no account until the backend registers it: peer calls are refused");
+  ASSIGN_OR_RETURN(auto verifier, tokenVerifier());
+  gateway::Requirement req;
+  req.issuer = *issuer;
+  req.audience = "edge-node";
+  req.account = account;
+  req.node = std::string(caller_node_id);
+  gateway::TokenCheck check = verifier->checkTokenBlocking(token, req);
+  if (!check.ok()) {
+    if (check.status == 401 || check.status == 403) return Status::permissionDenied(check.reason);
+    return Status::unavailable(check.reason);
+  }
+  // Requirement::node "" binds nothing; an unnamed channel must carry a token of no node.
+  if (caller_node_id.empty() && !check.claims->node.empty())
+    return Status::permissionDenied("the token was issued to node " + check.claims->node +
+                                    ", but the channel names no node");
+  return claimsJson(*check.claims);
 }
 
 }  // namespace edge::orchestrator

@@ -8,8 +8,9 @@
 //  - answers queries of the global discovery (scopes account and proximity);
 //  - calls other nodes over end-to-end encrypted peer channels: directly when the target
 //    is on one of our links or reachable, else through the relays (SEP signal, BEP);
-//  - checks the tokens of nodes that call us (the backend's JWKS, cached; the token must
-//    be issued to the very node whose key the channel authenticated).
+//  - checks the tokens of nodes that call us with the gateway's TokenVerifier over the
+//    backend's JWKS (the token must be issued to the very node whose key the channel
+//    authenticated); the node's gateway checks its callers' tokens with the same one.
 //
 // Without a backend the node works as before; peer calls then fail with a message saying
 // they need one (tokens come from it).
@@ -29,7 +30,6 @@
 #include "common/clock.h"
 #include "common/http.h"
 #include "common/json.h"
-#include "common/jwt.h"
 #include "common/status.h"
 #include "discovery/discovery.h"
 #include "identity/identity.h"
@@ -39,6 +39,10 @@ namespace edge::mesh {
 class PeerServer;
 class RelayClient;
 }  // namespace edge::mesh
+
+namespace edge::gateway {
+class TokenVerifier;
+}  // namespace edge::gateway
 
 namespace edge::orchestrator {
 
@@ -74,13 +78,15 @@ class BackendLink {
   // Where non-peer-channel connections go (the node's gateway). Set before start().
   void setGatewayHandler(std::function<void(int fd, std::string already_read)> handler);
 
-  // For the gateway: the backend's token issuer and its JWKS document (fetched now), a
-  // node token (aud edge-node, cached by the client) and a relayed connection to a node.
+  // For the gateway: the backend's token issuer (fetched once, from its OpenID
+  // configuration), the verifier of the tokens it issues (made on first use; it fetches
+  // the backend's JWKS in the background and keeps it fresh), a node token (aud
+  // edge-node, cached by the client) and a relayed connection to a node.
   // kFailedPrecondition without a backend.
   Result<std::string> issuer();
+  Result<std::shared_ptr<gateway::TokenVerifier>> tokenVerifier();
   // The account the backend registered this node in; "" until it has.
   std::string account() const;
-  Result<std::string> fetchJwks();
   Result<std::string> nodeToken();
   Result<int> dialRelay(const std::string& node_id);
 
@@ -101,6 +107,9 @@ class BackendLink {
 
   // For the peer server: the caller's token must verify against the backend's keys, be
   // meant for nodes (aud edge-node), be of our account and issued to `caller_node_id`.
+  // Returns the claims the peer server reads (sub, client_id, scope, acct, node, iss,
+  // aud, exp); kPermissionDenied for a token refused, kUnavailable when the backend's
+  // issuer or keys cannot be had.
   Result<nlohmann::json> verifyPeerToken(std::string_view token, std::string_view caller_node_id);
 
  private:
@@ -110,7 +119,6 @@ class BackendLink {
   void checkReachability(const std::string& endpoint);
   void registerClusters();
   std::string ownEndpoint() const;
-  Status refreshKeys(bool force);
   void noteError(const std::string& what, const Status& s);
 
   Options options_;
@@ -146,9 +154,8 @@ class BackendLink {
 
   // Token verification, under keys_mu_.
   mutable std::mutex keys_mu_;
-  std::string issuer_;
-  std::shared_ptr<const jwt::KeySet> keys_;
-  SteadyTime keys_fetched_{};
+  std::string issuer_;  // "" until fetched
+  std::shared_ptr<gateway::TokenVerifier> verifier_;
 };
 
 }  // namespace edge::orchestrator

@@ -379,12 +379,13 @@ void NodeGateway::learnIssuer() {
   if (!backend_.configured() || !options_.account_key_file.empty() || router_->hasVerifier())
     return;
   auto issuer = backend_.issuer();
-  if (!issuer.isOk()) {
-    LOG_WARN("gateway.no_issuer").kv("error", issuer.status().message());
+  auto verifier = backend_.tokenVerifier();
+  if (!issuer.isOk() || !verifier.isOk()) {
+    LOG_WARN("gateway.no_issuer")
+        .kv("error", (issuer.isOk() ? verifier.status() : issuer.status()).message());
     return;
   }
-  auto cache = gateway::JwksCache::create([this] { return backend_.fetchJwks(); }, clock_);
-  verifier_ = std::make_shared<gateway::TokenVerifier>(cache, clock_);
+  verifier_ = *verifier;
   router_->setVerifier(verifier_, *issuer);
   LOG_INFO("gateway.issuer").kv("issuer", *issuer);
 }

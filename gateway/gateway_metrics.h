@@ -115,7 +115,7 @@ void appendEscapedLabelValue(std::string& out, std::string_view value);
 
 // Decides which requests get an access-log line: every request while the rate in the
 // current second is below full_rate_per_second, then 1 in `one_in`. Errors are sampled
-// like the rest (a failure storm is a flood too); the integrator may log 5xx separately.
+// like the rest (a failure storm is a flood too).
 class AccessLogSampler {
  public:
   struct Options {
@@ -127,7 +127,7 @@ class AccessLogSampler {
 
   // Called once per finished request; true = write its line.
   bool shouldLog();
-  // Requests not logged so far (the integrator may log "skipped=N" once in a while).
+  // Requests not logged so far.
   uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
 
  private:

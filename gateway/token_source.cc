@@ -26,24 +26,6 @@ namespace {
 constexpr size_t kMaxScopeChars = 128;
 constexpr auto kMaxWait = std::chrono::minutes(10);
 
-std::string joinScopes(const Scopes& scopes) {
-  std::string out;
-  for (const auto& s : scopes) out += (out.empty() ? "" : " ") + s;
-  return out;
-}
-
-Scopes splitKey(const std::string& key) {
-  Scopes out;
-  size_t i = 0;
-  while (i < key.size()) {
-    size_t j = key.find(' ', i);
-    if (j == std::string::npos) j = key.size();
-    if (j > i) out.push_back(key.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
-
 // When to renew a token of lifetime `life`: at `fraction` of it or `before` its end,
 // whichever is earlier, but not before half of it (a short-lived token would otherwise
 // be renewed all the time).
@@ -218,7 +200,7 @@ struct CachedTokenSource::Impl {
   Result<IssuedToken> fetchOnce(const std::string& key) {
     Result<IssuedToken> got = Status::internal("no fetch");
     try {
-      got = fetch(splitKey(key));
+      got = fetch(jwt::splitScopes(key));
     } catch (const std::exception& e) {
       got = Status::internal(std::string("fetch threw: ") + e.what());
     } catch (...) {
@@ -262,7 +244,7 @@ CachedTokenSource::~CachedTokenSource() {
 std::optional<std::string> CachedTokenSource::cached(const Scopes& scopes) {
   auto norm = normalizeScopes(scopes);
   if (!norm.isOk()) return std::nullopt;
-  std::string key = joinScopes(*norm);
+  std::string key = jwt::joinScopes(*norm);
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto& e = impl_->entries[key];
   std::string t = impl_->serve(key, e, impl_->clock->now());
@@ -276,7 +258,7 @@ bool CachedTokenSource::token(const Scopes& scopes, Done done) {
     done(norm.status().withContext(impl_->options.name));
     return true;
   }
-  std::string key = joinScopes(*norm);
+  std::string key = jwt::joinScopes(*norm);
   std::unique_lock<std::mutex> lock(impl_->mu);
   if (impl_->stopping) {
     lock.unlock();
@@ -327,7 +309,7 @@ void CachedTokenSource::invalidate(const Scopes& scopes) {
   auto norm = normalizeScopes(scopes);
   if (!norm.isOk()) return;
   std::lock_guard<std::mutex> lock(impl_->mu);
-  auto it = impl_->entries.find(joinScopes(*norm));
+  auto it = impl_->entries.find(jwt::joinScopes(*norm));
   if (it != impl_->entries.end()) it->second.token.clear();
 }
 
@@ -466,7 +448,7 @@ Result<std::string> LocalAccountSigner::issue(const Scopes& scopes) {
   nlohmann::json claims = {{"iss", issuer_},       {"sub", subject},
                            {"aud", "edge-node"},   {"exp", now + o.ttl.count()},
                            {"iat", now},           {"jti", crypto::randomHex(16)},
-                           {"client_id", subject}, {"scope", joinScopes(norm)},
+                           {"client_id", subject}, {"scope", jwt::joinScopes(norm)},
                            {"acct", o.account},    {"node", o.node_id}};
   return impl_->key.sign({{"typ", jwt::kAccessTokenType}}, claims);
 }
@@ -484,7 +466,7 @@ bool LocalAccountSigner::token(const Scopes& scopes, Done done) {
 
 Result<std::string> LocalAccountSigner::get(const Scopes& scopes) {
   ASSIGN_OR_RETURN(auto norm, normalizeScopes(scopes));
-  std::string key = joinScopes(norm);
+  std::string key = jwt::joinScopes(norm);
   SteadyTime now = impl_->clock->now();
   {
     std::lock_guard<std::mutex> lock(impl_->mu);

@@ -1,13 +1,12 @@
-// Where the gateway gets the tokens it attaches to outgoing calls (issue 6 section 3,
-// outgoing).
+// Where the gateway gets the tokens it attaches to outgoing calls.
 //
 // TokenSource is the interface the data path uses: cached() is the synchronous fast path
 // (a token valid now, or nullopt), token() the non-blocking one (answers inline when it
 // can, else later from the source's thread), get() the blocking one for control-plane
 // callers. A token is asked for by scope set; order and duplicates do not matter.
 //
-// CachedTokenSource wraps a fetch function (the integrator's client_credentials POST to
-// edge-backend): one cached token per scope set, renewed in the background ahead of its
+// CachedTokenSource wraps a fetch function (in edged, the node token its backend client
+// holds): one cached token per scope set, renewed in the background ahead of its
 // expiry (at 80% of its lifetime or 30 s before it expires, whichever comes first, and
 // never before half of it), so requests rarely wait. One fetch per scope set at a time
 // (single-flight); every caller waiting for it gets its answer. A failed fetch is retried

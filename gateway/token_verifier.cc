@@ -228,19 +228,6 @@ std::string stringClaim(const json& j, const char* name) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-std::vector<std::string> splitSpaces(std::string_view s) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && s[i] == ' ') ++i;
-    size_t j = i;
-    while (j < s.size() && s[j] != ' ') ++j;
-    if (j > i) out.emplace_back(s.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
 // The kid of a token's header, "" when it has none or the header does not decode.
 std::string headerKid(std::string_view token) {
   size_t dot = token.find('.');
@@ -256,7 +243,7 @@ std::shared_ptr<const TokenClaims> toClaims(const json& j, std::string kid) {
   auto c = std::make_shared<TokenClaims>();
   c->subject = stringClaim(j, "sub");
   c->client_id = stringClaim(j, "client_id");
-  c->scopes = splitSpaces(stringClaim(j, "scope"));
+  c->scopes = jwt::splitScopes(stringClaim(j, "scope"));
   c->account = stringClaim(j, "acct");
   c->node = stringClaim(j, "node");
   c->issuer = stringClaim(j, "iss");
@@ -290,12 +277,6 @@ std::string oneLine(std::string_view s) {
 std::string headerSafe(std::string_view s) {
   std::string out;
   for (char c : s) out += (c == '"' || c == '\\') ? '\'' : c;
-  return out;
-}
-
-std::string joinScopes(const std::vector<std::string>& scopes) {
-  std::string out;
-  for (const auto& s : scopes) out += (out.empty() ? "" : " ") + s;
   return out;
 }
 
@@ -346,8 +327,8 @@ struct TokenVerifier::Impl {
       return refuse(401, "token issuer " + claims->issuer + " is not " + req.issuer);
     if (std::find(claims->audiences.begin(), claims->audiences.end(), req.audience) ==
         claims->audiences.end())
-      return refuse(401,
-                    "audience " + req.audience + " not in [" + joinScopes(claims->audiences) + "]");
+      return refuse(
+          401, "audience " + req.audience + " not in [" + jwt::joinScopes(claims->audiences) + "]");
     if (!req.account.empty() && claims->account != req.account)
       return refuse(
           403,
@@ -361,9 +342,9 @@ struct TokenVerifier::Impl {
       if (!claims->hasScope(s)) missing.push_back(s);
     if (!missing.empty())
       return refuse(403,
-                    "the token lacks scope " + joinScopes(missing) + " (it has [" +
-                        joinScopes(claims->scopes) + "])",
-                    "insufficient_scope", joinScopes(req.scopes));
+                    "the token lacks scope " + jwt::joinScopes(missing) + " (it has [" +
+                        jwt::joinScopes(claims->scopes) + "])",
+                    "insufficient_scope", jwt::joinScopes(req.scopes));
     if (!req.node.empty() && claims->node != req.node &&
         !(req.node_optional && claims->node.empty()))
       return refuse(

@@ -1,4 +1,4 @@
-// Checking the bearer tokens of the gateway's callers (issue 6 section 3, incoming).
+// Checking the bearer tokens of the gateway's callers.
 //
 // JwksCache holds the key set of one issuer: fetched through a function the owner
 // injects (an HTTP GET of the backend's /.well-known/jwks.json, say), refreshed every

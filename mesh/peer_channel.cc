@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/net.h"
 #include "identity/secure.h"
 
 namespace edge::mesh {
@@ -44,22 +45,7 @@ Status waitFd(int fd, short events, Clock::time_point deadline, std::string_view
 
 // Writes all of `data`; `timeout` bounds each wait without progress.
 Status writeAll(int fd, std::string_view data, milliseconds timeout) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      RETURN_IF_ERROR(waitFd(
-          fd, POLLOUT, Clock::now() + timeout,
-          "peer channel: the peer did not read for " + std::to_string(timeout.count()) + " ms"));
-      continue;
-    }
-    return Status::unavailable(std::string("peer channel: write failed: ") + std::strerror(errno));
-  }
-  return Status::ok();
+  return net::writeAll(fd, data, {.idle = timeout}).withContext("peer channel");
 }
 
 // Reads what is there (waiting until the deadline for the first byte) and appends it.

@@ -14,7 +14,9 @@
 
 #include "common/http.h"
 #include "common/json.h"
+#include "common/jwt.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "mesh/peer_channel.h"
 #include "mesh/peer_protocol.h"
 
@@ -91,79 +93,6 @@ namespace {
 // is dropped so it cannot claim to be another node.
 constexpr char kCallerHeader[] = "X-Edge-Caller-Node";
 
-Status writeAllFd(int fd, std::string_view data, milliseconds timeout) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd p{fd, POLLOUT, 0};
-      int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
-      if (r == 0) return Status::deadlineExceeded("the service did not read in time");
-      if (r < 0 && errno != EINTR) return Status::fromErrno(errno, "poll");
-      continue;
-    }
-    return Status::unavailable(std::string("write to the service failed: ") + std::strerror(errno));
-  }
-  return Status::ok();
-}
-
-// A blocking TCP connection to 127.0.0.1:port, or why not within `timeout`.
-Result<int> connectLoopback(int port, milliseconds timeout) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::fromErrno(errno, "socket");
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(port));
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string where = "127.0.0.1:" + std::to_string(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
-    if (errno != EINPROGRESS) {
-      int e = errno;
-      ::close(fd);
-      return Status::unavailable("cannot connect to " + where + ": " + std::strerror(e));
-    }
-    pollfd p{fd, POLLOUT, 0};
-    int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (r > 0) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (r <= 0 || err != 0) {
-      ::close(fd);
-      return Status::unavailable("cannot connect to " + where + ": " +
-                                 (r <= 0 ? std::string("timed out") : std::strerror(err)));
-    }
-  }
-  int flags = ::fcntl(fd, F_GETFL);
-  ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
-bool hasScope(const nlohmann::json& claims, std::string_view want) {
-  auto it = claims.find("scope");
-  if (it == claims.end()) return false;
-  if (it->is_string()) {
-    std::string_view s = it->get_ref<const std::string&>();
-    while (!s.empty()) {
-      size_t sp = s.find(' ');
-      if (s.substr(0, sp) == want) return true;
-      if (sp == std::string_view::npos) break;
-      s.remove_prefix(sp + 1);
-    }
-    return false;
-  }
-  if (it->is_array()) {
-    for (const auto& v : *it)
-      if (v.is_string() && v.get_ref<const std::string&>() == want) return true;
-  }
-  return false;
-}
-
 // One channel, from "open" to the end.
 class ChannelSession {
  public:
@@ -193,7 +122,7 @@ class ChannelSession {
       bool denied = c == StatusCode::kPermissionDenied || c == StatusCode::kInvalidArgument;
       return refuse(denied ? 401 : 503, "token refused: " + claims.status().message());
     }
-    if (!claims->is_object() || !hasScope(*claims, "node:call"))
+    if (!claims->is_object() || !jwt::hasScope(*claims, "node:call"))
       return refuse(403, "the token lacks the scope node:call");
     if (*kind == "http") {
       if (ch_.send(R"({"type":"opened"})").isOk()) serveHttp();
@@ -386,7 +315,7 @@ class ChannelSession {
       return refuse(status, "stream to " + *service + " port " + std::to_string(*port) + ": " +
                                 allowed.message());
     }
-    auto tcp = connectLoopback(static_cast<int>(*port), options_.io_timeout);
+    auto tcp = net::dialTcp("127.0.0.1:" + std::to_string(*port), options_.io_timeout);
     if (!tcp.isOk()) return refuse(502, "stream to " + *service + ": " + tcp.status().message());
     int fd = *tcp;
     if (ch_.send(R"({"type":"opened"})").isOk()) pump(fd);
@@ -420,7 +349,7 @@ class ChannelSession {
           ::shutdown(fd, SHUT_WR);
           return;
         }
-        if (!writeAllFd(fd, *m, options_.io_timeout).isOk()) return abort();
+        if (!net::writeAll(fd, *m, {.idle = options_.io_timeout}).isOk()) return abort();
       }
     });
     std::string buf(kPeerBodyChunkBytes, '\0');

@@ -1,17 +1,10 @@
 #include "orchestrator/store.h"
 
-#include <fcntl.h>
-#include <sqlite3.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <filesystem>
 #include <mutex>
 #include <set>
 #include <utility>
 
-#include "common/fs.h"
-#include "common/log.h"
+#include "common/sqlite.h"
 
 namespace edge::orchestrator {
 
@@ -32,10 +25,8 @@ namespace {
 // Marks the file as ours ("EdgS"), so a stray SQLite file of another program at the
 // same path is refused instead of having tables added to it.
 constexpr int32_t kApplicationId = 0x45646753;
-// Bump with a migration in migrate() when the schema changes.
+// Bump with a migration when the schema changes.
 constexpr int kSchemaVersion = 1;
-// Other processes (a second edged by mistake, sqlite3 in a shell) hold locks briefly.
-constexpr int kBusyTimeoutMs = 5000;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE services (
@@ -61,104 +52,21 @@ CREATE TABLE store (
 INSERT INTO store (id, revision) VALUES (1, 0);
 )sql";
 
-struct DbCloser {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+using sqlite::Stmt;
 
-std::string dbError(sqlite3* db) {
-  return std::string(sqlite3_errmsg(db)) + " (sqlite code " +
-         std::to_string(sqlite3_extended_errcode(db)) + ")";
-}
-
-// One prepared statement, kept for the life of the store. Each use binds, steps and
-// is reset by a Use guard, so a statement never stays open (holding a read snapshot)
-// after an early return.
-class Stmt {
- public:
-  Stmt() = default;
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  ~Stmt() { sqlite3_finalize(stmt_); }
-
-  Status prepare(sqlite3* db, const char* sql) {
-    db_ = db;
-    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
-      return Status::internal(std::string("state store: cannot prepare \"") + sql +
-                              "\": " + dbError(db));
-    }
-    return Status::ok();
-  }
-
-  class Use {
-   public:
-    explicit Use(Stmt& s) : s_(s) {}
-    ~Use() {
-      sqlite3_reset(s_.stmt_);
-      sqlite3_clear_bindings(s_.stmt_);
-    }
-    Use(const Use&) = delete;
-    Use& operator=(const Use&) = delete;
-
-    Use& bind(int index, int64_t v) {
-      if (bind_rc_ == SQLITE_OK) bind_rc_ = sqlite3_bind_int64(s_.stmt_, index, v);
-      return *this;
-    }
-    Use& bind(int index, std::string_view v) {
-      if (bind_rc_ == SQLITE_OK) {
-        bind_rc_ =
-            sqlite3_bind_text64(s_.stmt_, index, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      }
-      return *this;
-    }
-    // true: a row is ready; false: done.
-    Result<bool> step() {
-      if (bind_rc_ != SQLITE_OK) return Status::internal("state store: bind: " + dbError(s_.db_));
-      int rc = sqlite3_step(s_.stmt_);
-      if (rc == SQLITE_ROW) return true;
-      if (rc == SQLITE_DONE) return false;
-      return Status::internal("state store: " + dbError(s_.db_));
-    }
-    // Runs a statement that returns no rows.
-    Status run() {
-      auto r = step();
-      return r.isOk() ? Status::ok() : r.status();
-    }
-    bool isNull(int col) const { return sqlite3_column_type(s_.stmt_, col) == SQLITE_NULL; }
-    int64_t int64(int col) const { return sqlite3_column_int64(s_.stmt_, col); }
-    std::string text(int col) const {
-      const auto* p = sqlite3_column_text(s_.stmt_, col);
-      int n = sqlite3_column_bytes(s_.stmt_, col);
-      return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), n);
-    }
-
-   private:
-    Stmt& s_;
-    int bind_rc_ = SQLITE_OK;
-  };
-
- private:
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-Status exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err != nullptr ? err : dbError(db);
-    sqlite3_free(err);
-    return Status::internal("state store: " + msg);
-  }
-  return Status::ok();
-}
-
-// A one-value query used while opening, before statements are prepared.
-Result<int64_t> queryInt(sqlite3* db, const char* sql) {
-  Stmt s;
-  RETURN_IF_ERROR(s.prepare(db, sql));
-  Stmt::Use u(s);
-  ASSIGN_OR_RETURN(bool row, u.step());
-  return row ? u.int64(0) : 0;
+sqlite::FileSpec fileSpec() {
+  sqlite::FileSpec spec;
+  spec.what = "state store";
+  spec.kind = "an Edgecloud state store";
+  spec.program = "edged";
+  spec.example = "<data-dir>/state.db";
+  spec.application_id = kApplicationId;
+  spec.schema_version = kSchemaVersion;
+  spec.schema = kSchema;
+  spec.pragmas = "PRAGMA foreign_keys = ON";
+  spec.not_ours_hint = "choose another data dir";
+  spec.newer_hint = ", or move the file away to start with an empty desired state";
+  return spec;
 }
 
 int64_t toNanos(WallTime t) {
@@ -172,24 +80,19 @@ WallTime fromNanos(int64_t ns) {
 }  // namespace
 
 struct StateStore::Impl {
-  Impl(std::string path, Clock& clock) : path(std::move(path)), clock(clock) {}
+  Impl(sqlite::Db db, Clock& clock) : db(std::move(db)), clock(clock) {}
 
-  std::string path;
+  sqlite::Db db;  // declared before the statements: they are finalised first
   Clock& clock;
   std::mutex mu;
-  DbPtr db;  // declared before the statements: they are finalised first
   int64_t revision = 0;
 
-  Stmt begin, commit, rollback;
   Stmt select_service, max_generation, previous_generation, upsert_service, insert_generation,
       select_generation, select_live, select_history, mark_deleted, bump_revision, select_revision,
       put_meta, get_meta;
 
   Status prepareAll() {
     std::pair<Stmt*, const char*> all[] = {
-        {&begin, "BEGIN IMMEDIATE"},
-        {&commit, "COMMIT"},
-        {&rollback, "ROLLBACK"},
         {&select_service, "SELECT current_generation, deleted FROM services WHERE name = ?1"},
         {&max_generation, "SELECT MAX(generation) FROM generations WHERE name = ?1"},
         {&previous_generation,
@@ -219,38 +122,17 @@ struct StateStore::Impl {
          "ON CONFLICT (key) DO UPDATE SET value = excluded.value"},
         {&get_meta, "SELECT value FROM meta WHERE key = ?1"},
     };
-    for (auto& [stmt, sql] : all) RETURN_IF_ERROR(stmt->prepare(db.get(), sql));
+    for (auto& [stmt, sql] : all) RETURN_IF_ERROR(stmt->prepare(db, sql));
     return Status::ok();
   }
 
-  // BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails
-  // half-way with SQLITE_BUSY when another connection writes.
-  class Txn {
-   public:
-    explicit Txn(Impl& impl) : impl_(impl) {}
-    ~Txn() {
-      if (open_) (void)Stmt::Use(impl_.rollback).run();
-    }
-    Txn(const Txn&) = delete;
-    Txn& operator=(const Txn&) = delete;
-    Status begin() {
-      RETURN_IF_ERROR(Stmt::Use(impl_.begin).run());
-      open_ = true;
-      return Status::ok();
-    }
-    // Counts one revision and commits.
-    Status commitChange() {
-      RETURN_IF_ERROR(Stmt::Use(impl_.bump_revision).run());
-      RETURN_IF_ERROR(Stmt::Use(impl_.commit).run());
-      open_ = false;
-      ++impl_.revision;
-      return Status::ok();
-    }
-
-   private:
-    Impl& impl_;
-    bool open_ = false;
-  };
+  // Counts one revision and commits `txn`.
+  Status commitChange(sqlite::Transaction& txn) {
+    RETURN_IF_ERROR(Stmt::Use(bump_revision).run());
+    RETURN_IF_ERROR(txn.commit());
+    ++revision;
+    return Status::ok();
+  }
 
   struct ServiceRow {
     int64_t current_generation = 0;
@@ -337,102 +219,17 @@ struct StateStore::Impl {
   }
 };
 
-namespace {
-
-// Decides whether `path` holds a store we may use, creating the schema in an empty
-// file. Only reads until it is sure the file is ours or empty.
-Status checkAndMigrate(sqlite3* db, const std::string& path) {
-  auto app_id = queryInt(db, "PRAGMA application_id");
-  if (!app_id.isOk() && sqlite3_errcode(db) != SQLITE_NOTADB) return app_id.status();
-  if (!app_id.isOk()) {
-    return Status::failedPrecondition(
-        path + " is not an Edgecloud state store (" + app_id.status().message() +
-        "); it was left untouched: move it away or choose another data dir");
-  }
-  ASSIGN_OR_RETURN(int64_t version, queryInt(db, "PRAGMA user_version"));
-  ASSIGN_OR_RETURN(int64_t objects, queryInt(db, "SELECT COUNT(*) FROM sqlite_schema"));
-  bool empty = *app_id == 0 && version == 0 && objects == 0;
-  if (!empty && *app_id != kApplicationId) {
-    return Status::failedPrecondition(
-        path + " is an SQLite database of another program (application_id " +
-        std::to_string(*app_id) + ", " + std::to_string(objects) +
-        " schema objects), not an Edgecloud state store; it was left untouched");
-  }
-  if (version > kSchemaVersion) {
-    return Status::failedPrecondition(
-        path + " was written by a newer edged (store schema " + std::to_string(version) +
-        "; this build knows up to " + std::to_string(kSchemaVersion) +
-        "); upgrade edged, or move the file away to start with an empty desired state");
-  }
-  // WAL: readers (the API) never wait for the reconciler's writes. FULL: a committed
-  // apply survives a power cut, which desired state must.
-  auto mode = [&]() -> Result<std::string> {
-    Stmt s;
-    RETURN_IF_ERROR(s.prepare(db, "PRAGMA journal_mode = WAL"));
-    Stmt::Use u(s);
-    ASSIGN_OR_RETURN(bool row, u.step());
-    return row ? u.text(0) : std::string();
-  }();
-  if (!mode.isOk()) return mode.status();
-  if (*mode != "wal") {
-    LOG_WARN("state store cannot use WAL; falling back").kv("path", path).kv("journal_mode", *mode);
-  }
-  RETURN_IF_ERROR(exec(db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"));
-  if (!empty) return Status::ok();  // at kSchemaVersion: nothing to migrate yet
-  RETURN_IF_ERROR(exec(db, "BEGIN IMMEDIATE"));
-  // Another process may have created the schema between our check and the lock.
-  auto again = queryInt(db, "SELECT COUNT(*) FROM sqlite_schema");
-  Status st = again.isOk() ? Status::ok() : again.status();
-  if (st.isOk() && *again == 0) {
-    st = exec(db, std::string(kSchema) +
-                      "PRAGMA application_id = " + std::to_string(kApplicationId) +
-                      "; PRAGMA user_version = " + std::to_string(kSchemaVersion) + ";");
-  }
-  if (!st.isOk()) {
-    (void)exec(db, "ROLLBACK");
-    return st;
-  }
-  return exec(db, "COMMIT");
-}
-
-}  // namespace
-
 StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StateStore::~StateStore() = default;
 
 Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& path, Clock& clock) {
-  if (path.empty()) return Status::invalidArgument("state store path is empty");
-  if (fs::isDirectory(path)) {
-    return Status::invalidArgument("state store path " + path +
-                                   " is a directory; give a file such as <data-dir>/state.db");
-  }
-  std::string parent = std::filesystem::path(path).parent_path().string();
-  if (!parent.empty()) RETURN_IF_ERROR(fs::makeDirs(parent));
-  // Manifests may carry secrets in env: the file (and SQLite's -wal/-shm, which copy
-  // its mode) is for root only.
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::fromErrno(errno, "state store: open " + path);
-  ::close(fd);
-
-  sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  DbPtr db(raw);
-  if (rc != SQLITE_OK) {
-    return Status::internal("state store: cannot open " + path + ": " +
-                            (raw != nullptr ? dbError(raw) : sqlite3_errstr(rc)));
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
-  RETURN_IF_ERROR(checkAndMigrate(db.get(), path));
-
-  auto impl = std::make_unique<Impl>(path, clock);
-  impl->db = std::move(db);
+  ASSIGN_OR_RETURN(sqlite::Db db, sqlite::Db::open(path, fileSpec()));
+  auto impl = std::make_unique<Impl>(std::move(db), clock);
   RETURN_IF_ERROR(impl->prepareAll());
   {
     Stmt::Use u(impl->select_revision);
     ASSIGN_OR_RETURN(bool row, u.step());
-    if (!row) return Status::internal("state store: " + path + " has no revision row");
+    if (!row) return Status::internal("state store: " + impl->db.path() + " has no revision row");
     impl->revision = u.int64(0);
   }
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
@@ -458,7 +255,7 @@ Result<std::vector<ApplyOutcome>> StateStore::apply(const std::vector<ServiceMan
   }
 
   std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl::Txn txn(*impl_);
+  sqlite::Transaction txn(impl_->db);
   RETURN_IF_ERROR(txn.begin());
   std::vector<ApplyOutcome> out;
   bool changed = false;
@@ -489,7 +286,7 @@ Result<std::vector<ApplyOutcome>> StateStore::apply(const std::vector<ServiceMan
   }
   // A dry run went through the same statements, so it fails exactly where a real
   // apply would; the guard rolls it back.
-  if (changed && !dry_run) RETURN_IF_ERROR(txn.commitChange());
+  if (changed && !dry_run) RETURN_IF_ERROR(impl_->commitChange(txn));
   return out;
 }
 
@@ -534,7 +331,7 @@ Result<ServiceRecord> StateStore::rollback(const std::string& name, std::optiona
                                    std::to_string(*to) + " does not exist; generations start at 1");
   }
   std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl::Txn txn(*impl_);
+  sqlite::Transaction txn(impl_->db);
   RETURN_IF_ERROR(txn.begin());
   ASSIGN_OR_RETURN(auto row, impl_->liveService(name));
   int64_t current = row.current_generation;
@@ -564,17 +361,17 @@ Result<ServiceRecord> StateStore::rollback(const std::string& name, std::optiona
   ASSIGN_OR_RETURN(int64_t last, impl_->maxGeneration(name));
   RETURN_IF_ERROR(impl_->writeGeneration(name, last + 1, old->manifest_json));
   ASSIGN_OR_RETURN(ServiceRecord fresh, impl_->generationRecord(name, last + 1));
-  RETURN_IF_ERROR(txn.commitChange());
+  RETURN_IF_ERROR(impl_->commitChange(txn));
   return fresh;
 }
 
 Result<int64_t> StateStore::remove(const std::string& name, bool dry_run) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl::Txn txn(*impl_);
+  sqlite::Transaction txn(impl_->db);
   RETURN_IF_ERROR(txn.begin());
   ASSIGN_OR_RETURN(auto row, impl_->liveService(name));
   RETURN_IF_ERROR(Stmt::Use(impl_->mark_deleted).bind(1, name).run());
-  if (!dry_run) RETURN_IF_ERROR(txn.commitChange());
+  if (!dry_run) RETURN_IF_ERROR(impl_->commitChange(txn));
   return row.current_generation;
 }
 

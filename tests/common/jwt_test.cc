@@ -365,5 +365,22 @@ TEST_F(JwtTest, OptionsMustNameIssuerAndAudience) {
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(ScopesTest, SplitSkipsRunsOfSpacesAndJoinPutsOneBetween) {
+  EXPECT_EQ(splitScopes(""), std::vector<std::string>{});
+  EXPECT_EQ(splitScopes("  "), std::vector<std::string>{});
+  EXPECT_EQ(splitScopes(" node:call  read "), (std::vector<std::string>{"node:call", "read"}));
+  EXPECT_EQ(joinScopes({"node:call", "read"}), "node:call read");
+  EXPECT_EQ(joinScopes({}), "");
+}
+
+TEST(ScopesTest, HasScopeReadsAStringOrAnArray) {
+  EXPECT_TRUE(hasScope(json{{"scope", "read  node:call"}}, "node:call"));
+  EXPECT_FALSE(hasScope(json{{"scope", "node:callx read"}}, "node:call"));
+  EXPECT_TRUE(hasScope(json{{"scope", {"read", "node:call"}}}, "node:call"));
+  EXPECT_FALSE(hasScope(json{{"scope", {"read", 7}}}, "node:call"));
+  EXPECT_FALSE(hasScope(json{{"scope", 7}}, "node:call"));
+  EXPECT_FALSE(hasScope(json::object(), "node:call"));
+}
+
 }  // namespace
 }  // namespace edge::jwt
