@@ -14,6 +14,7 @@
 
 #include "common/fs.h"
 #include "runtime-shim/image/image_store.h"
+#include "tests/test_env.h"
 
 namespace edge::runtime {
 namespace {
@@ -52,9 +53,9 @@ class ImageIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     images_ = buildDir() + "/images";
-    if (!stdfs::exists(images_ + "/busybox.tar")) {
-      GTEST_SKIP() << "no " << images_ << "/busybox.tar; build target edge_test_images";
-    }
+    // The build makes it (this test depends on edge_test_images): missing is a failure.
+    ASSERT_TRUE(stdfs::exists(images_ + "/busybox.tar"))
+        << "no " << images_ << "/busybox.tar; build target edge_test_images";
     char tmpl[] = "/tmp/edge-image-it-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -72,7 +73,7 @@ class ImageIntegrationTest : public ::testing::Test {
 };
 
 TEST_F(ImageIntegrationTest, BusyboxImageHasTheWhiteoutFixtures) {
-  if (::geteuid() != 0) GTEST_SKIP() << "overlay-form layers need root";
+  EDGE_SKIP_UNLESS_ROOT("overlay-form layers");
   auto loaded = store_->load(images_ + "/busybox.tar");
   ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
   auto info = store_->inspect("edgecloud/busybox:test");
@@ -113,7 +114,7 @@ TEST_F(ImageIntegrationTest, BusyboxImageHasTheWhiteoutFixtures) {
 }
 
 TEST_F(ImageIntegrationTest, LayersStackAsOverlayLowerdirs) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounting overlayfs needs root";
+  EDGE_SKIP_UNLESS_ROOT("mounting overlayfs");
   auto loaded = store_->load(images_ + "/busybox.tar");
   ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
   auto layers = store_->layerPaths("edgecloud/busybox:test").value();
@@ -124,7 +125,7 @@ TEST_F(ImageIntegrationTest, LayersStackAsOverlayLowerdirs) {
   std::string mnt = dir_ + "/mnt";
   ASSERT_TRUE(fs::makeDirs(mnt).isOk());
   if (::mount("overlay", mnt.c_str(), "overlay", MS_RDONLY, ("lowerdir=" + lower).c_str()) != 0) {
-    GTEST_SKIP() << "overlayfs cannot be mounted here: " << std::strerror(errno);
+    EDGE_SETUP_FAILED("overlayfs cannot be mounted here: " << std::strerror(errno));
   }
   std::set<std::string> wh = listDir(mnt + "/wh");
   std::set<std::string> wh_dir = listDir(mnt + "/wh/dir");
@@ -136,7 +137,8 @@ TEST_F(ImageIntegrationTest, LayersStackAsOverlayLowerdirs) {
 }
 
 TEST_F(ImageIntegrationTest, DockerLoadAcceptsTheImages) {
-  if (run("docker info >/dev/null") != 0) GTEST_SKIP() << "docker is not available";
+  if (run("docker info >/dev/null") != 0)
+    EDGE_DOCKER_MISSING("no Docker Engine answers `docker info`");
   for (const char* name : {"busybox.tar", "hello.tar"}) {
     std::string out;
     int rc = run("docker load -i " + images_ + "/" + name, &out);
