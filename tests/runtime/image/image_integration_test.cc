@@ -108,9 +108,10 @@ TEST_F(ImageIntegrationTest, BusyboxImageHasTheWhiteoutFixtures) {
   EXPECT_NE(readAll(hello_layers[1] + "/www/index.html").find("Hello from Edgecloud"),
             std::string::npos);
   auto cmd = store_->inspect("edgecloud/hello:latest").value().cmd;
-  ASSERT_EQ(cmd.size(), 3u);
-  EXPECT_EQ(cmd[0], "sh");
-  EXPECT_NE(cmd[2].find("httpd -f -v -p ${PORT:-18080} -h /www"), std::string::npos) << cmd[2];
+  EXPECT_EQ(cmd, std::vector<std::string>{"/usr/bin/hello-httpd"});
+  std::string start = readAll(hello_layers[1] + "/usr/bin/hello-httpd");
+  EXPECT_NE(start.find("httpd -f -v -p \"${PORT:-18080}\""), std::string::npos) << start;
+  EXPECT_NE(start.find("${GREETING:-}"), std::string::npos) << start;
 }
 
 TEST_F(ImageIntegrationTest, LayersStackAsOverlayLowerdirs) {
