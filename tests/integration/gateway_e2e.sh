@@ -535,12 +535,13 @@ EOF
     wait_for 15 eval '[ "$(instance_count $A lazy)" = 0 ]'
     local gone_ms=$(($(now_ms) - t_last))
     n=$(instance_count $A lazy)
-    # Not before idleTimeout (5 s) has passed since the last call; within it plus the
-    # idle check's period, the stop and the 0.2 s poll.
+    # Not before idleTimeout (5 s) has passed since the last call (less the time the
+    # burst tool took to exit after it, up to a few hundred ms on a loaded machine);
+    # within it plus the idle check's period, the stop and the 0.2 s poll.
     if [ "$n" != 0 ]; then
       bad "lazy still has $n instance(s) 15 s after its last call (idleTimeout 5s): $(instances $A lazy | tr '\n' '|')"
-    elif ((gone_ms < 4900 || gone_ms > 7500)); then
-      bad "lazy was gone ${gone_ms} ms after its last call, want 4900..7500 ms (idleTimeout 5s)"
+    elif ((gone_ms < 4500 || gone_ms > 7500)); then
+      bad "lazy was gone ${gone_ms} ms after its last call, want 4500..7500 ms (idleTimeout 5s)"
     else
       ok "lazy stopped ${gone_ms} ms after its last call (idleTimeout 5s)"
     fi
