@@ -19,7 +19,9 @@
 //           etcd the bench starts itself (/usr/bin/etcd or $EDGE_ETCD_BIN; without it that
 //           column is skipped, saying why).
 //
-// Prints one table per part and `ratio <what> <value>` lines.
+// Prints one table per part and `ratio <what> <value>` lines. A row that failed or
+// stopped on an error shows "-" (its ratios too) and makes the run exit 1, as does a
+// requested part that could not run (etcd missing included).
 //
 //   edge-backend-bench [--quick] [--only tokens|relay|query] [--threads N] [--seconds S]
 //                      [--relay-mib N] [--reps N] [--round-trips N] [--nodes N]
@@ -115,12 +117,18 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-// A run of one operation: how many succeeded in how long, and the first failure.
+// Requested rows that are not results (failed, stopped on an error, could not run).
+int g_not_results = 0;
+
+// A run of one operation: how many succeeded in how long, and the first failure. A run
+// that stopped on an error is not a result: its rate is 0, which no ratio takes.
 struct Rate {
   size_t ok = 0;
   double seconds = 0;
   std::string error;
-  double perSecond() const { return seconds > 0 ? static_cast<double>(ok) / seconds : 0; }
+  double perSecond() const {
+    return error.empty() && seconds > 0 ? static_cast<double>(ok) / seconds : 0;
+  }
 };
 
 // Calls `once` until `budget` has passed or `max_count` calls are done, or it fails.
@@ -165,12 +173,14 @@ Rate loopThreads(int threads, double budget, size_t max_count,
 }
 
 void row(const std::string& what, const Rate& r, const std::string& note = "") {
-  if (!r.error.empty() && r.ok == 0) {
-    std::printf("  %-46s failed: %s\n", what.c_str(), r.error.c_str());
+  if (!r.error.empty()) {
+    std::printf("  %-46s %9s %7s %12s   not a result: %s after %zu ok\n", what.c_str(), "-", "-",
+                "-", r.error.c_str(), r.ok);
+    ++g_not_results;
     return;
   }
-  std::printf("  %-46s %9zu %7.2f %12.0f   %s%s\n", what.c_str(), r.ok, r.seconds, r.perSecond(),
-              note.c_str(), r.error.empty() ? "" : ("  (stopped: " + r.error + ")").c_str());
+  std::printf("  %-46s %9zu %7.2f %12.0f   %s\n", what.c_str(), r.ok, r.seconds, r.perSecond(),
+              note.c_str());
 }
 
 void ratio(const std::string& what, double a, double b) {
@@ -470,9 +480,12 @@ Status runTokens(const Config& cfg) {
   log::setLevel(log::Level::kError);
   Status server_row = backendServerRow(cfg, tmp.path);
   log::setLevel(log::Level::kWarn);
-  if (!server_row.isOk())
-    std::printf("  %-46s failed: %s\n", "issue  HTTP, BackendServer default limits",
+  if (!server_row.isOk()) {
+    std::printf("  %-46s %9s %7s %12s   not a result: %s\n",
+                "issue  HTTP, BackendServer default limits", "-", "-", "-",
                 server_row.toString().c_str());
+    ++g_not_results;
+  }
 
   Rate verify_floor = loop(budget, cap, [&] { return ecdsaVerify(pub.key, signed_part, der); });
   row("floor  OpenSSL ECDSA P-256 verify, same bytes", verify_floor);
@@ -1165,9 +1178,10 @@ Status runQuery(const Config& cfg) {
        percentile(fig[0].proximity_ms, 0.5), percentile(fig[1].proximity_ms, 0.5));
   line("proximity 300 km p99 ms", percentile(fig[0].proximity_ms, 0.99),
        percentile(fig[1].proximity_ms, 0.99));
-  if (!fig[1].ran)
-    std::printf("  etcd skipped: %s\n", fig[1].skipped.c_str());
-  else
+  if (!fig[1].ran) {
+    std::printf("  etcd: not a result: %s\n", fig[1].skipped.c_str());
+    ++g_not_results;
+  } else
     std::printf("  etcd: one member at %s (started by the bench)\n", etcd_url.c_str());
   std::printf("\n");
   double sq = percentile(fig[0].account_ms, 0.5);
@@ -1179,6 +1193,8 @@ Status runQuery(const Config& cfg) {
           fig[0].registrations.perSecond());
   } else {
     std::printf("ratio query_etcd_vs_sqlite -\n");
+    std::printf("ratio query_proximity_etcd_vs_sqlite -\n");
+    std::printf("ratio register_rate_etcd_vs_sqlite -\n");
   }
   if (sq > 100)
     std::printf("note: an account query over %d nodes takes %.0f ms on SQLite (> 100 ms)\n",
@@ -1284,7 +1300,10 @@ int run(int argc, char** argv) {
   part("tokens", runTokens);
   part("relay", runRelay);
   part("query", runQuery);
-  return failures ? 1 : 0;
+  std::fflush(stdout);  // the table first, then the verdict on stderr
+  if (g_not_results > 0)
+    std::fprintf(stderr, "edge-backend-bench: %d row(s) are not results\n", g_not_results);
+  return failures > 0 || g_not_results > 0 ? 1 : 0;
 }
 
 }  // namespace

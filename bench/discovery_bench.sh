@@ -37,6 +37,9 @@
 #               join of node N until all N agree; per join = delta - baseline rate x
 #               duration. `msgs` is edged's own messages_sent counter, summed.
 # Prints a table and `ratio <what>_<N> <edged/serf>` lines (below 1: edged is better).
+# A requested figure that is missing or failed shows "-" (its ratio too), and the run
+# exits 1 listing them (the Serf half is requested unless --only edged: without serf
+# installed, run --only edged).
 # Every wait is bounded; everything is cleaned up on exit (also after a kill: the next
 # run sweeps the leftovers).
 set -uo pipefail
@@ -545,6 +548,27 @@ for n in "${NS[@]}"; do
   fi
 done
 
+# fig KEY: R[KEY] when it is a figure, else "-"
+fig() {
+  local v=${R[$1]:-}
+  if [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]]; then echo "$v"; else echo -; fi
+}
+
+# The figures this run was asked for; those that are not figures make it exit 1.
+NOT_RESULTS=()
+for n in "${NS[@]}"; do
+  want=()
+  [ "$ONLY" = serf ] || want+=(edged_conv edged_cold edged_fail edged_pkts edged_bytes)
+  [ "$ONLY" = edged ] || want+=(serf_conv serf_fail serf_pkts serf_bytes)
+  if ((n > 2)); then
+    [ "$ONLY" = serf ] || want+=(edged_cut)
+    [ "$ONLY" = edged ] || want+=(serf_cut)
+  fi
+  for k in "${want[@]}"; do
+    [ "$(fig "${k}_$n")" != - ] || NOT_RESULTS+=("${k}_$n: ${R[${k}_$n]:-did not run}")
+  done
+done
+
 ratio() {  # A B -> A/B, or - when either is missing
   awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3g", a / b; else printf "-" }'
 }
@@ -552,21 +576,21 @@ ratio() {  # A B -> A/B, or - when either is missing
 echo
 printf '%-5s %-22s %12s %12s %8s   %s\n' N metric edged serf ratio "notes"
 for n in "${NS[@]}"; do
-  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" convergence_s "${R[edged_conv_$n]:--}" "${R[serf_conv_$n]:--}" \
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" convergence_s "$(fig edged_conv_$n)" "$(fig serf_conv_$n)" \
     "$(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")" \
     "node 1 settled, then $((n - 1)) at once; launch loop edged ${R[edged_launch_$n]:--}s serf ${R[serf_launch_$n]:--}s; edged after the last node.started ${R[edged_conv_own_$n]:--}s, seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s"
-  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" cold_start_s "${R[edged_cold_$n]:--}" - - \
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" cold_start_s "$(fig edged_cold_$n)" - - \
     "edged only: all $n at once (probe window before the first claim); after the last node.started ${R[edged_cold_own_$n]:--}s, seen by polling ${R[edged_cold_poll_$n]:--}s"
-  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_s "${R[edged_fail_$n]:--}" "${R[serf_fail_$n]:--}" \
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_s "$(fig edged_fail_$n)" "$(fig serf_fail_$n)" \
     "$(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")" \
     "edged seen by polling ${R[edged_fail_poll_$n]:--}s; serf handler ${R[serf_fail_h_$n]:--}s"
-  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_cut_s "${R[edged_cut_$n]:--}" "${R[serf_cut_$n]:--}" \
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_cut_s "$(fig edged_cut_$n)" "$(fig serf_cut_$n)" \
     "$(ratio "${R[edged_cut_$n]:-}" "${R[serf_cut_$n]:-}")" \
     "link of the (new) supernode / agent n2 cut; serf handler ${R[serf_cut_h_$n]:--}s"
-  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" packets_per_join "${R[edged_pkts_$n]:--}" "${R[serf_pkts_$n]:--}" \
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" packets_per_join "$(fig edged_pkts_$n)" "$(fig serf_pkts_$n)" \
     "$(ratio "${R[edged_pkts_$n]:-}" "${R[serf_pkts_$n]:-}")" \
     "baseline pkt/s edged ${R[edged_base_pps_$n]:--} serf ${R[serf_base_pps_$n]:--}; edged msgs ${R[edged_msgs_$n]:--}"
-  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" bytes_per_join "${R[edged_bytes_$n]:--}" "${R[serf_bytes_$n]:--}" \
+  printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" bytes_per_join "$(fig edged_bytes_$n)" "$(fig serf_bytes_$n)" \
     "$(ratio "${R[edged_bytes_$n]:-}" "${R[serf_bytes_$n]:-}")" \
     "baseline B/s edged ${R[edged_base_bps_$n]:--} serf ${R[serf_base_bps_$n]:--}; join window edged ${R[edged_join_s_$n]:--}s serf ${R[serf_join_s_$n]:--}s"
 done
@@ -578,3 +602,9 @@ for n in "${NS[@]}"; do
   echo "ratio bytes_per_join_$n $(ratio "${R[edged_bytes_$n]:-}" "${R[serf_bytes_$n]:-}")"
   echo "ratio packets_per_join_$n $(ratio "${R[edged_pkts_$n]:-}" "${R[serf_pkts_$n]:-}")"
 done
+if ((${#NOT_RESULTS[@]} > 0)); then
+  echo
+  echo "discovery_bench: ${#NOT_RESULTS[@]} requested figure(s) are not results:"
+  printf '  %s\n' "${NOT_RESULTS[@]}"
+  exit 1
+fi

@@ -7,7 +7,9 @@
 //   latency    POST of a hello manifest until the service answers HTTP, edged on the
 //              light runtime vs edged on the docker runtime, interleaved, a fresh service
 //              name (and port) each rep; the image is loaded by a warm-up apply first.
-// Prints tables, then `ratio <what> <value>` lines.
+// Prints tables, then `ratio <what> <value>` lines. A requested row that could not be
+// measured shows "-" (its ratios too) and makes the run exit 1; with --skip-docker the
+// Docker rows are not requested.
 //
 //   edge-bench-edged [--reps N] [--services N] [--idle-seconds S] [--skip-docker]
 //                    [--edged PATH] [--images DIR]
@@ -559,11 +561,15 @@ class Edged {
     std::unique_ptr<Edged> e(new Edged(kind, dir));
     RETURN_IF_ERROR(fs::makeDirs(e->data_dir_));
     RETURN_IF_ERROR(fs::makeDirs(e->run_dir_));
+    // Its own cluster port and gateway socket: the defaults (0.0.0.0:8083,
+    // /run/edged/gateway.sock) may be another edged's on a shared machine.
+    ASSIGN_OR_RETURN(int port, freePort());
     ASSIGN_OR_RETURN(
         e->pid_, spawnProcess({binary, "--data-dir", e->data_dir_, "--run-dir", e->run_dir_,
                                "--api-socket", e->socket_, "--runtime", kind, "--log-level", "warn",
                                // sends nothing on this host's links
-                               "--no-discovery"},
+                               "--no-discovery", "--gateway-socket", dir + "/gateway.sock",
+                               "--listen", "127.0.0.1:" + std::to_string(port)},
                               e->log_));
     auto deadline = SteadyClock::now() + seconds(30);
     for (;;) {
@@ -863,9 +869,14 @@ double mb(long kb) {
   return static_cast<double>(kb) / 1024.0;
 }
 
-void printUsage(const char* label, const Usage* u, const std::string& why) {
+// Requested rows that are not results: the run exits 1.
+int g_not_results = 0;
+
+void printUsage(const char* label, const Usage* u, const std::string& why, bool requested = true) {
   if (u == nullptr || !u->measured) {
-    std::printf("%-44s  unavailable: %s\n", label, why.c_str());
+    std::printf("%-44s %5s %9s %9s %9s %7s   not a result: %s\n", label, "-", "-", "-", "-", "-",
+                why.c_str());
+    if (requested) ++g_not_results;
     return;
   }
   std::printf("%-44s %5d %9.2f %9.2f %9.2f %7.2f\n", label, u->procs, mb(u->rss_kb), mb(u->anon_kb),
@@ -885,7 +896,10 @@ Usage perProcess(const Usage& total) {
 }
 
 void ratio(const char* what, double a, double b) {
-  if (a > 0 && b > 0) std::printf("ratio %s %.3f\n", what, a / b);
+  if (a > 0 && b > 0)
+    std::printf("ratio %s %.3f\n", what, a / b);
+  else
+    std::printf("ratio %s -\n", what);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -973,14 +987,16 @@ void printFootprint(const Options& opt, const Footprint& f, bool docker_on,
   Usage shim1 = shims ? perProcess(*shims) : Usage{};
   printUsage("edge-shim, per container", shims ? &shim1 : nullptr, why);
   std::string dwhy = !docker_on ? docker_why : (f.docker_error.empty() ? why : f.docker_error);
+  bool want_docker = !opt.skip_docker;
   printUsage("dockerd+containerd, no bench container", docker_on ? get(f.idle0, kDockerd) : nullptr,
-             dwhy);
+             dwhy, want_docker);
   printUsage(("dockerd+containerd, " + n + " sleep containers").c_str(),
-             docker_on ? get(f.idle_n, kDockerd) : nullptr, dwhy);
+             docker_on ? get(f.idle_n, kDockerd) : nullptr, dwhy, want_docker);
   const Usage* cshims = docker_on ? get(f.idle_n, kCShims) : nullptr;
-  printUsage(("containerd-shim-runc-v2 x" + n + " (total)").c_str(), cshims, dwhy);
+  printUsage(("containerd-shim-runc-v2 x" + n + " (total)").c_str(), cshims, dwhy, want_docker);
   Usage cshim1 = cshims ? perProcess(*cshims) : Usage{};
-  printUsage("containerd-shim-runc-v2, per container", cshims ? &cshim1 : nullptr, dwhy);
+  printUsage("containerd-shim-runc-v2, per container", cshims ? &cshim1 : nullptr, dwhy,
+             want_docker);
   if (!f.error.empty()) std::printf("footprint stopped: %s\n", f.error.c_str());
   if (f.docker_running0 >= 0)
     std::printf("(dockerd ran %d containers in all in the first window, %d in the second)\n",
@@ -1157,8 +1173,10 @@ int run(int argc, char** argv) {
   std::printf("\n%-36s %5s %10s %10s %16s\n", "apply -> service answers HTTP", "reps", "median ms",
               "p90 ms", "POST median ms");
   for (const Series* s : {&light, &docker}) {
-    if (!s->error.empty()) {
-      std::printf("%-36s  unavailable: %s\n", s->name.c_str(), s->error.c_str());
+    if (!s->error.empty() || s->ms.empty()) {
+      std::printf("%-36s %5s %10s %10s %16s   not a result: %s\n", s->name.c_str(), "-", "-", "-",
+                  "-", s->error.empty() ? "no repetition ran" : s->error.c_str());
+      if (s == &light || !opt.skip_docker) ++g_not_results;
       continue;
     }
     std::printf("%-36s %5zu %10.1f %10.1f %16.1f\n", s->name.c_str(), s->ms.size(),
@@ -1182,20 +1200,25 @@ int run(int argc, char** argv) {
   ratio(("edged_rss_" + n + "svc/8MB_target").c_str(), edged_kb, static_cast<double>(kTargetKb));
   ratio(("edged_rss_0svc/8MB_target"), static_cast<double>(e_0.rss_kb),
         static_cast<double>(kTargetKb));
-  if (shims.procs > 0 && cshims.procs > 0) {
-    ratio("edge_shim_rss_per_container/containerd_shim_rss_per_container",
-          static_cast<double>(shims.rss_kb) / shims.procs,
-          static_cast<double>(cshims.rss_kb) / cshims.procs);
-    ratio("edge_shim_pss_per_container/containerd_shim_pss_per_container",
-          static_cast<double>(shims.pss_kb) / shims.procs,
-          static_cast<double>(cshims.pss_kb) / cshims.procs);
-    ratio(("edged_plus_shims_pss_" + n + "/docker_stack_pss_" + n).c_str(),
-          static_cast<double>(e_n.pss_kb + shims.pss_kb),
-          static_cast<double>(d_n.pss_kb + cshims.pss_kb));
-  }
-  if (!light.ms.empty() && !docker.ms.empty())
-    ratio("apply_to_answer light/docker", percentile(light.ms, 0.5), percentile(docker.ms, 0.5));
-  return foot.error.empty() && light.error.empty() ? 0 : 1;
+  bool shim_pair = shims.procs > 0 && cshims.procs > 0;
+  ratio("edge_shim_rss_per_container/containerd_shim_rss_per_container",
+        shim_pair ? static_cast<double>(shims.rss_kb) / shims.procs : 0,
+        shim_pair ? static_cast<double>(cshims.rss_kb) / cshims.procs : 0);
+  ratio("edge_shim_pss_per_container/containerd_shim_pss_per_container",
+        shim_pair ? static_cast<double>(shims.pss_kb) / shims.procs : 0,
+        shim_pair ? static_cast<double>(cshims.pss_kb) / cshims.procs : 0);
+  ratio(("edged_plus_shims_pss_" + n + "/docker_stack_pss_" + n).c_str(),
+        shim_pair ? static_cast<double>(e_n.pss_kb + shims.pss_kb) : 0,
+        shim_pair ? static_cast<double>(d_n.pss_kb + cshims.pss_kb) : 0);
+  bool both =
+      light.error.empty() && docker.error.empty() && !light.ms.empty() && !docker.ms.empty();
+  ratio("apply_to_answer light/docker", both ? percentile(light.ms, 0.5) : 0,
+        both ? percentile(docker.ms, 0.5) : 0);
+  if (!foot.error.empty()) ++g_not_results;
+  std::fflush(stdout);  // the table first, then the verdict on stderr
+  if (g_not_results > 0)
+    std::fprintf(stderr, "edge-bench-edged: %d requested row(s) are not results\n", g_not_results);
+  return g_not_results > 0 ? 1 : 0;
 }
 
 }  // namespace edge::bench

@@ -58,8 +58,10 @@
 # the machine's load than requests/s. A row with non-2xx answers or socket errors says so
 # in its `errs` column: such a row is not a result.
 # Prints the table and `ratio <what> <value>` lines: gateway/nginx for requests/s (above
-# 1: ours is faster) and p99 (below 1: ours is better); "-" when a row is missing or
-# had errors.
+# 1: ours is faster) and p99 (below 1: ours is better). A row that is missing (a
+# repetition did not run) or had errors shows "-" instead of its figures, its ratios are
+# "-", and the run exits 1 listing such rows. --placeholder rows are not results either:
+# no gateway_vs_* ratio is printed for them and the run exits 1.
 # Every wait is bounded; everything started is stopped on exit.
 set -uo pipefail
 
@@ -559,6 +561,45 @@ agg() {
   fi
 }
 
+# Requested rows that are not results (missing or with errors): the run exits 1.
+NOT_RESULTS=()
+
+# row_problem ARRAY KEY: why row KEY (its runs ARRAY["KEY <rep>"], wrk_run lines, for
+# rep 1..REPS) is not a result; nothing when every repetition ran without an error.
+row_problem() {
+  local -n rows=$1
+  local rep v errs why=
+  for rep in $(seq "$REPS"); do
+    v=${rows["$2 $rep"]:-}
+    errs=$(cut -d' ' -f6 <<<"$v")
+    if [ -z "$v" ]; then
+      why+="rep $rep did not run; "
+    elif ! [[ $errs =~ ^[0-9]+$ ]]; then
+      why+="rep $rep: $errs; "
+    elif ((errs > 0)); then
+      why+="rep $rep: $errs errors; "
+    elif [ "$(cut -d' ' -f1 <<<"$v")" = - ]; then
+      why+="rep $rep: no figures; "
+    fi
+  done
+  printf '%s' "${why%; }"
+}
+
+# figures ARRAY KEY AGG_FN FIELDS...: the row's figures, "-" for each when it is not a
+# result (then also noted in NOT_RESULTS under LABEL, from the caller's $label)
+figures() {
+  local arr=$1 key=$2 fn=$3 f why out=()
+  shift 3
+  why=$(row_problem "$arr" "$key")
+  for f in "$@"; do
+    if [ -n "$why" ] && ((f != 6)); then out+=(-); else out+=("$("$fn" $key "$f")"); fi
+  done
+  [ -z "$why" ] || NOT_RESULTS+=("$label: $why")
+  FIG=("${out[@]}")
+}
+
+placeholder_run() { [[ ${NOTE[gateway]:-} == PLACEHOLDER* ]]; }
+
 ratio() {  # A B -> A/B, or - when either is missing
   awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b; else printf "-" }'
 }
@@ -573,7 +614,9 @@ size_label() {  # BYTES -> 1MiB, 64KiB, 100B
 # errors fast is not fast)
 cratio() {
   local v=-
-  if [ "$(agg "$2" "$4" 6)" = 0 ] && [ "$(agg "$3" "$4" 6)" = 0 ]; then
+  # A placeholder's figures are nginx's: no ratio may look like the gateway's.
+  if [ "$2" = gateway ] && placeholder_run; then return; fi
+  if [ -z "$(row_problem RES "$2 $4")" ] && [ -z "$(row_problem RES "$3 $4")" ]; then
     v=$(ratio "$(agg "$2" "$4" "$5")" "$(agg "$3" "$4" "$5")")
   fi
   echo "ratio $1 $v"
@@ -587,12 +630,15 @@ print_core() {
   for k in "${CONN_LIST[@]}" big; do
     for t in "${TARGETS[@]}"; do
       if [ "$k" = big ]; then label=$(size_label "$BIG_SIZE"); c=$BIG_CONNS; else label=small; c=$k; fi
-      printf '%-7s %-8s %5s %10s %9s %9s %9s %11s %6s\n' "$label" "$t" "$c" \
-        "$(agg "$t" "$k" 1)" "$(agg "$t" "$k" 2)" "$(agg "$t" "$k" 3)" "$(agg "$t" "$k" 4)" \
-        "$(agg "$t" "$k" 5)" "$(agg "$t" "$k" 6)"
+      label="$label $t c=$c" figures RES "$t $k" agg 1 2 3 4 5 6
+      printf '%-7s %-8s %5s %10s %9s %9s %9s %11s %6s\n' "$label" "$t" "$c" "${FIG[@]}"
     done
   done
   for t in "${TARGETS[@]}"; do echo "  $t: ${NOTE[$t]}"; done
+  if placeholder_run; then
+    NOT_RESULTS+=("the gateway rows: --placeholder, nginx stood in for the gateway")
+    echo "  (--placeholder: no gateway_vs_* ratio; the gateway rows are nginx's)"
+  fi
   echo
   for k in "${CONN_LIST[@]}"; do
     cratio "gateway_vs_nginx_rps_c$k" gateway nginx "$k" 1
@@ -875,10 +921,16 @@ cold_measure() {  # KIND URL COUNT_FN PREFIX...
     fi
     XR["cold_${kind}_first $rep"]=$(awk -v t="${out#* }" 'BEGIN { printf "%.1f", t * 1000 }')
     warm=()
+    local warm_errs=0
     for _ in $(seq 10); do
       out=$("$@" curl -sS -m 10 -o /dev/null -w '%{http_code} %{time_total}' "$url" 2>/dev/null)
-      [ "${out%% *}" = 200 ] && warm+=("$(awk -v t="${out#* }" 'BEGIN { printf "%.3f", t * 1000 }')")
+      if [ "${out%% *}" = 200 ]; then
+        warm+=("$(awk -v t="${out#* }" 'BEGIN { printf "%.3f", t * 1000 }')")
+      else
+        warm_errs=$((warm_errs + 1))
+      fi
     done
+    XR["cold_${kind}_warm_errs $rep"]=$warm_errs
     XR["cold_${kind}_warm $rep"]=$(median "${warm[@]}")
     COLD_PORT=$("$count_fn" port)
     log "cold start $kind rep $rep: first ${XR["cold_${kind}_first $rep"]} ms, warm ${XR["cold_${kind}_warm $rep"]} ms"
@@ -1046,12 +1098,18 @@ print_peer() {
   echo "peer route (wrk -c16 from node A's namespace, median of $REPS x ${DURATION}s): ${XR[peer_state]:-not run}"
   printf '%-8s %-8s %10s %9s %9s %11s %6s\n' row target req/s p50_ms p99_ms cpu_us/req errs
   for t in direct gateway; do
-    printf '%-8s %-8s %10s %9s %9s %11s %6s\n' peer "$t" "$(xagg "peer_$t" 1)" "$(xagg "peer_$t" 2)" \
-      "$(xagg "peer_$t" 3)" "$(xagg "peer_$t" 5)" "$(xagg "peer_$t" 6)"
+    label="peer $t" figures XR "peer_$t" xagg 1 2 3 5 6
+    printf '%-8s %-8s %10s %9s %9s %11s %6s\n' peer "$t" "${FIG[@]}"
   done
   [ -z "${XNOTE[peer]:-}" ] || echo "  ${XNOTE[peer]}; cpu_us/req: both edged processes"
-  echo "ratio peer_gateway_vs_direct_rps $(ratio "$(xagg peer_gateway 1)" "$(xagg peer_direct 1)")"
-  echo "ratio peer_gateway_vs_direct_p99 $(ratio "$(xagg peer_gateway 3)" "$(xagg peer_direct 3)")"
+  # A row with errors (or missing) gets no ratio: a proxy answering errors fast is not fast.
+  local rps=- p99=-
+  if [ -z "$(row_problem XR peer_gateway)" ] && [ -z "$(row_problem XR peer_direct)" ]; then
+    rps=$(ratio "$(xagg peer_gateway 1)" "$(xagg peer_direct 1)")
+    p99=$(ratio "$(xagg peer_gateway 3)" "$(xagg peer_direct 3)")
+  fi
+  echo "ratio peer_gateway_vs_direct_rps $rps"
+  echo "ratio peer_gateway_vs_direct_p99 $p99"
 }
 
 print_cold() {
@@ -1062,11 +1120,30 @@ print_cold() {
   for k in light docker; do
     first=$(xmedian "cold_${k}_first")
     warm=$(xmedian "cold_${k}_warm")
+    # Every repetition, and every warm call of each, or the row is not a result.
+    if [ "${XR["cold_${k}_state"]:-}" != ok ] || [ -n "$(cold_problem "$k")" ]; then
+      NOT_RESULTS+=("cold start $k: ${XR["cold_${k}_state"]:-not run} $(cold_problem "$k")")
+      first=- warm=-
+    fi
     printf '%-8s %12s %12s %8s   %s\n' "$k" "$first" "$warm" "$(ratio "$first" "$warm")" \
       "${XR["cold_${k}_state"]:-not run}${XNOTE["cold_$k"]:+ (${XNOTE["cold_$k"]})}"
     echo "ratio cold_start_${k}_first_vs_warm $(ratio "$first" "$warm")"
   done
-  echo "ratio cold_start_light_vs_docker $(ratio "$(xmedian cold_light_first)" "$(xmedian cold_docker_first)")"
+  local lvd=-
+  if [ -z "$(cold_problem light)" ] && [ -z "$(cold_problem docker)" ] &&
+    [ "${XR[cold_light_state]:-}" = ok ] && [ "${XR[cold_docker_state]:-}" = ok ]; then
+    lvd=$(ratio "$(xmedian cold_light_first)" "$(xmedian cold_docker_first)")
+  fi
+  echo "ratio cold_start_light_vs_docker $lvd"
+}
+
+cold_problem() {  # KIND: the repetitions that are missing or had failed warm calls
+  local r why=
+  for r in $(seq "$REPS"); do
+    [ -n "${XR["cold_$1_first $r"]:-}" ] || why+="rep $r did not run; "
+    ((${XR["cold_$1_warm_errs $r"]:-0} == 0)) || why+="rep $r: ${XR["cold_$1_warm_errs $r"]} warm calls not 200; "
+  done
+  printf '%s' "${why%; }"
 }
 
 # ---------------------------------------------------------------- run
@@ -1081,3 +1158,9 @@ fi
 if ((DO_CORE)); then print_core; fi
 if ((DO_PEER)); then print_peer; fi
 if ((DO_COLD)); then print_cold; fi
+if ((${#NOT_RESULTS[@]} > 0)); then
+  echo
+  echo "gateway_bench: ${#NOT_RESULTS[@]} requested row(s) are not results:"
+  printf '  %s\n' "${NOT_RESULTS[@]}"
+  exit 1
+fi

@@ -2,7 +2,9 @@
 //   light   Edgecloud's light runtime: create + start + wait + remove of /bin/true
 //   runc    `runc run` of the same root filesystem as an OCI bundle (same namespaces)
 //   docker  `docker run --rm` through dockerd (when one answers)
-// Prints a table of medians and p90s, then `ratio <what> <value>` lines.
+// Prints a table of medians and p90s, then `ratio <what> <value>` lines. A row that could
+// not be measured (or had a failed repetition) shows "-" and why, its ratios are "-", and
+// the run exits 1: every row is asked for.
 //
 //   edge-bench-runtime [--reps N] [--warmup N] [--images DIR] [--shim PATH]
 //
@@ -213,16 +215,22 @@ int run(int argc, char** argv) {
   }
 
   std::printf("%-32s %6s %10s %10s\n", "runtime start of /bin/true", "reps", "median ms", "p90 ms");
+  int missing = 0;
   for (const Series* s : {&light, &light_ram, &runc, &docker}) {
-    if (!s->error.empty()) {
-      std::printf("%-32s  unavailable: %s\n", s->name.c_str(), s->error.c_str());
+    if (!s->error.empty() || s->ms.empty()) {
+      std::printf("%-32s %6s %10s %10s   not a result: %s\n", s->name.c_str(), "-", "-", "-",
+                  s->error.empty() ? "no repetition ran" : s->error.c_str());
+      ++missing;
       continue;
     }
     std::printf("%-32s %6zu %10.2f %10.2f\n", s->name.c_str(), s->ms.size(), s->percentile(0.5),
                 s->percentile(0.9));
   }
   auto ratio = [](const char* what, const Series& a, const Series& b) {
-    if (a.ms.empty() || b.ms.empty()) return;
+    if (a.ms.empty() || b.ms.empty() || !a.error.empty() || !b.error.empty()) {
+      std::printf("ratio %s -\n", what);
+      return;
+    }
     std::printf("ratio %s %.3f\n", what, a.percentile(0.5) / b.percentile(0.5));
   };
   ratio("light/runc", light, runc);
@@ -230,7 +238,9 @@ int run(int argc, char** argv) {
   ratio("light/docker", light, docker);
   ratio("runc/docker", runc, docker);
   (void)fs::removeAll(work);
-  return light.ms.empty() ? 1 : 0;
+  std::fflush(stdout);  // the table first, then the verdict on stderr
+  if (missing > 0) std::fprintf(stderr, "edge-bench-runtime: %d row(s) are not results\n", missing);
+  return missing > 0 ? 1 : 0;
 }
 
 }  // namespace edge::bench

@@ -2,14 +2,15 @@
 # Builds the layer directories of the example images:
 #   OUT/base   busybox + applet symlinks, /etc/passwd+group, /tmp, helpers, /wh fixtures
 #   OUT/wh     whiteout fixtures: hides /wh/gone.txt, makes /wh/dir opaque, adds new.txt
-#   OUT/www    /www/index.html for the hello image
-# usage: make-rootfs.sh BUSYBOX MEMHOG FORKBOMB INDEX_HTML OUT
+#   OUT/www    /www/index.html and the start script /usr/bin/hello-httpd of the hello image
+# usage: make-rootfs.sh BUSYBOX MEMHOG FORKBOMB INDEX_HTML HELLO_HTTPD OUT
 set -eu
-busybox=$1 memhog=$2 forkbomb=$3 index=$4 out=$5
+busybox=$1 memhog=$2 forkbomb=$3 index=$4 hello_httpd=$5 out=$6
 umask 022
 rm -rf "$out"
 mkdir -p "$out/base/bin" "$out/base/etc" "$out/base/tmp" "$out/base/root" \
-         "$out/base/usr/bin" "$out/base/wh/dir" "$out/wh/wh/dir" "$out/www/www"
+         "$out/base/usr/bin" "$out/base/wh/dir" "$out/wh/wh/dir" "$out/www/www" \
+         "$out/www/usr/bin"
 
 cp "$busybox" "$out/base/bin/busybox"
 chmod 0755 "$out/base/bin/busybox"
@@ -39,6 +40,8 @@ chmod 0644 "$out/www/www/index.html"
 mkdir -p "$out/www/www/hello"
 cp "$index" "$out/www/www/hello/index.html"
 chmod 0644 "$out/www/www/hello/index.html"
+cp "$hello_httpd" "$out/www/usr/bin/hello-httpd"
+chmod 0755 "$out/www/usr/bin/hello-httpd"
 # The health-check target of examples/hello.yaml.
 echo ok > "$out/www/www/healthz"
 chmod 0644 "$out/www/www/healthz"

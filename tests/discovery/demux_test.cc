@@ -23,6 +23,7 @@
 #include "discovery/discovery.h"
 #include "identity/identity.h"
 #include "identity/secure.h"
+#include "tests/test_env.h"
 
 namespace edge::discovery {
 namespace {
@@ -77,7 +78,7 @@ class DemuxTest : public ::testing::Test {
   static void SetUpTestSuite() { in_netns_ = enterPrivateNetwork(); }
 
   void SetUp() override {
-    if (!in_netns_) GTEST_SKIP() << "needs root to make a network namespace";
+    if (!in_netns_) EDGE_SETUP_FAILED("cannot make a network namespace with lo up (needs root)");
   }
   void TearDown() override {
     if (discovery_) discovery_->stop();

@@ -26,6 +26,7 @@
 #include "common/fs.h"
 #include "runtime-shim/docker/docker_runtime.h"
 #include "runtime-shim/factory.h"
+#include "tests/test_env.h"
 
 extern char** environ;
 
@@ -170,15 +171,14 @@ std::string rawExchange(const std::string& sock, const std::string& request) {
 class DockerCliTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    if (!dockerCliPresent()) GTEST_SKIP() << "no docker CLI";
+    EDGE_SKIP_UNLESS_ROOT("the light runtime");
+    if (!dockerCliPresent()) EDGE_DOCKER_MISSING("no docker CLI");
     for (const char* f : {"/images/busybox.tar", "/images/hello.tar", "/bin/edge-mkimage",
                           "/bin/edge-dockerapi-harness"}) {
       ASSERT_TRUE(fs::exists(buildDir() + f)) << buildDir() + f << " is missing; build it";
     }
     if (GetParam() == "docker" && !runtime::dockerAnswers("unix:///var/run/docker.sock", 2000ms)) {
-      if (std::getenv("EDGE_REQUIRE_DOCKER")) FAIL() << "no Docker Engine answers";
-      GTEST_SKIP() << "no Docker Engine answers on /var/run/docker.sock";
+      EDGE_DOCKER_MISSING("no Docker Engine answers on /var/run/docker.sock");
     }
     char tmpl[] = "/tmp/edge-dockercli-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);

@@ -21,53 +21,20 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BUILD=${EDGE_BUILD_DIR:-$ROOT/build}
-export NC_BIN=$BUILD/bin
-ONLY=1,2,3
-while [ $# -gt 0 ]; do
-  case $1 in
-    --only) ONLY=$2; shift 2 ;;
-    --keep) export NC_KEEP=1; shift ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "backend_e2e: unknown argument '$1' (allowed: --only N[,N...] --keep)" >&2; exit 2 ;;
-  esac
-done
-if ! [[ $ONLY =~ ^[1-3](,[1-3])*$ ]]; then
-  echo "backend_e2e: --only '$ONLY': scenario numbers 1..3, comma-separated" >&2
-  exit 2
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "SKIP: backend_e2e needs root (network namespaces, iptables)"
-  exit 77
-fi
-for b in edged edgectl edge-backend; do
-  if [ ! -x "$NC_BIN/$b" ]; then
-    echo "backend_e2e: $NC_BIN/$b is not built (ninja edged edgectl edge-backend)" >&2
-    exit 2
-  fi
-done
-for t in iptables curl python3; do
-  command -v "$t" >/dev/null || { echo "backend_e2e: $t is missing (scripts/install-deps.sh)" >&2; exit 2; }
-done
-if [[ ,$ONLY, == *,3,* ]] && ! command -v etcd >/dev/null; then
-  echo "backend_e2e: etcd is missing (scripts/install-deps.sh installs etcd-server)" >&2
-  exit 2
-fi
-
-# shellcheck source=lib/netns_cluster.sh
-. "$HERE/lib/netns_cluster.sh"
-nc_init backend-e2e || exit 2
-trap 'cleanup' EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/e2e.sh
+. "$HERE/lib/e2e.sh"
+e2e_init backend_e2e 3 "$@"
+e2e_need_root "network namespaces, iptables"
+e2e_need_bins edged edgectl edge-backend
+e2e_need_tools iptables curl python3
+[[ ,$ONLY, != *,3,* ]] || e2e_need_tools etcd
+e2e_start_cluster
 
 A=1 B=2 R=3 BK=4 C=5
 BK_IP=198.18.0.14 BK_IP3=198.18.2.14
 ETCD_PID=
-cleanup() {
-  [ -n "$ETCD_PID" ] && kill -9 "$ETCD_PID" 2>/dev/null
-  nc_cleanup
-}
+stop_etcd() { [ -z "$ETCD_PID" ] || kill -9 "$ETCD_PID" 2>/dev/null; }
+E2E_CLEANUP+=(stop_etcd)
 
 nc_add_node $A 1 || exit 2
 nc_add_node $B 2 || exit 2
@@ -83,8 +50,6 @@ nc_exec $R iptables -A FORWARD -i eth1 -o eth0 -j ACCEPT
 nc_exec $R iptables -P FORWARD DROP
 nc_exec $B ip route add default via 198.18.1.13
 
-declare -A RESULT=()
-log() { echo "[$(date +%T.%3N)] $*"; }
 fail() { log "FAIL: $*"; return 1; }
 
 BK_DIR=$NC_DIR/backend
@@ -135,14 +100,10 @@ start_node() {  # I BACKEND_URL TOKEN_FILE LOCATION
   nc_start "$i"
 }
 node_state() { nc_api "$1" /api/v1/cluster | jq_ 'json.dumps(d.get("backend", {}))'; }
-wait_for() {  # SECONDS DESCRIPTION COMMAND...
-  local limit=$1 what=$2 t
+wait_or_fail() {  # SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2
   shift 2
-  for t in $(seq $((limit * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  fail "$what: not within ${limit}s"
+  wait_for "$limit" "$@" >/dev/null 2>&1 || fail "$what: not within ${limit}s"
 }
 reachability() {  # I -> true|false|None
   nc_api "$1" /api/v1/cluster | jq_ 'd.get("backend", {}).get("reachable")'
@@ -182,11 +143,11 @@ scenario_nat() {
   nc_wait 20 nc_healthy $A && nc_wait 20 nc_healthy $B && nc_wait 20 nc_healthy $C || fail "nodes did not start" || return 1
   ID_A=$(node_id $A) && ID_B=$(node_id $B) && ID_C=$(node_id $C) || return 1
   log "A=$ID_A B=$ID_B C=$ID_C"
-  wait_for 20 "A reachable" is_reachable $A True || return 1
-  wait_for 20 "B unreachable (behind NAT)" is_reachable $B False || return 1
+  wait_or_fail 20 "A reachable" is_reachable $A True || return 1
+  wait_or_fail 20 "B unreachable (behind NAT)" is_reachable $B False || return 1
   log "backend: A reachable directly, B not (NAT): $(node_state $B)"
-  wait_for 20 "account scope lists A and B from A" has_count $A 2 || return 1
-  wait_for 20 "account scope lists A and B from B" has_count $B 2 || return 1
+  wait_or_fail 20 "account scope lists A and B from A" has_count $A 2 || return 1
+  wait_or_fail 20 "account scope lists A and B from B" has_count $B 2 || return 1
   has_count $C 1 || fail "node C of another account sees $(account_count $C) nodes" || return 1
   # Proximity: Lyon is ~390 km from Paris; a 100 km radius around Paris has A only.
   local near
@@ -199,7 +160,7 @@ scenario_nat() {
 
   # A -> B: B cannot be reached from outside, so through its SEP and a BEP.
   local out
-  wait_for 20 "B holds a SEP" sep_held $B || true
+  wait_or_fail 20 "B holds a SEP" sep_held $B || return 1
   out=$(nc_edgectl $A call "$ID_B" /api/v1/node 2>"$NC_DIR/call_ab.err")
   echo "$out" | grep -q "$ID_B" || fail "A -> B: $(cat "$NC_DIR/call_ab.err") $out" || return 1
   grep -q "via relay" "$NC_DIR/call_ab.err" || fail "A -> B went $(cat "$NC_DIR/call_ab.err"), not via relay" || return 1
@@ -241,7 +202,7 @@ scenario_restart() {
   out=$(nc_edgectl $B call "$ID_A" /api/v1/node 2>/dev/null)
   echo "$out" | grep -q "$ID_A" || fail "B -> A after the restart" || return 1
   # B's SEP was on the killed relay: it reconnects, and A reaches B again.
-  wait_for 30 "A -> B through the relays after the restart" call_answers $A "$ID_B" || return 1
+  wait_or_fail 30 "A -> B through the relays after the restart" call_answers $A "$ID_B" || return 1
   log "after the restart: both listed, calls work both ways"
 }
 
@@ -255,7 +216,7 @@ scenario_etcd() {
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster e1=http://127.0.0.1:2380
   ETCD_PID=$NC_SPAWN_PID
-  wait_for 20 "etcd up" nc_exec $BK curl -fsS -m 1 http://$BK_IP:2379/health || return 1
+  wait_or_fail 20 "etcd up" nc_exec $BK curl -fsS -m 1 http://$BK_IP:2379/health || return 1
   # Both replicas share the KEK (as the chart's Secret gives it) and the store.
   mkdir -p "$BK_DIR/keys"
   head -c 32 /dev/urandom >"$BK_DIR/keys/kek"
@@ -264,39 +225,35 @@ scenario_etcd() {
     --relay-listen 0.0.0.0:8086 --relay-advertise $BK_IP:8086 --issuer http://$BK_IP:8080 \
     --data-dir "$BK_DIR/data2" --admin-secret-file "$BK_DIR/admin-secret" \
     --instance-id bk2 --location 45.76,4.84 --store etcd:http://$BK_IP:2379 --key-file "$BK_DIR/keys/kek"
-  wait_for 20 "replica 2 up" nc_exec $BK curl -fsS -m 1 http://$BK_IP:8081/healthz || return 1
+  wait_or_fail 20 "replica 2 up" nc_exec $BK curl -fsS -m 1 http://$BK_IP:8081/healthz || return 1
   setup_accounts || fail "accounts on etcd" || return 1
   start_node $A http://$BK_IP:8080 "$NC_DIR/acme.join" 48.85,2.35
   start_node $B http://$BK_IP:8081 "$NC_DIR/acme.join" 45.76,4.84
   nc_wait 20 nc_healthy $A && nc_wait 20 nc_healthy $B || fail "nodes did not start" || return 1
   ID_A=$(node_id $A) && ID_B=$(node_id $B) || return 1
-  wait_for 30 "A (replica 1) sees B (replica 2) by account" has_count $A 2 || return 1
-  wait_for 30 "B (replica 2) sees A (replica 1) by account" has_count $B 2 || return 1
-  wait_for 20 "B unreachable" is_reachable $B False || return 1
+  wait_or_fail 30 "A (replica 1) sees B (replica 2) by account" has_count $A 2 || return 1
+  wait_or_fail 30 "B (replica 2) sees A (replica 1) by account" has_count $B 2 || return 1
+  wait_or_fail 20 "B unreachable" is_reachable $B False || return 1
   local out
-  wait_for 30 "A -> B relayed across replicas" call_answers $A "$ID_B" || return 1
+  wait_or_fail 30 "A -> B relayed across replicas" call_answers $A "$ID_B" || return 1
   log "two replicas on etcd: registrations and relays cross them"
 }
 
-FAILED=0
 run() {
   local n=$1 name=$2
   [[ ,$ONLY, == *,$n,* ]] || return 0
   log "=== scenario $n: $name"
   if "scenario_$name"; then
-    RESULT[$n]=PASS
+    e2e_record "$n" PASS "$name"
   else
-    RESULT[$n]=FAIL
-    FAILED=1
+    e2e_record "$n" FAIL "$name"
     for i in $A $B $C; do
       [ -f "$(nc_dir $i)/edged.log" ] && { echo "--- n$i edged.log (tail)"; tail -25 "$(nc_dir $i)/edged.log"; }
     done
     for f in "$BK_DIR"/backend*.log; do [ -f "$f" ] && { echo "--- $f (tail)"; tail -40 "$f"; }; done
   fi
-  log "scenario $n ($name): ${RESULT[$n]}"
 }
 run 1 nat
 run 2 restart
 run 3 etcd
-for n in 1 2 3; do [ -n "${RESULT[$n]:-}" ] && echo "scenario $n: ${RESULT[$n]}"; done
-exit $FAILED
+e2e_summary

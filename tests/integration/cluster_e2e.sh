@@ -20,42 +20,15 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BUILD=${EDGE_BUILD_DIR:-$ROOT/build}
-export NC_BIN=$BUILD/bin
-ONLY=1,2,3,4,5,6,7
-while [ $# -gt 0 ]; do
-  case $1 in
-    --only) ONLY=$2; shift 2 ;;
-    --keep) export NC_KEEP=1; shift ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "cluster_e2e: unknown argument '$1' (allowed: --only N[,N...] --keep)" >&2; exit 2 ;;
-  esac
-done
-if ! [[ $ONLY =~ ^[1-7](,[1-7])*$ ]]; then
-  echo "cluster_e2e: --only '$ONLY': scenario numbers 1..7, comma-separated" >&2
-  exit 2
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "SKIP: cluster_e2e needs root (it creates network namespaces and bridges)"
-  exit 77
-fi
-for b in edged edgectl edge-packet-flood; do
-  if [ ! -x "$NC_BIN/$b" ]; then
-    echo "cluster_e2e: $NC_BIN/$b is not built (ninja edged edgectl edge-packet-flood)" >&2
-    exit 2
-  fi
-done
-
-# shellcheck source=lib/netns_cluster.sh
-. "$HERE/lib/netns_cluster.sh"
+# shellcheck source=lib/e2e.sh
+. "$HERE/lib/e2e.sh"
+e2e_init cluster_e2e 7 "$@"
+e2e_need_root "it creates network namespaces and bridges"
+e2e_need_bins edged edgectl edge-packet-flood
 VIEW=(python3 "$HERE/lib/cluster_view.py")
-nc_init cluster-e2e || exit 2
-trap nc_cleanup EXIT
-trap 'exit 130' INT TERM
+e2e_start_cluster
 VD=$NC_DIR/views
 mkdir -p "$VD"
-T_START=$SECONDS
 
 # The topology, made once: nodes 1..10 on bridge 1; node 11 on bridges 1 and 2; nodes 12
 # and 13 on bridge 2; node 240 (198.18.0.250) on bridge 1 sends the flood.
@@ -65,9 +38,7 @@ nc_add_node 12 2 || exit 2
 nc_add_node 13 2 || exit 2
 nc_add_node 240 1 || exit 2
 
-declare -A RESULT=()
 SCEN_NODES=  # the nodes of the running scenario, for the logs of a failure
-log() { echo "[$(date +%T.%3N)] $*"; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 
@@ -180,8 +151,7 @@ fresh_cluster() {  # TIMEOUT N I...: reset, start nodes I..., wait until they ag
 }
 
 result() {  # N PASS|FAIL TEXT
-  RESULT[$1]="$2: $3"
-  echo "SCENARIO $1 $2: $3"
+  e2e_record "$@"
   if [ "$2" = FAIL ]; then
     echo "    last log lines of the nodes:"
     local i
@@ -438,16 +408,8 @@ scenario_7() {
 
 # ------------------------------------------------------------------------ run
 
-IFS=, read -r -a SELECTED <<<"$ONLY"
 for n in "${SELECTED[@]}"; do
   "scenario_$n"
 done
 
-echo
-echo "=== cluster_e2e summary ($((SECONDS - T_START))s)"
-failed=0
-for n in "${SELECTED[@]}"; do
-  echo "  $n ${RESULT[$n]:-FAIL: did not run}"
-  [[ ${RESULT[$n]:-FAIL} == PASS* ]] || failed=1
-done
-exit $failed
+e2e_summary

@@ -7,10 +7,22 @@
 # edged restarted in a network namespace that has only loopback).
 #
 #   tests/integration/edged_e2e.sh light|docker     (root; EDGE_BUILD_DIR=build)
+#
+# Exit status 77 (skipped) when not root, or for docker when no dockerd answers and
+# EDGE_REQUIRE_DOCKER is not 1.
 set -euo pipefail
 
 RUNTIME=${1:-light}
-BUILD=${EDGE_BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
+case $RUNTIME in
+  light) PORTS=21000-21999 ;;
+  docker) PORTS=22000-22999 ;;
+  *) echo "usage: $0 light|docker" >&2; exit 2 ;;
+esac
+# shellcheck source=lib/e2e.sh
+. "$(dirname "$0")/lib/e2e.sh"  # BUILD; the skip rules: not root, no dockerd (exit 77)
+E2E_NAME=edged_e2e_$RUNTIME
+e2e_need_root "namespaces, cgroups, the $RUNTIME runtime"
+[ "$RUNTIME" = light ] || e2e_need_docker
 BIN=$BUILD/bin
 IMAGES=$BUILD/images
 T=$(mktemp -d /tmp/edged-e2e-$RUNTIME.XXXXXX)
@@ -20,11 +32,6 @@ RUN=$T/run
 NETNS=edge-e2e-off-$$
 EDGED_PID=
 export EDGE_HOST=unix://$SOCK
-case $RUNTIME in
-  light) PORTS=21000-21999 ;;
-  docker) PORTS=22000-22999 ;;
-  *) echo "usage: $0 light|docker" >&2; exit 2 ;;
-esac
 
 step() { echo; echo "=== $*"; }
 fail() {
@@ -105,6 +112,25 @@ answers() {  # PORT [NETNS]
   fi
 }
 
+greeting_is() {  # PORT GREETING: the instance's page shows the greeting of its environment
+  curl -fsS -m 2 "http://127.0.0.1:$1/" | grep "<p id=\"greeting\">$2</p>" >/dev/null
+}
+
+every_instance_greets() {  # SERVICE GREETING
+  local p n=0
+  for p in $(instance_ports "$1"); do
+    greeting_is "$p" "$2" || fail "$1's instance on port $p does not greet '$2': $(curl -sS -m 2 "http://127.0.0.1:$p/" 2>&1 | tr '\n' ' ')"
+    n=$((n + 1))
+  done
+  ((n > 0)) || fail "$1 has no instance to ask for its greeting"
+}
+
+mid_rollout() {  # SERVICE OLD NEW: instances of both generations exist
+  ctl get instances -o json | json "
+g={i['generation'] for i in d['instances'] if i['service']=='$1'}
+assert $2 in g and $3 in g, g"
+}
+
 kill_workloads() {  # what a power cut does: every container process and shim dies
   if [ "$RUNTIME" = light ]; then
     pkill -9 -f "^edge-shim $DATA/" || true
@@ -156,7 +182,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 [ -x "$BIN/edged" ] && [ -x "$BIN/edgectl" ] || fail "build edged and edgectl first"
 [ -f "$IMAGES/hello.tar" ] || fail "no $IMAGES/hello.tar (target edge_test_images)"
 
@@ -167,6 +192,9 @@ data_dir: $DATA
 run_dir: $RUN
 api_socket: $SOCK
 api_socket_group: ""
+# The gateway's own socket and port, not the host's (/run/edged, 0.0.0.0:8083).
+gateway_socket: $T/gateway.sock
+listen: 127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log_level: info
 port_range: $PORTS
 # Multicast on this host's own links is not ours to send; cluster_e2e.sh tests
@@ -174,7 +202,7 @@ port_range: $PORTS
 discovery: false
 CFG
 
-hello_manifest() {  # GREETING
+hello_manifest() {  # GREETING [HEALTH-CHECK INTERVAL]
   cat >"$T/app/hello.yaml" <<YAML
 apiVersion: edge/v1
 kind: Service
@@ -187,7 +215,7 @@ spec:
   resources: {memory: 32Mi, pids: 64}
   healthCheck:
     http: {path: /healthz, port: http}
-    interval: 1s
+    interval: ${2:-1s}
     timeout: 500ms
     retries: 2
 YAML
@@ -228,6 +256,7 @@ wait_until 60 "hello generation 1 converged" converged hello 1 2
 ctl get services
 ctl get instances
 for p in $(instance_ports hello); do answers "$p" || fail "instance on port $p does not answer"; done
+every_instance_greets hello v1
 ctl apply -f "$T/app/hello.yaml" | grep "unchanged (generation 1)" >/dev/null || fail "re-apply is not idempotent"
 
 step "the stock docker CLI sees the node and runs an unmanaged container"
@@ -248,8 +277,7 @@ step "update: a rolling update, one replica at a time"
 hello_manifest v2
 ctl apply -f "$T/app/hello.yaml" | grep "updated (generation 2)" >/dev/null || fail "update"
 wait_until 90 "hello generation 2 converged" converged hello 2 2
-ctl get instances -o json | json "
-assert all('GREETING' in i['name'] or True for i in d['instances'])"
+every_instance_greets hello v2
 ctl events --service hello | grep rollout.finished >/dev/null || fail "no rollout.finished event"
 
 step "rollback: generation 1's manifest comes back as generation 3"
@@ -259,6 +287,7 @@ ctl describe hello >"$T/describe"; cat "$T/describe"
 ctl get services hello -o json | json "
 m=d.get('manifest') or d['services'][0]['manifest']
 assert m['spec']['env'][0]['value']=='v1', m"
+every_instance_greets hello v1
 
 step "logs"
 p=$(instance_ports hello | awk "NR==1")
@@ -285,16 +314,55 @@ import json,sys; d=json.load(sys.stdin)
 w=[i for i in d['instances'] if i['name']=='worker-0-1'][0]
 assert w['restarts']>=1 and w['state']=='running', w\""
 
+step "exec health checks: run in the container; a failing one restarts, a passing one is ready"
+probe_manifest() {  # NAME CHECK-COMMAND
+  cat <<YAML
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: $1, labels: {io.edgecloud.e2e: "$$"}}
+spec:
+  image: edgecloud/busybox:test
+  command: [sh, -c, "echo up >/tmp/up; exec sleep 100000"]
+  healthCheck:
+    exec: {command: $2}
+    interval: 500ms
+    timeout: 400ms
+    retries: 2
+YAML
+}
+{
+  # /tmp/up exists only inside the container: the check must run there to pass.
+  probe_manifest probe-ok "[sh, -c, 'test -f /tmp/up']"
+  probe_manifest probe-bad "[sh, -c, 'test -f /tmp/never']"
+} >"$T/app/probes.yaml"
+ctl apply -f "$T/app/probes.yaml"
+wait_until 30 "probe-ok ready through its exec check" converged probe-ok 1 1
+wait_until 30 "probe-bad unhealthy and restarted" sh -c "'$BIN/edgectl' get instances -o json | python3 -c \"
+import json,sys; d=json.load(sys.stdin)
+p=[i for i in d['instances'] if i['service']=='probe-bad']
+assert p and p[0]['restarts']>=1 and not p[0]['ready'], p\""
+ctl events --service probe-bad | grep instance.unhealthy >/dev/null || fail "no instance.unhealthy event for probe-bad"
+ctl get instances -o json | json "
+p=[i for i in d['instances'] if i['service']=='probe-ok'][0]
+assert p['ready'] and p['restarts']==0 and p['health']=='healthy', p"
+ctl delete probe-ok
+ctl delete probe-bad
+wait_until 30 "probe instances removed" sh -c "! '$BIN/edgectl' get instances -q | grep probe"
+
 step "kill -9 of edged in the middle of a rollout: adopted, no duplicates, rollout finishes"
 worker_ids=$(instance_ids worker)
-hello_manifest v4
+# A 3 s health-check interval: each new replica takes that long to be ready, which leaves
+# seconds in which generations 3 and 4 both exist.
+hello_manifest v4 3s
 ctl apply -f "$T/app/hello.yaml" | grep "updated (generation 4)" >/dev/null || fail "update to 4"
-sleep 0.3
+wait_until 30 "the middle of the rollout (generations 3 and 4 both present)" mid_rollout hello 3 4
 kill -9 "$EDGED_PID"
 wait "$EDGED_PID" 2>/dev/null || true
 EDGED_PID=
 start_edged
 wait_until 90 "hello generation 4 converged after kill -9" converged hello 4 2
+every_instance_greets hello v4
 wait_until 30 "worker converged" converged worker 1 2
 [ "$(instance_ids worker)" = "$worker_ids" ] || fail "worker instances were replaced, not adopted"
 ctl events | grep instance.adopted >/dev/null || fail "no instance.adopted event"

@@ -31,63 +31,65 @@
 #   7  misbehaving upstreams (garbage, 1 MiB of headers, silence) give 502/504 JSON while
 #      other routes keep answering, slowloris clients included
 #
-#   tests/integration/gateway_e2e.sh [--only N[,N...]] [--keep]   (root; EDGE_BUILD_DIR)
+# --runtime docker: scenarios 1 and 4 with A's services on the Docker runtime. Docker's
+# containers use the host's network, so A's edged runs in this (the root) namespace,
+# gateway on a free loopback port, discovery off, and B, C, D are not made.
 #
-# Exit status 1 when a scenario failed, 77 (skipped) when not root.
+#   tests/integration/gateway_e2e.sh [--runtime light|docker] [--only N[,N...]] [--keep]
+#                                    (root; EDGE_BUILD_DIR)
+#
+# Exit status 1 when a scenario failed, 77 (skipped) when not root, or on Docker when no
+# dockerd answers and EDGE_REQUIRE_DOCKER is not 1.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BUILD=${EDGE_BUILD_DIR:-$ROOT/build}
-export NC_BIN=$BUILD/bin
+# shellcheck source=lib/e2e.sh
+. "$HERE/lib/e2e.sh"
 GW=$HERE/gateway
-ONLY=1,2,3,4,5,6,7
+RUNTIME=light
+args=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --only) ONLY=$2; shift 2 ;;
-    --keep) export NC_KEEP=1; shift ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "gateway_e2e: unknown argument '$1' (allowed: --only N[,N...] --keep)" >&2; exit 2 ;;
+    --runtime) RUNTIME=${2:-}; shift 2 || shift ;;
+    *) args+=("$1"); shift ;;
   esac
 done
-if ! [[ $ONLY =~ ^[1-7](,[1-7])*$ ]]; then
-  echo "gateway_e2e: --only '$ONLY': scenario numbers 1..7, comma-separated" >&2
-  exit 2
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "SKIP: gateway_e2e needs root (network namespaces, the light runtime)"
-  exit 77
-fi
-for b in edged edgectl edge-shim; do
-  if [ ! -x "$NC_BIN/$b" ]; then
-    echo "gateway_e2e: $NC_BIN/$b is not built (ninja edged edgectl edge-shim edge_test_images)" >&2
-    exit 2
-  fi
-done
+case $RUNTIME in
+  light) e2e_init gateway_e2e 7 "${args[@]}" ;;
+  docker)
+    e2e_init gateway_e2e_docker 7 "${args[@]}"
+    [ "$ONLY" != 1,2,3,4,5,6,7 ] || { ONLY=1,4; SELECTED=(1 4); }
+    [[ $ONLY =~ ^[14](,[14])*$ ]] || { echo "gateway_e2e: --runtime docker runs scenarios 1 and 4 only (--only $ONLY)" >&2; exit 2; }
+    ;;
+  *) echo "gateway_e2e: --runtime '$RUNTIME': allowed light, docker" >&2; exit 2 ;;
+esac
+e2e_need_root "network namespaces, the light runtime"
+e2e_need_bins edged edgectl edge-shim
+[ "$RUNTIME" = light ] || e2e_need_docker
 if [ ! -f "$BUILD/images/hello.tar" ]; then
   echo "gateway_e2e: $BUILD/images/hello.tar is not built (ninja edge_test_images)" >&2
   exit 2
 fi
-for t in curl python3 openssl nsenter; do
-  command -v "$t" >/dev/null || { echo "gateway_e2e: $t is missing (scripts/install-deps.sh)" >&2; exit 2; }
-done
+e2e_need_tools curl python3 openssl nsenter
 # The interpreter itself, not a wrapper (pyenv's shims cost a fork of bash per call).
 PY=$(python3 -c 'import sys; print(sys.executable)')
 if ! "$PY" -c 'import cryptography' 2>/dev/null; then
   echo "gateway_e2e: python3's cryptography module is missing (python3-cryptography)" >&2
   exit 2
 fi
-
-# shellcheck source=lib/netns_cluster.sh
-. "$HERE/lib/netns_cluster.sh"
-nc_init gateway-e2e || exit 2
-trap nc_cleanup EXIT
-trap 'exit 130' INT TERM
-T_START=$SECONDS
+e2e_start_cluster
 
 A=1 B=2 C=3 D=4
 IP_B=$(nc_addr $B) IP_D=$(nc_addr $D)
-for i in $A $B $C $D; do nc_add_node $i 1 || exit 2; done
+GW_PORT=8083  # A's gateway port, as an application on A calls it
+if [ "$RUNTIME" = light ]; then
+  NODES=("$A" "$B" "$C")
+  for i in $A $B $C $D; do nc_add_node $i 1 || exit 2; done
+else
+  NODES=("$A")
+  nc_add_host_node $A || exit 2
+  GW_PORT=$("${PY:-python3}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
 W=$NC_DIR/work
 mkdir -p "$W"
 TOOL=("$PY" "$GW/gwtool.py")
@@ -97,25 +99,22 @@ SECRET=svcbody-$RAND          # a response body that must never cross the bridge
 HDR_MARK=reqhdr-$RAND         # a request header value, likewise
 CTL_MARK=plainctl-$RAND       # sent in clear on purpose: proves the capture sees the link
 
-declare -A RESULT=()
 ERRS=()
-log() { echo "[$(date +%T.%3N)] $*"; }
 bad() { ERRS+=("$*"); log "  FAIL: $*"; }
 ok() { log "  ok: $*"; }
 
 result() {  # N TEXT: PASS when the scenario recorded no failure
   local n=$1 i
   if [ ${#ERRS[@]} -eq 0 ]; then
-    RESULT[$n]="PASS: $2"
+    e2e_record "$n" PASS "$2"
   else
-    RESULT[$n]="FAIL: $(printf '%s; ' "${ERRS[@]}")"
+    e2e_record "$n" FAIL "$(printf '%s; ' "${ERRS[@]}")"
     echo "    last log lines of the nodes:"
-    for i in $A $B $C; do
+    for i in "${NODES[@]}"; do
       [ -s "$(nc_dir $i)/edged.log" ] || continue
       grep -v 'level=debug' "$(nc_dir $i)/edged.log" | tail -n 5 | sed "s/^/    n$i: /"
     done
   fi
-  echo "SCENARIO $n ${RESULT[$n]}"
   ERRS=()
 }
 
@@ -130,7 +129,9 @@ call() {
   CERR=$(cat "$f.e")
   rm -f "$f.h" "$f.b" "$f.e"
 }
-gw() { call "$1" "http://127.0.0.1:8083$2" "${@:3}"; }  # I PATH: through node I's gateway
+gw() {  # I PATH [curl args...]: through node I's gateway
+  call "$1" "http://127.0.0.1:$([ "$1" = "$A" ] && echo "$GW_PORT" || echo 8083)$2" "${@:3}"
+}
 said() { echo "$ST $(head -c 200 <<<"$BODY" | tr '\n' ' ')${CERR:+ ($CERR)}"; }
 
 # The gateway's own errors: a JSON object with an "error" string, served as JSON.
@@ -140,23 +141,20 @@ json_error() {
 }
 header() { grep -i "^$1:" <<<"$HDRS" | head -n 1 | cut -d: -f2- | sed 's/^ *//'; }
 
-wait_for() {  # SECONDS COMMAND...: polls every 0.25 s
-  local deadline=$(($(date +%s%N) + $1 * 1000000000))
-  shift
-  until "$@"; do
-    (($(date +%s%N) < deadline)) || return 1
-    sleep 0.25
-  done
-}
-
-instances() {  # I SERVICE -> "name state ready port" per instance
-  nc_edgectl "$1" get instances -o json 2>/dev/null | "$PY" -c '
+instances() {  # I SERVICE -> "name state ready port" per instance; fails when edgectl does
+  local out
+  out=$(nc_edgectl "$1" get instances -o json 2>&1) || { log "  edgectl get instances on n$1 failed: $out" >&2; return 1; }
+  "$PY" -c '
 import json, sys
 for i in json.load(sys.stdin)["instances"]:
     if i["service"] == sys.argv[1]:
-        print(i["name"], i["state"], i["ready"], i["ports"].get("http", "-"))' "$2"
+        print(i["name"], i["state"], i["ready"], i["ports"].get("http", "-"))' "$2" <<<"$out"
 }
-instance_count() { instances "$1" "$2" | wc -l; }
+instance_count() {  # I SERVICE -> the number of instances, "?" when they cannot be listed
+  local out
+  out=$(instances "$1" "$2") || { echo "?"; return 1; }
+  grep -c . <<<"$out"
+}
 ready_count() { instances "$1" "$2" | awk '$2 == "running" && $3 == "True"' | wc -l; }
 all_ready() {  # I SERVICE...
   local i=$1 s
@@ -194,7 +192,7 @@ doc_head() {  # NAME [REPLICAS]
 ---
 apiVersion: edge/v1
 kind: Service
-metadata: {name: $1}
+metadata: {name: $1, labels: {io.edgecloud.e2e: "$$"}}
 spec:
   image: ./hello.tar
   replicas: ${2:-1}
@@ -266,22 +264,42 @@ cgi_doc dup n3 "${DUP_ROUTE[@]}" >"$W/c.yaml"
 
 # ------------------------------------------------------------------------ nodes
 
+if [ "$RUNTIME" = docker ]; then
+  {
+    who_doc loc n1 /loc "  route: {basePath: /loc}"
+    who_doc lazy n1 /lazy "  route: {basePath: /lazy}" "  lifecycle: {mode: on-demand, idleTimeout: 5s}"
+  } >"$W/a.yaml"
+  nc_config $A runtime docker
+  nc_config $A discovery false
+  # edged on Docker removes the managed containers it does not want: its services are
+  # deleted before it stops, and what a crash left is removed by label.
+  docker_cleanup() {
+    if nc_running $A; then
+      nc_edgectl $A delete loc >/dev/null 2>&1
+      nc_edgectl $A delete lazy >/dev/null 2>&1
+      wait_for 30 eval '[ -z "$(nc_edgectl $A get instances -q 2>/dev/null)" ]'
+    fi
+    docker ps -aq --filter "label=io.edgecloud.e2e=$$" | xargs -r docker rm -f >/dev/null 2>&1
+  }
+  E2E_CLEANUP+=(docker_cleanup)
+fi
+
 # One account key file for the three nodes (the operator copies it like a cluster key).
 (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$ACCOUNT_KEY" 2>/dev/null) ||
   { echo "gateway_e2e: openssl genpkey failed" >&2; exit 2; }
 
-nc_spawn $D "$W/global.log" "$PY" "$GW/upstream.py" global 0.0.0.0:9000
-for i in $A $B $C; do
-  nc_config $i listen 0.0.0.0:8083
+[ "$RUNTIME" = docker ] || nc_spawn $D "$W/global.log" "$PY" "$GW/upstream.py" global 0.0.0.0:9000
+for i in "${NODES[@]}"; do
+  nc_config $i listen "$([ "$RUNTIME" = docker ] && echo "127.0.0.1:$GW_PORT" || echo 0.0.0.0:8083)"
   nc_config $i gateway_socket "$(nc_dir $i)/gateway.sock"
   nc_config $i account_id acme
   nc_config $i account_key_file "$ACCOUNT_KEY"
 done
-nc_config $C global_gateway "http://$IP_D:9000"
-log "starting edged on A, B, C"
-for i in $A $B $C; do nc_start $i; done
+[ "$RUNTIME" = docker ] || nc_config $C global_gateway "http://$IP_D:9000"
+log "starting edged on ${NODES[*]/#/n} ($RUNTIME runtime)"
+for i in "${NODES[@]}"; do nc_start $i; done
 SETUP_ERR=
-for i in $A $B $C; do
+for i in "${NODES[@]}"; do
   # An edged that refuses its config exits at once: no point waiting 30 s for it.
   wait_for 30 eval "nc_healthy $i || ! nc_running $i"
   if ! nc_running $i; then
@@ -292,35 +310,44 @@ for i in $A $B $C; do
 done
 if [ -z "$SETUP_ERR" ]; then
   log "applying the services"
-  for f in $A:a $B:b $C:c; do
+  apply=("$A:a" "$B:b" "$C:c")
+  [ "$RUNTIME" = light ] || apply=("$A:a")
+  for f in "${apply[@]}"; do
     if ! nc_edgectl "${f%%:*}" apply -f "$W/${f#*:}.yaml" >"$W/apply.$f.out" 2>&1; then
       SETUP_ERR+="apply on n${f%%:*} failed: $(tr '\n' ' ' <"$W/apply.$f.out"); "
     fi
   done
-  wait_for 60 all_ready $A loc bad-garbage bad-huge bad-silent || SETUP_ERR+="A's services not ready in 60 s; "
-  wait_for 60 all_ready $B peer dup tok || SETUP_ERR+="B's services not ready in 60 s; "
-  wait_for 60 all_ready $C dup || SETUP_ERR+="C's services not ready in 60 s; "
+  if [ "$RUNTIME" = docker ]; then
+    wait_for 60 all_ready $A loc || SETUP_ERR+="A's services not ready in 60 s; "
+  else
+    wait_for 60 all_ready $A loc bad-garbage bad-huge bad-silent || SETUP_ERR+="A's services not ready in 60 s; "
+    wait_for 60 all_ready $B peer dup tok || SETUP_ERR+="B's services not ready in 60 s; "
+    wait_for 60 all_ready $C dup || SETUP_ERR+="C's services not ready in 60 s; "
+  fi
 fi
 if [ -n "$SETUP_ERR" ]; then
   log "set-up failed: $SETUP_ERR"
-  for i in $A $B $C; do tail -n 15 "$(nc_dir $i)/edged.log" | sed "s/^/    n$i: /"; done
+  for i in "${NODES[@]}"; do tail -n 15 "$(nc_dir $i)/edged.log" | sed "s/^/    n$i: /"; done
 fi
-log "set-up done after $((SECONDS - T_START)) s"
-ID_B=$(node_id $B)
-ID_C=$(node_id $C)
+log "set-up done after $((($(now_ms) - E2E_T0_MS) / 1000)) s"
+ID_B="" ID_C=""
+if [ "$RUNTIME" = light ]; then
+  ID_B=$(node_id $B)
+  ID_C=$(node_id $C)
+fi
 
 # ------------------------------------------------------------------------ scenarios
 
 scenario_1() {
-  log "1: local route through port 8083 and the unix socket"
+  log "1: local route through port $GW_PORT and the unix socket ($RUNTIME runtime)"
   # The route table follows the reconciler: give it a moment after the set-up.
   wait_for 10 peer_answers $A /loc/who n1
-  [ "$ST" = 200 ] && [ "$BODY" = node=n1 ] && ok "127.0.0.1:8083/loc/who: $(said)" ||
-    bad "127.0.0.1:8083/loc/who on A: $(said), want 200 node=n1"
+  [ "$ST" = 200 ] && [ "$BODY" = node=n1 ] && ok "127.0.0.1:$GW_PORT/loc/who: $(said)" ||
+    bad "127.0.0.1:$GW_PORT/loc/who on A: $(said), want 200 node=n1"
   call $A http://gateway/loc/who --unix-socket "$(nc_dir $A)/gateway.sock"
   [ "$ST" = 200 ] && [ "$BODY" = node=n1 ] && ok "unix socket /loc/who: $(said)" ||
     bad "unix socket $(nc_dir $A)/gateway.sock /loc/who: $(said), want 200 node=n1"
-  result 1 "A's local service answers through 127.0.0.1:8083 and through the unix socket"
+  result 1 "A's local service ($RUNTIME) answers through 127.0.0.1:$GW_PORT and through the unix socket"
 }
 
 scenario_2() {
@@ -433,14 +460,25 @@ EOF
     esac
   done <"$W/s3.verdict"
   [ -s "$W/s3.verdict" ] || bad "the client loop gave no result: $(head -c 300 "$W/s3.loop")"
-  local posts_b posts_c twice
-  posts_b=$(nc_exec $B curl -sS -m 5 "http://127.0.0.1:$port_b/cgi-bin/dup?posts" 2>&1)
-  posts_c=$(nc_exec $C curl -sS -m 5 "http://127.0.0.1:$port_c/cgi-bin/dup?posts" 2>&1)
+  local posts_b posts_c twice sent
+  # A record that cannot be fetched proves nothing: that is a failure, not "none twice".
+  if ! [[ $port_b =~ ^[0-9]+$ && $port_c =~ ^[0-9]+$ ]]; then
+    bad "no port for dup's instances on B ('$port_b') and C ('$port_c'): cannot read the POSTs they received"
+  elif ! posts_b=$(nc_exec $B curl -fsS -m 5 "http://127.0.0.1:$port_b/cgi-bin/dup?posts" 2>&1) ||
+    ! posts_c=$(nc_exec $C curl -fsS -m 5 "http://127.0.0.1:$port_c/cgi-bin/dup?posts" 2>&1); then
+    bad "cannot read the POSTs dup's instances received: B: $(head -c 200 <<<"$posts_b") C: $(head -c 200 <<<"${posts_c:-}")"
+  fi
   twice=$(printf '%s\n%s\n' "$posts_b" "$posts_c" | grep '^post-' | sort | uniq -d | tr '\n' ' ')
+  # Every POST answered 200 reached one of them.
+  sent=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["POST"].get("200", 0))' "$W/s3.loop" 2>/dev/null)
+  local got
+  got=$(printf '%s\n%s\n' "$posts_b" "$posts_c" | grep -c '^post-')
   if [ -n "$twice" ]; then
     bad "POSTs delivered twice (to B and to C, or twice to one): $twice"
+  elif ! [[ $sent =~ ^[0-9]+$ ]] || ((sent == 0 || got < sent)); then
+    bad "the replicas recorded $got POSTs, the caller had ${sent:-no count of} POSTs answered 200 (want at least one, each recorded)"
   else
-    ok "no POST delivered twice (B got $(grep -c '^post-' <<<"$posts_b"), C got $(grep -c '^post-' <<<"$posts_c"))"
+    ok "no POST delivered twice, each of the $sent answered 200 recorded (B got $(grep -c '^post-' <<<"$posts_b"), C got $(grep -c '^post-' <<<"$posts_c"))"
   fi
   local retries ejections c_line
   retries=$(metric_sum $A 'retr')
@@ -461,11 +499,13 @@ EOF
 }
 
 scenario_4() {
-  log "4: on-demand start"
+  log "4: on-demand start ($RUNTIME runtime)"
   local n
   n=$(instance_count $A lazy)
   [ "$n" = 0 ] || bad "before the first call lazy has $n instance(s), want none"
-  nc_exec $A "${TOOL[@]}" burst http://127.0.0.1:8083/lazy/who --count 10 >"$W/s4.burst"
+  nc_exec $A "${TOOL[@]}" burst "http://127.0.0.1:$GW_PORT/lazy/who" --count 10 >"$W/s4.burst"
+  local t_last
+  t_last=$(now_ms)  # the burst's calls have all ended
   "$PY" - "$W/s4.burst" >"$W/s4.verdict" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -492,11 +532,18 @@ EOF
   created=$(nc_api $A "/api/v1/events?service=lazy" 2>/dev/null | grep -c '"type":"instance.created"')
   [ "$created" = 1 ] || bad "events show $created instance.created for lazy, want 1"
   if [ "$n" -ge 1 ]; then
-    local t0=$SECONDS
-    until [ "$(instance_count $A lazy)" = 0 ] || ((SECONDS - t0 > 15)); do sleep 0.5; done
+    wait_for 15 eval '[ "$(instance_count $A lazy)" = 0 ]'
+    local gone_ms=$(($(now_ms) - t_last))
     n=$(instance_count $A lazy)
-    if [ "$n" = 0 ]; then ok "lazy stopped ~$((SECONDS - t0)) s after its last call (idleTimeout 5s)"; else
+    # Not before idleTimeout (5 s) has passed since the last call (less the time the
+    # burst tool took to exit after it, up to a few hundred ms on a loaded machine);
+    # within it plus the idle check's period, the stop and the 0.2 s poll.
+    if [ "$n" != 0 ]; then
       bad "lazy still has $n instance(s) 15 s after its last call (idleTimeout 5s): $(instances $A lazy | tr '\n' '|')"
+    elif ((gone_ms < 4500 || gone_ms > 7500)); then
+      bad "lazy was gone ${gone_ms} ms after its last call, want 4500..7500 ms (idleTimeout 5s)"
+    else
+      ok "lazy stopped ${gone_ms} ms after its last call (idleTimeout 5s)"
     fi
   fi
   result 4 "10 concurrent first calls answered by one started instance, stopped when idle"
@@ -633,7 +680,7 @@ scenario_7() {
   # a steady good route that must keep answering throughout.
   nc_exec $A "${TOOL[@]}" burst http://127.0.0.1:8083/bad/silent/x --count 10 --timeout 20 >"$W/s7.silent" &
   local silent=$!
-  nc_exec $A "${TOOL[@]}" slowloris 127.0.0.1:8083 --conns 20 --seconds 5 >"$W/s7.slow" 2>&1 &
+  nc_exec $A "${TOOL[@]}" slowloris 127.0.0.1:8083 --conns 20 --seconds 12 >"$W/s7.slow" 2>&1 &
   local slow=$!
   nc_exec $A "${TOOL[@]}" loop http://127.0.0.1:8083/loc/who --count 40 --seconds 4 >"$W/s7.good" &
   local good=$!
@@ -641,10 +688,13 @@ scenario_7() {
   [ "$ST" = 502 ] && json_error && ok "garbage upstream: $(said)" || bad "garbage upstream: $(said), want 502 JSON"
   gw $A /bad/huge/x
   [ "$ST" = 502 ] && json_error && ok "1 MiB of headers: $(said)" || bad "upstream with 1 MiB of headers: $(said), want 502 JSON"
-  local t0=$SECONDS
+  local t0 took
+  t0=$(now_ms)
   CALL_TIMEOUT=15 gw $A /bad/silent/y
-  if [ "$ST" = 504 ] && json_error && ((SECONDS - t0 <= 6)); then ok "silent upstream: $(said) after $((SECONDS - t0)) s"; else
-    bad "silent upstream (perTryTimeout 1s, timeout 2s): $(said) after $((SECONDS - t0)) s, want 504 JSON within ~2 s"
+  took=$(($(now_ms) - t0))
+  # One try (attempts 0) that perTryTimeout (1 s) ends; the call's timeout is 2 s.
+  if [ "$ST" = 504 ] && json_error && ((took >= 950 && took <= 2300)); then ok "silent upstream: $(said) after $took ms"; else
+    bad "silent upstream (perTryTimeout 1s, timeout 2s): $(said) after $took ms, want 504 JSON after 950..2300 ms"
   fi
   wait $silent $slow $good
   local v
@@ -659,7 +709,13 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print("ok" if set(d["GET"]) == {"200"} else "good route during the abuse: %s %s" % (d["GET"], d["failures"][:2]))' "$W/s7.good" 2>&1)
   [ "$v" = ok ] && ok "/loc/who answered 40/40 meanwhile" || bad "$v"
-  log "  slowloris: $(cat "$W/s7.slow")"
+  # The gateway's header timeout (10 s from a head's first byte) closes every dribbling
+  # connection (408) before the 12 s the clients keep trying.
+  v=$("$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("ok" if d["conns"] == 20 and d["closed_by_server"] == 20 else "slowloris: the gateway closed %d of %d dribbling connections within 12 s, want all (header timeout 10 s)" % (d["closed_by_server"], d["conns"]))' "$W/s7.slow" 2>&1)
+  [ "$v" = ok ] && ok "slowloris: $(cat "$W/s7.slow")" || bad "$v $(head -c 300 "$W/s7.slow")"
   nc_running $A || bad "A's edged died"
   gw $A /loc/who
   [ "$ST" = 200 ] && ok "after: /loc/who $(said)" || bad "after the abuse /loc/who: $(said)"
@@ -668,22 +724,12 @@ print("ok" if set(d["GET"]) == {"200"} else "good route during the abuse: %s %s"
 
 # ------------------------------------------------------------------------ run
 
-IFS=, read -r -a SELECTED <<<"$ONLY"
 for n in "${SELECTED[@]}"; do
-  if ! nc_running $A || ! nc_running $B; then
-    RESULT[$n]="FAIL: not run, the nodes are down (set-up: ${SETUP_ERR:-?})"
-    echo "SCENARIO $n ${RESULT[$n]}"
+  if ! nc_running $A || { [ "$RUNTIME" = light ] && ! nc_running $B; }; then
+    e2e_record "$n" FAIL "not run, the nodes are down (set-up: ${SETUP_ERR:-?})"
     continue
   fi
   "scenario_$n"
 done
 
-echo
-echo "=== gateway_e2e summary ($((SECONDS - T_START))s)"
-failed=0
-for n in "${SELECTED[@]}"; do
-  echo "  $n ${RESULT[$n]:-FAIL: did not run}"
-  [[ ${RESULT[$n]:-FAIL} == PASS* ]] || failed=1
-done
-[ -z "$SETUP_ERR" ] || { echo "  set-up: $SETUP_ERR"; failed=1; }
-exit $failed
+e2e_summary "${SETUP_ERR:+set-up: $SETUP_ERR}"

@@ -17,6 +17,10 @@
 #                            callers do `trap nc_cleanup EXIT`.
 #   nc_add_bridge K          bridge K (198.18.K-1.0/24) in the hub
 #   nc_add_node I [K...]     namespace of node I on bridges K... (default 1)
+#   nc_add_host_node I       node I in the root network namespace, on no bridge: for
+#                            edged on the Docker runtime, whose containers use the host's
+#                            network (nc_exec, nc_spawn and nc_start run its commands
+#                            without nsenter); give it a free `listen` port
 #   nc_addr I [K]            node I's address on bridge K (default 1)
 #   nc_ns I                  node I's namespace name
 #   nc_dir I                 node I's directory (config, data, logs)
@@ -64,7 +68,7 @@ NC_STATE_ROOT=/tmp/netns-cluster
 NC_PREFIX=
 NC_DIR=
 NC_HUB=
-declare -gA NC_PID=() NC_START_NS=() NC_BRIDGES_OF=() NC_SPAWNED=()
+declare -gA NC_PID=() NC_START_NS=() NC_BRIDGES_OF=() NC_SPAWNED=() NC_HOST_NODE=()
 declare -ga NC_NODES=() NC_PARTITIONED=()
 NC_KILL_NS=
 NC_SPAWN_PID=
@@ -197,6 +201,22 @@ nc_add_node() {
     ip -n "$ns" link set "eth$((k - 1))" up || return 1
   done
   NC_BRIDGES_OF[$i]="${bridges[*]}"
+  nc_node_files "$i"
+}
+
+nc_add_host_node() {
+  local i=$1
+  if ! [[ $i =~ ^[0-9]+$ ]] || ((i < 1 || i > 244)); then
+    nc_log "node number $i: allowed 1..244"
+    return 1
+  fi
+  NC_HOST_NODE[$i]=1
+  NC_BRIDGES_OF[$i]=
+  nc_node_files "$i"
+}
+
+nc_node_files() {  # I: node I's directory and base config
+  local i=$1
   NC_NODES+=("$i")
   mkdir -p "$(nc_dir "$i")"
   local d
@@ -241,7 +261,11 @@ nc_write_config() {
 nc_exec() {
   local i=$1
   shift
-  nsenter --net="/run/netns/$(nc_ns "$i")" "$@"
+  if [ -n "${NC_HOST_NODE[$i]:-}" ]; then
+    "$@"
+  else
+    nsenter --net="/run/netns/$(nc_ns "$i")" "$@"
+  fi
 }
 
 nc_hub() { nsenter --net="/run/netns/$NC_HUB" "$@"; }
@@ -249,7 +273,11 @@ nc_hub() { nsenter --net="/run/netns/$NC_HUB" "$@"; }
 nc_spawn() {
   local i=$1 log=$2
   shift 2
-  nsenter --net="/run/netns/$(nc_ns "$i")" "$@" >>"$log" 2>&1 </dev/null &
+  if [ -n "${NC_HOST_NODE[$i]:-}" ]; then
+    "$@" >>"$log" 2>&1 </dev/null &
+  else
+    nsenter --net="/run/netns/$(nc_ns "$i")" "$@" >>"$log" 2>&1 </dev/null &
+  fi
   NC_SPAWN_PID=$!
   NC_SPAWNED[$NC_SPAWN_PID]=$i
 }
@@ -266,8 +294,12 @@ nc_start() {
   NC_START_NS[$i]=${now}000
   # Not through nc_spawn: a command substitution would make edged a grandchild, and
   # nc_stop wants to `wait` for it.
-  nsenter --net="/run/netns/$NC_PREFIX-n$i" "$NC_BIN/edged" -c "$d/config.yaml" \
-    >>"$d/edged.log" 2>&1 </dev/null &
+  if [ -n "${NC_HOST_NODE[$i]:-}" ]; then
+    "$NC_BIN/edged" -c "$d/config.yaml" >>"$d/edged.log" 2>&1 </dev/null &
+  else
+    nsenter --net="/run/netns/$NC_PREFIX-n$i" "$NC_BIN/edged" -c "$d/config.yaml" \
+      >>"$d/edged.log" 2>&1 </dev/null &
+  fi
   NC_PID[$i]=$!
 }
 
@@ -426,5 +458,6 @@ nc_cleanup() {
   rm -rf "${NC_STATE_ROOT:?}/$NC_PREFIX"
   NC_PID=()
   NC_SPAWNED=()
+  NC_HOST_NODE=()
   NC_PREFIX=
 }

@@ -4,7 +4,8 @@
 //
 // Needs: root, `${EDGE_BUILD_DIR}/images/busybox.tar` (made by the build), the edge-ctr
 // and edge-shim binaries in `${EDGE_BUILD_DIR}/bin`, and for the docker case a dockerd on
-// /var/run/docker.sock (EDGE_REQUIRE_DOCKER=1 turns its absence into a failure).
+// /var/run/docker.sock (EDGE_REQUIRE_DOCKER=1 turns its absence into a failure; see
+// tests/test_env.h).
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "common/fs.h"
 #include "runtime-shim/docker/docker_runtime.h"
 #include "runtime-shim/factory.h"
+#include "tests/test_env.h"
 
 namespace edge::runtime {
 namespace {
@@ -45,10 +47,13 @@ std::string runLabel() {
 }
 
 // One runtime per kind for the whole process, with the test image loaded once.
+// Without rt, `problem` says why; not root skips, no Docker Engine is EDGE_DOCKER_MISSING,
+// anything else (the build's image, opening the runtime) fails.
 struct Env {
+  enum class Problem { kNone, kNotRoot, kNoDocker, kBroken };
   ContainerRuntimePtr rt;
-  std::string skip_reason;
-  bool failed = false;
+  std::string problem;
+  Problem kind = Problem::kNone;
 };
 
 std::mutex g_envs_mu;
@@ -85,31 +90,32 @@ Env& envFor(const std::string& kind) {
   if (it != envs.end()) return it->second;
   Env& e = envs[kind];
   if (::geteuid() != 0) {
-    e.skip_reason = "needs root";
+    e.problem = "needs root";
+    e.kind = Env::Problem::kNotRoot;
     return e;
   }
   std::string image = buildDir() + "/images/busybox.tar";
   if (!fs::exists(image)) {
-    e.skip_reason = image + " is missing (build the edge_test_images target)";
-    e.failed = true;
+    e.problem = image + " is missing (build the edge_test_images target)";
+    e.kind = Env::Problem::kBroken;
     return e;
   }
   RuntimeOptions o = optionsFor(kind);
   if (kind == "docker" && !dockerAnswers(o.docker_endpoint, 2000ms)) {
-    e.skip_reason = "no Docker Engine answers on " + o.docker_endpoint;
-    e.failed = std::getenv("EDGE_REQUIRE_DOCKER") != nullptr;
+    e.problem = "no Docker Engine answers on " + o.docker_endpoint;
+    e.kind = Env::Problem::kNoDocker;
     return e;
   }
   auto rt = createRuntime(o);
   if (!rt.isOk()) {
-    e.skip_reason = "cannot open the " + kind + " runtime: " + rt.status().toString();
-    e.failed = true;
+    e.problem = "cannot open the " + kind + " runtime: " + rt.status().toString();
+    e.kind = Env::Problem::kBroken;
     return e;
   }
   auto loaded = (*rt)->loadImage(image);
   if (!loaded.isOk()) {
-    e.skip_reason = "cannot load " + image + ": " + loaded.status().toString();
-    e.failed = true;
+    e.problem = "cannot load " + image + ": " + loaded.status().toString();
+    e.kind = Env::Problem::kBroken;
     return e;
   }
   e.rt = std::move(*rt);
@@ -121,8 +127,9 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     Env& e = envFor(GetParam());
     if (!e.rt) {
-      if (e.failed) FAIL() << e.skip_reason;
-      GTEST_SKIP() << e.skip_reason;
+      if (e.kind == Env::Problem::kNotRoot) GTEST_SKIP() << e.problem;
+      if (e.kind == Env::Problem::kNoDocker) EDGE_DOCKER_MISSING(e.problem);
+      FAIL() << e.problem;
     }
     rt_ = e.rt.get();
   }

@@ -1,6 +1,7 @@
 // DockerRuntime against the real daemon (default unix:///var/run/docker.sock, or
 // $EDGE_DOCKER_ENDPOINT, e.g. a Podman socket). Without a daemon the tests skip, unless
-// EDGE_REQUIRE_DOCKER=1 makes that a failure.
+// EDGE_REQUIRE_DOCKER=1 makes that a failure (tests/test_env.h); a daemon that cannot
+// load the test image is a failure.
 //
 // Every container is named edgetest-<pid>-<n> and labelled io.edgecloud.test=<pid>;
 // TearDown force-removes whatever a test left behind.
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include "runtime-shim/docker/docker_runtime.h"
+#include "tests/test_env.h"
 
 namespace edge::runtime {
 namespace {
@@ -28,10 +30,6 @@ constexpr char kTestLabel[] = "io.edgecloud.test";
 std::string endpoint() {
   const char* e = std::getenv("EDGE_DOCKER_ENDPOINT");
   return e && *e ? e : "unix:///var/run/docker.sock";
-}
-bool dockerRequired() {
-  const char* r = std::getenv("EDGE_REQUIRE_DOCKER");
-  return r && std::string(r) == "1";
 }
 std::string runId() {
   return std::to_string(::getpid());
@@ -50,7 +48,8 @@ bool eventually(F cond, std::chrono::milliseconds limit = 10s) {
 
 struct Shared {
   ContainerRuntimePtr rt;
-  std::string problem;  // why the suite cannot run
+  std::string problem;     // why the suite cannot run
+  bool no_daemon = false;  // the problem is that no daemon answers
   std::string image = kImage;
 };
 
@@ -60,6 +59,7 @@ Shared& shared() {
     Result<ContainerRuntimePtr> rt = openDockerRuntime(endpoint(), SystemClock::instance());
     if (!rt.isOk()) {
       s.problem = "no Docker-compatible daemon at " + endpoint() + ": " + rt.status().toString();
+      s.no_daemon = true;
       return s;
     }
     const char* build = std::getenv("EDGE_BUILD_DIR");
@@ -86,8 +86,8 @@ class DockerIntegrationTest : public ::testing::Test {
   void SetUp() override {
     Shared& s = shared();
     if (!s.rt) {
-      if (dockerRequired()) FAIL() << s.problem << " (EDGE_REQUIRE_DOCKER=1)";
-      GTEST_SKIP() << s.problem;
+      if (s.no_daemon) EDGE_DOCKER_MISSING(s.problem);
+      FAIL() << s.problem;
     }
     rt_ = s.rt.get();
   }

@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "runtime-shim/image/image_store.h"
 #include "tests/runtime/image/test_archive.h"
+#include "tests/test_env.h"
 
 namespace edge::runtime::image {
 namespace {
@@ -123,7 +124,7 @@ TEST_F(LayerTest, ApplyModeReplacesFilesAndDirectories) {
 }
 
 TEST_F(LayerTest, OverlayFormAndMaterializeMatchDirectApply) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root for mknod and trusted.* xattrs";
+  EDGE_SKIP_UNLESS_ROOT("mknod and trusted.* xattrs");
   std::string l1 = newDir("l1"), l2 = newDir("l2");
   ASSERT_TRUE(apply(kLower, WhiteoutMode::kOverlay, l1).isOk());
   auto r = apply(kUpper, WhiteoutMode::kOverlay, l2);
@@ -143,7 +144,7 @@ TEST_F(LayerTest, OverlayFormAndMaterializeMatchDirectApply) {
 }
 
 TEST_F(LayerTest, OverlayWhiteoutThenSameNameDirectoryBecomesOpaque) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root for mknod and trusted.* xattrs";
+  EDGE_SKIP_UNLESS_ROOT("mknod and trusted.* xattrs");
   std::string l1 = newDir("l1"), l2 = newDir("l2");
   ASSERT_TRUE(apply(kLower, WhiteoutMode::kOverlay, l1).isOk());
   auto r = apply({file("d/.wh.sub", ""), dir("d/sub"), file("d/sub/z", "z")},
@@ -158,7 +159,7 @@ TEST_F(LayerTest, OverlayWhiteoutThenSameNameDirectoryBecomesOpaque) {
 }
 
 TEST_F(LayerTest, KeepsOwnersModesTimesSymlinksHardlinksAndXattrs) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root for chown";
+  EDGE_SKIP_UNLESS_ROOT("chown");
   TarEntry suid = file("bin/su", "su", 04755);
   suid.uid = 1234;
   suid.gid = 5678;
