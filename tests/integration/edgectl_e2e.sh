@@ -241,6 +241,12 @@ expect_rc 4
 [ -z "$OUT" ] || fail "oversized apply printed on stdout: $OUT"
 expect_err "edgectl: manifest $T/app/huge.yaml is too large for the node (4.8MiB): "
 expect_err "the limit is 4194304 bytes (4 MiB)"
+# `call` streams a body through this node too: the same refusal, the same exit status.
+head -c 5000000 /dev/zero | tr '\0' x >"$T/app/huge.body"
+run ctl call 0123456789abcdef /api/v1/node -X POST -d "@$T/app/huge.body"
+expect_rc 4
+expect_err "edgectl: the request body (4.8MiB) is too large: "
+expect_err "the limit is 4194304 bytes (4 MiB)"
 
 step "delete --dry-run, then delete"
 run ctl delete hello --dry-run
