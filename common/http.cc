@@ -347,8 +347,8 @@ Result<Response> Client::send(const Request& request) const {
       return std::move(*answer);
     }
     return Status::unavailable("connection to " + endpoint_.toString() +
-                               " was closed by the peer while sending the request body, "
-                               "without an answer");
+                               " failed while sending the request body (the peer closed it or "
+                               "stopped reading) and no answer came");
   }
   if (!source_error.isOk()) return source_error.withContext("request body");
   if (!ok) {
