@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "backend/backend_metrics.h"
 #include "backend/http_util.h"
 #include "backend/identity.h"
 #include "backend/identity_api.h"
@@ -204,14 +205,10 @@ Status BackendServer::start() {
                {"revision", *rev}});
   });
   raw.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
-    json relay = self->relay->stats();
-    std::string out;
-    for (auto it = relay.begin(); it != relay.end(); ++it)
-      if (it->is_number()) out += "edge_backend_relay_" + it.key() + " " + it->dump() + "\n";
     auto rev = self->store->revision();
-    out += "edge_backend_store_up " + std::string(rev.isOk() ? "1" : "0") + "\n";
-    if (rev.isOk()) out += "edge_backend_store_revision " + std::to_string(*rev) + "\n";
-    res.set_content(out, "text/plain; version=0.0.4");
+    res.set_content(
+        metricsText(self->relay->stats(), rev.isOk() ? std::optional<int64_t>(*rev) : std::nullopt),
+        "text/plain; version=0.0.4");
   });
   Status st = m.api->start();
   if (!st.isOk()) {

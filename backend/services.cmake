@@ -7,7 +7,7 @@ target_link_libraries(edge_backend_base PUBLIC edge_common PkgConfig::HTTPLIB)
 # Global discovery and registry (by account and proximity), and BackendServer, which
 # wires identity, tokens, discovery and relays onto one HTTP server and calls nodes back
 # over peer channels (edge_mesh).
-add_library(edge_backend STATIC discovery_service.cc backend_server.cc)
+add_library(edge_backend STATIC discovery_service.cc backend_server.cc backend_metrics.cc)
 target_include_directories(edge_backend PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(edge_backend PUBLIC edge_backend_store edge_backend_base
   edge_backend_identity edge_backend_relay edge_mesh edge_identity edge_common

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -349,7 +350,14 @@ Result<Json> postManifest(const Context& ctx, const Manifest& m, bool dry_run) {
          .content_type = is_json ? "application/json" : "application/yaml",
          .error_label = m.label};
   c.headers.emplace("X-Edge-Manifest-Dir", m.dir);
-  return ctx.node->call(c);
+  Result<Json> r = ctx.node->call(c);
+  if (!r.isOk() && r.status().code() == StatusCode::kResourceExhausted) {
+    // The node's message names its limit; the file and its size are ours to add.
+    return Status(r.status().code(), "manifest " + m.label + " is too large for the node (" +
+                                         formatBytes(static_cast<int64_t>(m.text.size())) +
+                                         "): " + r.status().message());
+  }
+  return r;
 }
 
 }  // namespace
@@ -462,6 +470,32 @@ int cmdVersion(const Context& ctx, bool client_only) {
 
 // ---- describe -------------------------------------------------------------------------
 
+std::string manifestPorts(const json::Json& spec) {
+  std::string out;
+  bool first = true;
+  for (const auto& p : listOf(spec, "ports")) {
+    if (!out.empty()) out += ", ";
+    std::string name = field(p, "name");
+    std::string protocol = field(p, "protocol", "tcp");
+    if (!field(p, "containerPort").empty()) {
+      out += (name.empty() ? "" : name + " ") + field(p, "containerPort") + "/" + protocol;
+    } else {
+      // Dynamic (docs/manifest.md): each instance gets its own free host port, told in
+      // $PORT (the first port) and $PORT_<NAME>; the instances table shows which.
+      std::string vars = first ? "$PORT" : "";
+      if (!name.empty()) {
+        std::string env = "PORT_";
+        for (char c : name) env += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+        vars += (vars.empty() ? "$" : " and $") + env;
+      }
+      out += (name.empty() ? "" : name + " ") + "dynamic/" + protocol +
+             " (a host port per instance" + (vars.empty() ? "" : ", in " + vars) + ")";
+    }
+    first = false;
+  }
+  return dash(out);
+}
+
 namespace {
 
 std::string joinStrings(const Json& list, const std::string& sep = " ") {
@@ -472,17 +506,6 @@ std::string joinStrings(const Json& list, const std::string& sep = " ") {
     out += v.is_string() ? v.get<std::string>() : json::dump(v);
   }
   return out;
-}
-
-std::string manifestPorts(const Json& spec) {
-  std::string out;
-  for (const auto& p : listOf(spec, "ports")) {
-    if (!out.empty()) out += ", ";
-    std::string name = field(p, "name");
-    out += (name.empty() ? "" : name + " ") + field(p, "containerPort", "?") + "/" +
-           field(p, "protocol", "tcp");
-  }
-  return dash(out);
 }
 
 std::string manifestResources(const Json& spec) {
@@ -810,6 +833,10 @@ int cmdImagesLoad(const Context& ctx, const std::string& file) {
   };
   Result<Json> r = ctx.node->upload("/api/v1/images/load", "application/x-tar", source);
   if (meter) *ctx.err << meter->finish() << std::flush;
+  if (!r.isOk() && r.status().code() == StatusCode::kResourceExhausted) {
+    return ctx.fail(Status(r.status().code(), "image " + file + " is too large for the node: " +
+                                                  r.status().message()));
+  }
   if (!r.isOk()) return ctx.fail(r.status());
   if (printDocument(ctx, *r) || ctx.quiet) return kExitOk;
   for (const auto& img : listOf(*r, "images")) {
@@ -864,6 +891,14 @@ int cmdCall(const Context& ctx, const CallArgs& args) {
     std::string msg = r->body;
     auto j = json::parse(r->body, "answer");
     if (j.isOk() && j->is_object() && j->contains("message")) msg = field(*j, "message");
+    if (r->status == 413) {
+      // This node or the target refused the body for its size; either way it is the input.
+      *ctx.err << "edgectl: the request body ("
+               << formatBytes(static_cast<int64_t>(req.body.size())) << ") is too large: " << msg
+               << "\n"
+               << std::flush;
+      return kExitInvalid;
+    }
     *ctx.err << "edgectl: node " << args.node << " answered " << r->status << ": " << msg << "\n"
              << std::flush;
     return r->status == 404 ? kExitNotFound : kExitError;

@@ -85,6 +85,12 @@ int cmdCluster(const Context& ctx);
 // GET /api/v1/routes: the gateway's route table.
 int cmdRoutes(const Context& ctx);
 
+// The Ports line of `describe` for a manifest's spec: "http 8080/tcp" for a static port;
+// a dynamic one (no containerPort) says the node gives each instance its own host port and
+// in which variables: "http dynamic/tcp (a host port per instance, in $PORT and
+// $PORT_HTTP)". "-" when there are none.
+std::string manifestPorts(const json::Json& spec);
+
 // The client's version ("0.1.0").
 const char* clientVersion();
 

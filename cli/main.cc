@@ -1,5 +1,6 @@
 // edgectl: the operator's command line for an Edgecloud node. It talks to edged's REST
 // API (docs/api.md) on the node's unix socket or over TCP; docs/edgectl.md is its manual.
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -232,6 +233,9 @@ int run(int argc, char** argv) {
 }  // namespace edge::cli
 
 int main(int argc, char** argv) {
+  // A closed stdout (`edgectl logs -f x | head`) or a node that stops reading a body it
+  // refuses is an error to report, not a reason to die silently with status 141.
+  ::signal(SIGPIPE, SIG_IGN);
   try {
     return edge::cli::run(argc, argv);
   } catch (const std::exception& e) {

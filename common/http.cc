@@ -1,5 +1,9 @@
 #include "common/http.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,6 +12,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <optional>
+
+#include "common/fs.h"
 
 namespace edge::http {
 
@@ -118,6 +126,107 @@ Status transportError(const Endpoint& ep, httplib::Error err, int saved_errno) {
   }
 }
 
+// A peer that refuses a request body (413 at its size limit, 400 on a bad image) answers
+// and closes without reading the rest, so the next write fails with EPIPE. That write
+// must neither kill the process (SIGPIPE; httplib sends without MSG_NOSIGNAL) nor hide
+// the answer. SIGPIPE is blocked on this thread for the call and a pending one is
+// consumed before the old mask returns, so callers need not ignore it process-wide.
+class SigpipeBlock {
+ public:
+  SigpipeBlock() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+    sigset_t pending;
+    sigemptyset(&pending);
+    ::sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+  }
+  ~SigpipeBlock() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      ::sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        timespec zero{};
+        while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlock(const SigpipeBlock&) = delete;
+  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t old_;
+  bool was_pending_ = false;
+};
+
+// Reads what the peer sent before it closed, on a duplicate of the request's socket
+// (httplib has closed its own): at most `cap` bytes, until EOF or `budget` passes.
+std::string drainAnswer(int fd, size_t cap, std::chrono::milliseconds budget) {
+  std::string raw;
+  auto deadline = std::chrono::steady_clock::now() + budget;
+  char buf[16 * 1024];
+  while (raw.size() < cap) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, cap - raw.size()), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;  // EOF, or the reset that followed the answer
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  return raw;
+}
+
+// The status line, headers and (Content-Length bounded) body of a raw HTTP/1 answer;
+// nullopt when the head is incomplete or not HTTP.
+std::optional<Response> parseResponseHead(std::string_view raw) {
+  size_t head_end = raw.find("\r\n\r\n");
+  if (head_end == std::string_view::npos || !raw.starts_with("HTTP/1.")) return std::nullopt;
+  std::string_view head = raw.substr(0, head_end);
+  size_t eol = head.find("\r\n");
+  std::string_view status_line = head.substr(0, eol);
+  size_t sp = status_line.find(' ');
+  if (sp == std::string_view::npos || status_line.size() < sp + 4) return std::nullopt;
+  int code = 0;
+  for (char c : status_line.substr(sp + 1, 3)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    code = code * 10 + (c - '0');
+  }
+  Response out;
+  out.status = code;
+  while (eol != std::string_view::npos) {
+    size_t start = eol + 2;
+    eol = head.find("\r\n", start);
+    std::string_view line = head.substr(start, eol == std::string_view::npos ? eol : eol - start);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+      value.remove_prefix(1);
+    }
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    out.headers.emplace(std::string(line.substr(0, colon)), std::string(value));
+  }
+  std::string_view body = raw.substr(head_end + 4);
+  std::string length = out.header("Content-Length");
+  if (!length.empty() && length.find_first_not_of("0123456789") == std::string::npos &&
+      length.size() < 19) {
+    body =
+        body.substr(0, std::min<size_t>(body.size(), std::strtoull(length.c_str(), nullptr, 10)));
+  }
+  out.body = std::string(body);
+  return out;
+}
+
 }  // namespace
 
 Result<Response> Client::send(const Request& request) const {
@@ -201,12 +310,46 @@ Result<Response> Client::send(const Request& request) const {
     };
   }
 
+  // With a body to send, keep a duplicate of the socket: if the peer answers and closes
+  // before taking the whole body, httplib reports a write error and closes its socket,
+  // but the answer is still in the receive queue of the duplicate.
+  const bool has_body = request.body_source || !request.body.empty();
+  fs::UniqueFd spare;
+  if (has_body) {
+    cli->set_socket_options(
+        [&spare](socket_t sock) { spare.reset(::fcntl(sock, F_DUPFD_CLOEXEC, 0)); });
+  }
+
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
-  errno = 0;
-  last_activity = std::chrono::steady_clock::now();
-  bool ok = cli->send(req, res, err);
-  int saved_errno = errno;
+  bool ok = false;
+  int saved_errno = 0;
+  {
+    SigpipeBlock no_sigpipe;
+    errno = 0;
+    last_activity = std::chrono::steady_clock::now();
+    ok = cli->send(req, res, err);
+    saved_errno = errno;
+  }
+  // A failed write of a chunked body is reported as a cancelled content provider.
+  bool body_write_failed = err == httplib::Error::Write || (err == httplib::Error::Canceled &&
+                                                            request.body_source && !sink_stopped);
+  if (!ok && body_write_failed && spare.valid() && source_error.isOk()) {
+    // An answer the peer sent before closing is its reason; an error body is what the
+    // caller reads either way, so it is returned whole as for any other non-2xx answer.
+    constexpr size_t kMaxAnswer = 1 << 20;
+    std::string raw = drainAnswer(spare.get(), kMaxAnswer, std::chrono::milliseconds(2000));
+    if (std::optional<Response> answer = parseResponseHead(raw)) {
+      if (request.body_sink && answer->isSuccess()) {
+        request.body_sink(answer->body.data(), answer->body.size());
+        answer->body.clear();
+      }
+      return std::move(*answer);
+    }
+    return Status::unavailable("connection to " + endpoint_.toString() +
+                               " failed while sending the request body (the peer closed it or "
+                               "stopped reading) and no answer came");
+  }
   if (!source_error.isOk()) return source_error.withContext("request body");
   if (!ok) {
     if (sink_stopped) return Status::cancelled("response reading stopped by the receiver");

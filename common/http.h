@@ -3,7 +3,9 @@
 // Each request opens its own connection, so one HttpClient may be shared by threads and
 // a long-lived request (a Docker `wait`, a `logs?follow=1`) never blocks another call.
 // Transport failures (no socket, refused, permission, peer died mid-response, timeout)
-// come back as a Status naming the endpoint, never as a hang or an exception.
+// come back as a Status naming the endpoint, never as a hang or an exception. A peer that
+// answers before it has read the whole request body (a 413 at its size limit) and closes
+// is an answer, not a transport failure: send() returns it. No call raises SIGPIPE.
 #pragma once
 
 #include <chrono>

@@ -254,14 +254,18 @@ Status parseHostPort(const std::string& text, std::string* host, std::string* po
 
 ApiServer::ApiServer(Options options)
     : options_(std::move(options)), engine_(std::make_unique<Engine>()) {
-  engine_->set_error_handler(
-      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+  engine_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         Connection* c = t_conn;
         std::string msg;
         if (c && c->too_large) {
           res.status = 413;
-          msg = "request body is larger than this endpoint accepts";
+          // The limit is in the answer so a client can tell its user what fits.
+          size_t limit = options_.max_body_bytes;
+          msg = "request body is larger than this endpoint accepts: the limit is " +
+                std::to_string(limit) + " bytes";
+          if (limit % (1 << 20) == 0) msg += " (" + std::to_string(limit >> 20) + " MiB)";
         } else if (c && c->headers_too_large) {
           res.status = 431;
           msg = "request line and headers are too large";

@@ -35,6 +35,9 @@ packages=(
   # bench/gateway_bench.sh drives wrk against the gateway and against nginx as a reverse
   # proxy (run from its own temporary prefix, never the system config)
   wrk nginx-light
+  # tests/integration/metrics_lint.sh runs `promtool check metrics` (in Debian's
+  # prometheus package) on a live edged's and edge-backend's /metrics
+  prometheus
 )
 
 missing=()
@@ -71,5 +74,14 @@ if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
   else
     /etc/init.d/nginx stop >/dev/null 2>&1 || true
     update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
+fi
+# prometheus's postinst enables a system Prometheus on :9090; only promtool is wanted.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
   fi
 fi

@@ -243,7 +243,10 @@ std::string metricsText(Node& node) {
   out += "edged_api_requests_total " + std::to_string(node.requests()) + "\n";
   gauge("edged_api_request_errors_total", "Node API requests answered 4xx/5xx.", "counter");
   out += "edged_api_request_errors_total " + std::to_string(node.requestErrors()) + "\n";
-  gauge("edged_store_revision", "Changes committed to the desired-state store.", "counter");
+  // A gauge, as etcd exposes its revision: the number survives restarts (it is the
+  // store's), which a counter, reset at process start by convention, does not.
+  gauge("edged_store_revision", "Revision of the desired-state store (changes committed).",
+        "gauge");
   out += "edged_store_revision " + std::to_string(node.store().revision()) + "\n";
   gauge("edged_events_total", "Node events recorded.", "counter");
   out += "edged_events_total " + std::to_string(node.events().lastSeq()) + "\n";
