@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <thread>
 
 #include "common/crypto.h"
+#include "common/fs.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -197,7 +199,13 @@ Status NodeGateway::start(discovery::Discovery* discovery) {
   gateway::ProxyOptions po;
   po.workers =
       options_.workers > 0 ? options_.workers : std::max(1u, std::thread::hardware_concurrency());
-  if (!options_.unix_socket.empty()) po.listen_unix.push_back(options_.unix_socket);
+  if (!options_.unix_socket.empty()) {
+    // Like the API socket's: the run dir may not exist yet on a fresh host (/run is a
+    // tmpfs, emptied at boot).
+    std::string parent = std::filesystem::path(options_.unix_socket).parent_path().string();
+    if (!parent.empty()) RETURN_IF_ERROR(fs::makeDirs(parent, 0755));
+    po.listen_unix.push_back(options_.unix_socket);
+  }
   po.tls_server = [this](int fd, std::string already_read) {
     return tls_->server(fd, std::move(already_read));
   };

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz, clang, ASan+UBSan) in build-fuzz/ and runs
+# Builds the libFuzzer targets (tests/fuzz, clang, ASan+UBSan) in build-asan/ — the same
+# sanitizer build `scripts/test.sh --sanitize` makes (scripts/lib/sanitizer-build.sh), so CI
+# compiles it once — and runs
 # each for a while from its seed corpus, after replaying its regression inputs. Fails
 # when any target crashes, leaks, hangs (> 5 s on one input) or breaks a property; the
-# input that did it is saved under build-fuzz/fuzz-runs/<target>/ and named in the output.
+# input that did it is saved under build-asan/fuzz-runs/<target>/ and named in the output.
 #
 #   scripts/fuzz.sh                        # every target, 30 s each (the CI run)
 #   scripts/fuzz.sh --seconds 600          # longer
 #   scripts/fuzz.sh manifest_fuzz          # one target
 #
-# The corpus each run grows is kept in build-fuzz/fuzz-runs/<target>/corpus, so successive
+# The corpus each run grows is kept in build-asan/fuzz-runs/<target>/corpus, so successive
 # runs start where the last one stopped. Longer campaigns: tests/fuzz/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +21,9 @@ usage() {
   exit 2
 }
 
+source "$(dirname "$0")/lib/sanitizer-build.sh"
 seconds=30
-build=build-fuzz
+build=$sanitizer_build_dir
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,23 +63,8 @@ for t in "${targets[@]}"; do
 done
 
 scripts/install-deps.sh
-# libFuzzer and the sanitizer runtimes come with clang, which only fuzzing needs; kept
-# out of install-deps.sh so the normal build and CI do not pull in a second compiler.
-fuzz_packages=(clang libclang-rt-14-dev)
-missing=()
-for p in "${fuzz_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DEDGE_FUZZ=ON -DEDGE_WERROR=ON \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -gline-tables-only -DNDEBUG" \
-  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -gline-tables-only -DNDEBUG" >/dev/null
+sanitizer_install_clang
+sanitizer_configure "$build"
 ninja -C "$build" -j "$(nproc)" "${targets[@]}"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"

@@ -4,10 +4,11 @@
 # integration tests (real dockerd, namespaces, cgroups; needs root).
 #
 #   scripts/test.sh              # -O2 build without debug info in build/ (benchmarks use it too)
-#   scripts/test.sh --sanitize   # ASan+UBSan build in build-asan/ (line tables only: -g1)
+#   scripts/test.sh --sanitize   # clang ASan+UBSan build in build-asan/ (scripts/lib/sanitizer-build.sh),
+#                                # which scripts/fuzz.sh then reuses for the fuzz targets
 #
 # Debug info is kept to what stack traces need: full -g costs compile time and disk in
-# every build, and CI builds three configurations on two cores.
+# every build, and CI builds two configurations on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,17 +16,21 @@ build=build
 # -O2 as RelWithDebInfo, without -g (GCC 12's -O3 warns falsely on string concatenation).
 cmake_args=(-DEDGE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -DNDEBUG"
             "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -DNDEBUG")
-if [ "${1:-}" = "--sanitize" ]; then
-  build=build-asan
-  cmake_args=(-DEDGE_WERROR=ON -DEDGE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1"
-              "-DCMAKE_C_FLAGS_DEBUG=-g1")
-fi
+sanitize=0
+[ "${1:-}" = "--sanitize" ] && sanitize=1
 
 scripts/install-deps.sh
 scripts/check-format.sh
 scripts/start-dockerd.sh
 
-cmake -S . -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
+if [ "$sanitize" = 1 ]; then
+  source scripts/lib/sanitizer-build.sh
+  sanitizer_install_clang
+  build=$sanitizer_build_dir
+  sanitizer_configure "$build"
+else
+  cmake -S . -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
+fi
 ninja -C "$build"
 
 # The integration tests must fail, not skip, when dockerd is unusable.
@@ -46,5 +51,5 @@ ctest_all -L unit -j "$(nproc)"
 # same edged code as the light one (only the runtime driver differs, and its unit and
 # conformance tests run under the sanitizers), and it costs minutes of CI time.
 skip=()
-[ "$build" = build-asan ] && skip=(-E '^(edged|gateway)_e2e_docker$')
+[ "$sanitize" = 1 ] && skip=(-E '^(edged|gateway)_e2e_docker$')
 ctest_all -L integration "${skip[@]}"
