@@ -478,11 +478,12 @@ struct State {
 };
 using StatePtr = std::shared_ptr<State>;
 
-using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+using Handler = ApiServer::Handler;
 
 // Headers dockerd puts on every reply, the API version check, and the exception edge.
-httplib::Server::Handler dockerRoute(const StatePtr& st, Handler h) {
-  return [st, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+Handler dockerRoute(const StatePtr& st, Handler h) {
+  return [st, h = std::move(h)](const httplib::Request& req, httplib::Response& res,
+                                const http::PathParams& params) {
     res.set_header("Api-Version", kApiVersion);
     res.set_header("Docker-Experimental", "false");
     res.set_header("Ostype", "linux");
@@ -505,7 +506,7 @@ httplib::Server::Handler dockerRoute(const StatePtr& st, Handler h) {
       }
     }
     try {
-      h(req, res);
+      h(req, res, params);
     } catch (const std::exception& e) {
       LOG_ERROR("docker api handler failed").kv("path", req.path).kv("error", e.what());
       sendError(res, 500, std::string("internal error: ") + e.what());
@@ -513,9 +514,8 @@ httplib::Server::Handler dockerRoute(const StatePtr& st, Handler h) {
   };
 }
 
-std::string route(std::string_view regex) {
-  return ApiServer::versionedPattern(regex);
-}
+// Docker routes answer with and without the /v1.NN prefix.
+constexpr http::RouteOptions kVersioned{.version_prefix = true};
 
 bool apiAtLeast(const httplib::Request& req, dk::ApiVersion want) {
   std::string v = ApiServer::pathApiVersion(req.path);
@@ -1143,7 +1143,7 @@ void registerUnsupported(ApiServer& server, const StatePtr& st) {
   static const char kSubset[] =
       "Edgecloud's Docker API subset serves: ping, version, info; containers: ps, create, "
       "start, stop, kill, restart, wait, logs, inspect, rm; images: ls, load, inspect, rm";
-  Handler h = [](const httplib::Request& req, httplib::Response& res) {
+  Handler h = [](const httplib::Request& req, httplib::Response& res, const http::PathParams&) {
     std::string path = ApiServer::versionlessPath(req.path);
     std::string msg;
     if (path.ends_with("/attach") || path.ends_with("/attach/ws")) {
@@ -1165,16 +1165,19 @@ void registerUnsupported(ApiServer& server, const StatePtr& st) {
     }
     sendError(res, 404, msg);
   };
-  std::string any = route(
-      "/(?:containers|images|networks|volumes|exec|swarm|services|nodes|secrets|configs|"
-      "plugins|system|build|session|events|distribution|tasks|auth|commit|grpc|info|version|"
-      "_ping)(?:/.*)?");
-  httplib::Server& raw = server.raw();
-  raw.Get(any, dockerRoute(st, h));
-  raw.Post(any, dockerRoute(st, h));
-  raw.Put(any, dockerRoute(st, h));
-  raw.Delete(any, dockerRoute(st, h));
-  raw.Patch(any, dockerRoute(st, h));
+  // Every path under the Docker API's top-level sections that no route above took.
+  auto section = [](std::string_view s) {
+    static constexpr std::string_view kSections[] = {
+        "containers", "images",  "networks", "volumes",      "exec",    "swarm",
+        "services",   "nodes",   "secrets",  "configs",      "plugins", "system",
+        "build",      "session", "events",   "distribution", "tasks",   "auth",
+        "commit",     "grpc",    "info",     "version",      "_ping"};
+    return std::find(std::begin(kSections), std::end(kSections), s) != std::end(kSections);
+  };
+  for (const char* method : {"GET", "POST", "PUT", "DELETE", "PATCH"}) {
+    server.route(method, "/{section}{*rest}", dockerRoute(st, h), kVersioned)
+        .where("section", section);
+  }
 }
 
 }  // namespace
@@ -1668,62 +1671,68 @@ void registerDockerApi(ApiServer& server, runtime::ContainerRuntime& rt, DockerA
         .kv("error", sub.status().message());
   }
 
-  httplib::Server& raw = server.raw();
-  auto id = [](const httplib::Request& req) { return req.matches[1].str(); };
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+  using Params = http::PathParams;
+  auto get = [&](std::string_view pattern, Handler h) {
+    server.route("GET", pattern, dockerRoute(st, std::move(h)), kVersioned);
+  };
+  auto post = [&](std::string_view pattern, Handler h) {
+    server.route("POST", pattern, dockerRoute(st, std::move(h)), kVersioned);
+  };
+  auto del = [&](std::string_view pattern, Handler h) {
+    server.route("DELETE", pattern, dockerRoute(st, std::move(h)), kVersioned);
+  };
+  auto id = [](const Params& p) { return std::string(p[0]); };
 
-  raw.Get(route("/_ping"), dockerRoute(st, handlePing));
-  raw.Get(route("/version"),
-          dockerRoute(st, [st](const auto&, auto& res) { sendJson(res, 200, versionJson(*st)); }));
-  raw.Get(route("/info"), dockerRoute(st, [st](const auto&, auto& res) { handleInfo(*st, res); }));
+  get("/_ping", [](const Req& req, Res& res, const Params&) { handlePing(req, res); });
+  get("/version",
+      [st](const Req&, Res& res, const Params&) { sendJson(res, 200, versionJson(*st)); });
+  get("/info", [st](const Req&, Res& res, const Params&) { handleInfo(*st, res); });
 
-  raw.Get(route("/containers/json"),
-          dockerRoute(st, [st](const auto& req, auto& res) { handleList(*st, req, res); }));
-  raw.Post(route("/containers/create"),
-           dockerRoute(st, [st](const auto& req, auto& res) { handleCreate(*st, req, res); }));
-  raw.Get(route("/containers/([^/]+)/json"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-            std::optional<ContainerInfo> c = findContainer(*st, id(req), res);
-            if (c) sendJson(res, 200, containerInspectJson(*c, std::chrono::system_clock::now()));
-          }));
-  raw.Post(
-      route("/containers/([^/]+)/start"),
-      dockerRoute(st, [st, id](const auto& req, auto& res) { handleStart(*st, id(req), res); }));
-  raw.Post(route("/containers/([^/]+)/stop"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-             handleStop(*st, id(req), req, res, false);
-           }));
-  raw.Post(route("/containers/([^/]+)/restart"),
-           dockerRoute(st, [st, id](const auto& req, auto& res) {
-             handleStop(*st, id(req), req, res, true);
-           }));
-  raw.Post(route("/containers/([^/]+)/kill"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-             handleKill(*st, id(req), req, res);
-           }));
-  raw.Post(route("/containers/([^/]+)/wait"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-             handleWait(st, id(req), req, res);
-           }));
-  raw.Get(route("/containers/([^/]+)/logs"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-            handleLogs(st, id(req), req, res);
-          }));
-  raw.Delete(route("/containers/([^/]+)"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-               handleRemove(*st, id(req), req, res);
-             }));
+  get("/containers/json",
+      [st](const Req& req, Res& res, const Params&) { handleList(*st, req, res); });
+  post("/containers/create",
+       [st](const Req& req, Res& res, const Params&) { handleCreate(*st, req, res); });
+  get("/containers/{id}/json", [st, id](const Req&, Res& res, const Params& p) {
+    std::optional<ContainerInfo> c = findContainer(*st, id(p), res);
+    if (c) sendJson(res, 200, containerInspectJson(*c, std::chrono::system_clock::now()));
+  });
+  post("/containers/{id}/start",
+       [st, id](const Req&, Res& res, const Params& p) { handleStart(*st, id(p), res); });
+  post("/containers/{id}/stop", [st, id](const Req& req, Res& res, const Params& p) {
+    handleStop(*st, id(p), req, res, false);
+  });
+  post("/containers/{id}/restart", [st, id](const Req& req, Res& res, const Params& p) {
+    handleStop(*st, id(p), req, res, true);
+  });
+  post("/containers/{id}/kill",
+       [st, id](const Req& req, Res& res, const Params& p) { handleKill(*st, id(p), req, res); });
+  post("/containers/{id}/wait",
+       [st, id](const Req& req, Res& res, const Params& p) { handleWait(st, id(p), req, res); });
+  get("/containers/{id}/logs",
+      [st, id](const Req& req, Res& res, const Params& p) { handleLogs(st, id(p), req, res); });
+  del("/containers/{id}",
+      [st, id](const Req& req, Res& res, const Params& p) { handleRemove(*st, id(p), req, res); });
 
-  raw.Get(route("/images/json"),
-          dockerRoute(st, [st](const auto&, auto& res) { handleImages(*st, res); }));
-  std::string load = route("/images/load");
+  get("/images/json", [st](const Req&, Res& res, const Params&) { handleImages(*st, res); });
   server.allowStreamedBody([](const std::string& method, const std::string& path) {
     return method == "POST" && path == "/images/load";
   });
-  raw.Post(load, [st](const httplib::Request& req, httplib::Response& res,
-                      const httplib::ContentReader& reader) {
-    dockerRoute(st, [&](const auto&, auto& r) { handleLoad(*st, reader, r); })(req, res);
+  server.routeStreamed(
+      "POST", "/images/load",
+      [st](const Req& req, Res& res, const Params& p, const httplib::ContentReader& reader) {
+        dockerRoute(st, [&](const Req&, Res& r, const Params&) { handleLoad(*st, reader, r); })(
+            req, res, p);
+      },
+      kVersioned);
+  get("/images/{name...}/json", [st, id](const Req&, Res& res, const Params& p) {
+    std::optional<ImageInfo> img = findImage(*st, id(p), res);
+    if (img) sendJson(res, 200, imageInspectJson(*img));
   });
-  raw.Get(route("/images/(.+)/json"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-            std::optional<ImageInfo> img = findImage(*st, id(req), res);
-            if (img) sendJson(res, 200, imageInspectJson(*img));
-          }));
-  raw.Delete(route("/images/(.+)"), dockerRoute(st, [st, id](const auto& req, auto& res) {
-               handleImageRemove(*st, id(req), req, res);
-             }));
+  del("/images/{name...}", [st, id](const Req& req, Res& res, const Params& p) {
+    handleImageRemove(*st, id(p), req, res);
+  });
 
   registerUnsupported(server, st);
 }
