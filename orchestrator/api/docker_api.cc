@@ -20,6 +20,7 @@
 
 #include "common/crypto.h"
 #include "common/fs.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "common/platform.h"
 #include "runtime-shim/docker/docker_json.h"
@@ -337,24 +338,8 @@ void sendError(httplib::Response& res, int status, const std::string& message) {
   sendJson(res, status, Json{{"message", message}});
 }
 
-int httpStatus(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kInvalidArgument:
-      return 400;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition:
-      return 409;
-    case StatusCode::kUnavailable:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
 void sendStatus(httplib::Response& res, const Status& s) {
-  sendError(res, httpStatus(s), s.message());
+  sendError(res, http::dockerApiHttpStatusFor(s.code()), s.message());
 }
 
 // Docker's boolean query values: "", "0", "no", "false", "none" are false.

@@ -13,6 +13,7 @@
 
 #include "common/crypto.h"
 #include "common/http_server.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "orchestrator/node.h"
 
@@ -23,28 +24,6 @@ using http::ApiServer;
 using nlohmann::json;
 using runtime::ContainerState;
 
-int httpStatusFor(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kInvalidArgument:
-      return 400;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition:
-      return 409;
-    case StatusCode::kPermissionDenied:
-      return 403;
-    case StatusCode::kResourceExhausted:
-      return 413;
-    case StatusCode::kUnavailable:
-      return 503;
-    case StatusCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
 void sendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
@@ -52,7 +31,7 @@ void sendJson(httplib::Response& res, int status, const json& body) {
 }
 
 void sendError(httplib::Response& res, const Status& s) {
-  sendJson(res, httpStatusFor(s), json{{"message", s.message()}});
+  sendJson(res, http::nodeApiHttpStatusFor(s.code()), json{{"message", s.message()}});
 }
 
 std::string timeText(WallTime t) {
