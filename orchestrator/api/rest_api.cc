@@ -101,12 +101,12 @@ json manifestJson(const ServiceRecord& r) {
   return doc.is_discarded() ? json(r.manifest_json) : doc;
 }
 
-json serviceJson(Node& node, const ServiceRecord& r) {
+json serviceJson(NodeApi& node, const ServiceRecord& r) {
   json out{{"name", r.name},
            {"generation", r.generation},
            {"applied_at", timeText(r.applied_at)},
            {"manifest", manifestJson(r)}};
-  auto st = node.reconciler().service(r.name);
+  auto st = node.serviceStatus(r.name);
   if (st && st->generation == r.generation) {
     out["state"] = st->state;
     out["message"] = st->message;
@@ -123,7 +123,7 @@ json serviceJson(Node& node, const ServiceRecord& r) {
                            {"updated", 0}};
   }
   json inst = json::array();
-  for (const auto& i : node.reconciler().instances())
+  for (const auto& i : node.instances())
     if (i.service == r.name) inst.push_back(instanceJson(i));
   out["instances"] = inst;
   return out;
@@ -191,6 +191,8 @@ void clusterMetrics(const discovery::ClusterSnapshot& snap, Header&& header, std
   }
 }
 
+}  // namespace
+
 std::string metricsText(Node& node) {
   std::string out;
   auto gauge = [&](const std::string& name, const std::string& help, const std::string& type) {
@@ -239,6 +241,8 @@ std::string metricsText(Node& node) {
   return out;
 }
 
+namespace {
+
 // Streams the logs of several containers into one response: one reader thread per
 // container feeds a queue the connection's thread writes from.
 struct LogFanIn {
@@ -250,7 +254,8 @@ struct LogFanIn {
   size_t queued_bytes = 0;
 };
 
-void streamLogs(ApiServer& server, Node& node, const httplib::Request& req, httplib::Response& res,
+void streamLogs(ApiServer& server, NodeApi& node, const httplib::Request& req,
+                httplib::Response& res,
                 std::vector<std::pair<std::string, std::string>> targets /* id, name */) {
   runtime::LogOptions opts;
   opts.follow = flag(req, "follow");
@@ -327,18 +332,18 @@ void streamLogs(ApiServer& server, Node& node, const httplib::Request& req, http
       });
 }
 
-std::vector<std::pair<std::string, std::string>> serviceLogTargets(Node& node,
+std::vector<std::pair<std::string, std::string>> serviceLogTargets(NodeApi& node,
                                                                    const std::string& name) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& i : node.reconciler().instances())
+  for (const auto& i : node.instances())
     if (i.service == name) out.emplace_back(i.id, i.name);
   return out;
 }
 
-void registerNode(ApiServer& server, Node& node) {
+void registerNode(ApiServer& server, NodeApi& node) {
   auto& s = server;
   auto healthz = [&node](const httplib::Request&, httplib::Response& res) {
-    auto rev = node.store().list();
+    auto rev = node.services();
     auto info = node.runtime().info();
     if (!rev.isOk() || !info.isOk()) {
       sendJson(res, 503,
@@ -352,16 +357,16 @@ void registerNode(ApiServer& server, Node& node) {
   s.get("/healthz", healthz);
   s.get("/api/v1/healthz", healthz);
   auto metrics = [&node](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metricsText(node), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(node.metricsText(), "text/plain; version=0.0.4; charset=utf-8");
   };
   s.get("/metrics", metrics);
   s.get("/api/v1/metrics", metrics);
   s.get("/api/v1/node", [&node](const httplib::Request&, httplib::Response& res) {
     auto info = node.runtime().info();
     if (!info.isOk()) return sendError(res, info.status());
-    auto services = node.store().list();
+    auto services = node.services();
     int total = 0, running = 0;
-    for (const auto& i : node.reconciler().instances()) {
+    for (const auto& i : node.instances()) {
       total++;
       if (i.state == ContainerState::kRunning) running++;
     }
@@ -380,8 +385,8 @@ void registerNode(ApiServer& server, Node& node) {
                {"isolation", info->isolation}}},
              {"os", info->os},
              {"kernel", info->kernel},
-             {"data_dir", node.config().data_dir},
-             {"api_socket", node.config().api_socket},
+             {"data_dir", node.dataDir()},
+             {"api_socket", node.apiSocket()},
              {"started_at", timeText(node.startedAt())},
              {"uptime_s",
               std::chrono::duration_cast<std::chrono::seconds>(now - node.startedAt()).count()},
@@ -389,11 +394,11 @@ void registerNode(ApiServer& server, Node& node) {
              {"instances", {{"total", total}, {"running", running}}},
              {"containers", {{"total", info->containers}, {"running", info->containers_running}}},
              {"images", images.isOk() ? images->size() : 0},
-             {"store_revision", node.store().revision()}});
+             {"store_revision", node.storeRevision()}});
   });
 }
 
-void registerServices(ApiServer& server, Node& node) {
+void registerServices(ApiServer& server, NodeApi& node) {
   auto& s = server;
   s.post("/api/v1/services", [&node](const httplib::Request& req, httplib::Response& res) {
     bool dry = flag(req, "dryRun");
@@ -414,7 +419,7 @@ void registerServices(ApiServer& server, Node& node) {
              json{{"dryRun", dry}, {"services", services}, {"warnings", result->warnings}});
   });
   s.get("/api/v1/services", [&node](const httplib::Request&, httplib::Response& res) {
-    auto records = node.store().list();
+    auto records = node.services();
     if (!records.isOk()) return sendError(res, records.status());
     json arr = json::array();
     for (const auto& r : *records) arr.push_back(serviceJson(node, r));
@@ -422,7 +427,7 @@ void registerServices(ApiServer& server, Node& node) {
   });
   s.get("/api/v1/services/{name}",
         [&node](const httplib::Request&, httplib::Response& res, const http::PathParams& p) {
-          auto r = node.store().get(std::string(p[0]));
+          auto r = node.service(std::string(p[0]));
           if (!r.isOk()) return sendError(res, r.status());
           sendJson(res, 200, serviceJson(node, *r));
         });
@@ -461,11 +466,11 @@ void registerServices(ApiServer& server, Node& node) {
                                         req.get_param_value("to") + "\""}});
              }
            }
-           auto before = node.store().get(name);
+           auto before = node.service(name);
            if (!before.isOk()) return sendError(res, before.status());
            auto rec = node.rollback(name, to);
            if (!rec.isOk()) return sendError(res, rec.status());
-           auto hist = node.store().history(name);
+           auto hist = node.history(name);
            int64_t source = to.value_or(0);
            if (!to && hist.isOk() && hist->size() >= 3) source = (*hist)[2].generation;
            sendJson(res, 200,
@@ -477,9 +482,9 @@ void registerServices(ApiServer& server, Node& node) {
   s.get("/api/v1/services/{name}/history",
         [&node](const httplib::Request&, httplib::Response& res, const http::PathParams& p) {
           std::string name = std::string(p[0]);
-          auto hist = node.store().history(name);
+          auto hist = node.history(name);
           if (!hist.isOk()) return sendError(res, hist.status());
-          auto cur = node.store().get(name);
+          auto cur = node.service(name);
           int64_t current = cur.isOk() ? cur->generation : 0;
           json gens = json::array();
           for (const auto& r : *hist)
@@ -493,7 +498,7 @@ void registerServices(ApiServer& server, Node& node) {
                                                          httplib::Response& res,
                                                          const http::PathParams& p) {
     std::string name = std::string(p[0]);
-    auto r = node.store().get(name);
+    auto r = node.service(name);
     if (!r.isOk()) return sendError(res, r.status());
     auto targets = serviceLogTargets(node, name);
     if (targets.empty())
@@ -502,12 +507,12 @@ void registerServices(ApiServer& server, Node& node) {
   });
 }
 
-void registerInstances(ApiServer& server, Node& node) {
+void registerInstances(ApiServer& server, NodeApi& node) {
   auto& s = server;
   s.get("/api/v1/instances", [&node](const httplib::Request& req, httplib::Response& res) {
     std::string service = req.has_param("service") ? req.get_param_value("service") : "";
     json arr = json::array();
-    for (const auto& i : node.reconciler().instances())
+    for (const auto& i : node.instances())
       if (service.empty() || i.service == service) arr.push_back(instanceJson(i));
     if (service.empty()) {
       runtime::ListOptions lo;
@@ -537,7 +542,7 @@ json imageJson(const runtime::ImageInfo& i, bool in_use) {
               {"in_use", in_use}};
 }
 
-void registerImages(ApiServer& server, Node& node) {
+void registerImages(ApiServer& server, NodeApi& node) {
   auto& s = server;
   s.get("/api/v1/images", [&node](const httplib::Request&, httplib::Response& res) {
     auto images = node.runtime().listImages();
@@ -555,7 +560,7 @@ void registerImages(ApiServer& server, Node& node) {
       "POST", "/api/v1/images/load",
       [&node](const httplib::Request&, httplib::Response& res, const http::PathParams&,
               const httplib::ContentReader& reader) {
-        std::string dir = node.config().data_dir + "/tmp";
+        std::string dir = node.dataDir() + "/tmp";
         std::error_code ec;
         std::filesystem::create_directories(dir, ec);
         std::string path = dir + "/upload-" + crypto::randomHex(8) + ".tar";
@@ -589,7 +594,7 @@ void registerImages(ApiServer& server, Node& node) {
           arr.push_back(imageJson(i, false));
           node.events().append("image.loaded", "", "", i.tags.empty() ? i.id : i.tags.front());
         }
-        node.reconciler().wake();
+        node.wakeReconciler();
         sendJson(res, 200, json{{"images", arr}});
       });
   s.del("/api/v1/images/{ref...}",
@@ -611,7 +616,7 @@ json eventJson(const NodeEvent& e) {
   return j;
 }
 
-void registerEvents(ApiServer& server, Node& node) {
+void registerEvents(ApiServer& server, NodeApi& node) {
   server.get(
       "/api/v1/events", [&server, &node](const httplib::Request& req, httplib::Response& res) {
         int64_t since = 0;
@@ -650,26 +655,25 @@ void registerEvents(ApiServer& server, Node& node) {
       });
 }
 
-void registerCluster(ApiServer& server, Node& node) {
+void registerCluster(ApiServer& server, NodeApi& node) {
   auto& s = server;
   s.get("/api/v1/routes", [&node](const httplib::Request&, httplib::Response& res) {
-    NodeGateway* g = node.gateway();
-    sendJson(res, 200, {{"node", node.id()}, {"routes", g ? g->routesJson() : json::array()}});
+    sendJson(res, 200, {{"node", node.id()}, {"routes", node.gatewayRoutes()}});
   });
   s.get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
     json j = discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow()));
-    j["backend"] = node.backend().state();
+    j["backend"] = node.backendState();
     sendJson(res, 200, j);
   });
   s.get("/api/v1/nodes", [&node](const httplib::Request& req, httplib::Response& res) {
     std::string scope = req.get_param_value("scope");
     // Beyond the links, the backend knows: account scope when one is configured (it sees
     // every network of the account), proximity always (only it holds locations).
-    if (scope == "proximity" || (scope == "account" && node.backend().configured())) {
+    if (scope == "proximity" || (scope == "account" && node.backendConfigured())) {
       std::string query;
       for (const auto& [k, v] : req.params)
         query += (query.empty() ? "" : "&") + http::urlEncode(k) + "=" + http::urlEncode(v);
-      auto answer = node.backend().queryNodes(query);
+      auto answer = node.queryNodes(query);
       if (!answer.isOk()) return sendError(res, answer.status());
       return sendJson(res, 200, *answer);
     }
@@ -688,12 +692,12 @@ void registerCluster(ApiServer& server, Node& node) {
 
 // Calls another node's API through a peer channel (docs/relay.md): directly when it is
 // reachable, else through the backend's relays.
-void registerPeers(ApiServer& server, Node& node) {
+void registerPeers(ApiServer& server, NodeApi& node) {
   auto isNodeId = [](std::string_view v) { return v.size() == 16 && http::isLowerHex(v); };
   auto& s = server;
   s.get("/api/v1/peers/{node}", [&node](const httplib::Request&, httplib::Response& res,
                                         const http::PathParams& p) {
-     auto r = node.backend().route(std::string(p[0]));
+     auto r = node.peerRoute(std::string(p[0]));
      if (!r.isOk()) return sendError(res, r.status());
      sendJson(res, 200, *r);
    }).where("node", isNodeId);
@@ -708,7 +712,7 @@ void registerPeers(ApiServer& server, Node& node) {
     out.path += query;
     out.body = req.body;
     out.content_type = req.get_header_value("Content-Type");
-    auto r = node.backend().callPeer(std::string(p[0]), out);
+    auto r = node.callPeer(std::string(p[0]), out);
     if (!r.isOk()) return sendError(res, r.status());
     res.status = r->status;
     std::string path = r->header("X-Edge-Peer-Path");
@@ -720,7 +724,7 @@ void registerPeers(ApiServer& server, Node& node) {
     s.route(method, "/api/v1/peers/{node}/proxy{*path}", proxy).where("node", isNodeId);
 }
 
-void registerRestApi(ApiServer& server, Node& node) {
+void registerRestApi(ApiServer& server, NodeApi& node) {
   server.allowStreamedBody([](const std::string& method, const std::string& path) {
     return method == "POST" && path == "/api/v1/images/load";
   });
