@@ -14,8 +14,9 @@
 // away, which waitFor() and clientGone() tell them.
 //
 // Bodies: a request body (sized or chunked) is limited to Options::max_body_bytes (413
-// beyond), except on routes declared with allowStreamedBody(), whose handlers read it
-// with httplib's ContentReader and must store it somewhere other than memory. A POST
+// beyond), except for requests allowStreamedBody() accepts, whose routes are added with
+// routeStreamed(): their handlers read the body with httplib's ContentReader and must
+// store it somewhere other than memory. A POST
 // without Content-Length or Transfer-Encoding has no body (httplib would otherwise read
 // until the client closes).
 //
