@@ -186,12 +186,11 @@ Status BackendServer::start() {
   so.clock = m.clock;
   m.signaling = std::make_unique<Signaling>(*m.store, *m.tokens, so);
 
-  auto& raw = m.api->raw();
   registerIdentityApi(*m.api, *m.ids, *m.tokens, *m.limiter);
   m.disc->registerRoutes(*m.api);
   registerSignalingApi(*m.api, *m.signaling);
   Impl* self = &m;
-  raw.Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
+  m.api->get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
     auto rev = self->store->revision();
     if (!rev.isOk())
       return replyJson(res, 503,
@@ -204,7 +203,7 @@ Status BackendServer::start() {
                {"store", self->store->describe()},
                {"revision", *rev}});
   });
-  raw.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+  m.api->get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     auto rev = self->store->revision();
     res.set_content(
         metricsText(self->relay->stats(), rev.isOk() ? std::optional<int64_t>(*rev) : std::nullopt),

@@ -684,27 +684,27 @@ std::optional<GeoPoint> nearParam(const httplib::Request& req, httplib::Response
 }  // namespace
 
 void DiscoveryService::registerRoutes(http::ApiServer& server) {
-  auto& s = server.raw();
-  s.Post("/v1/clusters", [this](const httplib::Request& req, httplib::Response& res) {
+  auto& s = server;
+  s.post("/v1/clusters", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = authorize(auth_, req, res, "discovery:register");
     if (!caller.isOk()) return;
     auto body = parseJsonBody(req);
     if (!body.isOk()) return replyError(res, body.status());
     replyResult(res, registerCluster(*caller, *body, req.remote_addr));
   });
-  s.Post(R"(/v1/clusters/([0-9a-f]{1,64})/heartbeat)",
-         [this](const httplib::Request& req, httplib::Response& res) {
-           auto caller = authorize(auth_, req, res, "discovery:register");
-           if (!caller.isOk()) return;
-           std::string digest;
-           if (!req.body.empty()) {
-             auto body = parseJsonBody(req);
-             if (!body.isOk()) return replyError(res, body.status());
-             digest = body->value("digest", "");
-           }
-           replyResult(res, heartbeat(*caller, req.matches[1], digest));
-         });
-  s.Post("/v1/nodes/self/reachability",
+  s.post("/v1/clusters/{id}/heartbeat", [this](const httplib::Request& req, httplib::Response& res,
+                                               const http::PathParams& p) {
+     auto caller = authorize(auth_, req, res, "discovery:register");
+     if (!caller.isOk()) return;
+     std::string digest;
+     if (!req.body.empty()) {
+       auto body = parseJsonBody(req);
+       if (!body.isOk()) return replyError(res, body.status());
+       digest = body->value("digest", "");
+     }
+     replyResult(res, heartbeat(*caller, std::string(p[0]), digest));
+   }).where("id", [](std::string_view id) { return id.size() <= 64 && http::isLowerHex(id); });
+  s.post("/v1/nodes/self/reachability",
          [this](const httplib::Request& req, httplib::Response& res) {
            auto caller = authorize(auth_, req, res, "discovery:register");
            if (!caller.isOk()) return;
@@ -712,40 +712,41 @@ void DiscoveryService::registerRoutes(http::ApiServer& server) {
            if (!body.isOk()) return replyError(res, body.status());
            replyResult(res, checkReachability(*caller, *body, req.remote_addr));
          });
-  s.Get("/v1/nodes", [this](const httplib::Request& req, httplib::Response& res) {
+  s.get("/v1/nodes", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = authorize(auth_, req, res, "discovery:read");
     if (!caller.isOk()) return;
     auto q = parseNodesQuery(req);
     if (!q.isOk()) return replyError(res, q.status());
     replyResult(res, queryNodes(*caller, *q));
   });
-  s.Get(R"(/v1/nodes/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    auto caller = authorize(auth_, req, res, "discovery:read");
-    if (!caller.isOk()) return;
-    replyResult(res, getNode(*caller, req.matches[1]));
-  });
-  s.Get("/v1/registry/services", [this](const httplib::Request& req, httplib::Response& res) {
+  s.get("/v1/nodes/{id}",
+        [this](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+          auto caller = authorize(auth_, req, res, "discovery:read");
+          if (!caller.isOk()) return;
+          replyResult(res, getNode(*caller, std::string(p[0])));
+        });
+  s.get("/v1/registry/services", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = authorize(auth_, req, res, "discovery:read");
     if (!caller.isOk()) return;
     replyResult(res, listServices(*caller));
   });
-  s.Put(R"(/v1/registry/services/([^/]+))",
-        [this](const httplib::Request& req, httplib::Response& res) {
+  s.put("/v1/registry/services/{name}",
+        [this](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
           auto caller = authorize(auth_, req, res, "registry:write");
           if (!caller.isOk()) return;
           auto body = parseJsonBody(req);
           if (!body.isOk()) return replyError(res, body.status());
-          replyResult(res, putService(*caller, req.matches[1], *body));
+          replyResult(res, putService(*caller, std::string(p[0]), *body));
         });
-  s.Delete(R"(/v1/registry/services/([^/]+))",
-           [this](const httplib::Request& req, httplib::Response& res) {
-             auto caller = authorize(auth_, req, res, "registry:write");
-             if (!caller.isOk()) return;
-             Status st = deleteService(*caller, req.matches[1]);
-             if (!st.isOk()) return replyError(res, st);
-             res.status = 204;
-           });
-  s.Get("/v1/registry/instances", [this](const httplib::Request& req, httplib::Response& res) {
+  s.del("/v1/registry/services/{name}",
+        [this](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+          auto caller = authorize(auth_, req, res, "registry:write");
+          if (!caller.isOk()) return;
+          Status st = deleteService(*caller, std::string(p[0]));
+          if (!st.isOk()) return replyError(res, st);
+          res.status = 204;
+        });
+  s.get("/v1/registry/instances", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = authorize(auth_, req, res, "discovery:read");
     if (!caller.isOk()) return;
     bool bad = false;
@@ -753,7 +754,7 @@ void DiscoveryService::registerRoutes(http::ApiServer& server) {
     if (bad) return;
     replyResult(res, listInstances(near));
   });
-  s.Get("/v1/registry/clusters", [this](const httplib::Request& req, httplib::Response& res) {
+  s.get("/v1/registry/clusters", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = authorize(auth_, req, res, "discovery:read");
     if (!caller.isOk()) return;
     bool bad = false;

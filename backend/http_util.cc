@@ -1,34 +1,8 @@
 #include "backend/http_util.h"
 
-namespace edge::backend {
+#include "common/http_status.h"
 
-int httpStatusFor(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kOk:
-      return 200;
-    case StatusCode::kInvalidArgument:
-      return 400;
-    case StatusCode::kPermissionDenied:
-      return 403;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kAborted:
-      return 409;
-    case StatusCode::kFailedPrecondition:
-      return 412;
-    case StatusCode::kResourceExhausted:
-      return 429;
-    case StatusCode::kUnavailable:
-      return 503;
-    case StatusCode::kDeadlineExceeded:
-      return 504;
-    case StatusCode::kUnimplemented:
-      return 501;
-    default:
-      return 500;
-  }
-}
+namespace edge::backend {
 
 void replyJson(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
@@ -41,7 +15,7 @@ void replyError(httplib::Response& res, int status, std::string_view error,
 }
 
 void replyError(httplib::Response& res, const Status& s) {
-  replyError(res, httpStatusFor(s), statusCodeName(s.code()), s.message());
+  replyError(res, http::httpStatusFor(s), statusCodeName(s.code()), s.message());
 }
 
 Result<nlohmann::json> parseJsonBody(const httplib::Request& req) {

@@ -14,13 +14,9 @@
 
 namespace edge::backend {
 
-// The HTTP status for a Status code: InvalidArgument 400, PermissionDenied 403,
-// NotFound 404, AlreadyExists/Aborted 409, FailedPrecondition 412, ResourceExhausted
-// 429, Unavailable 503, DeadlineExceeded 504, others 500.
-int httpStatusFor(const Status& s);
-
 void replyJson(httplib::Response& res, int status, const nlohmann::json& body);
-// {"error": "<code name>", "message": "<status message>"} with httpStatusFor(s).
+// {"error": "<code name>", "message": "<status message>"} with the status
+// common/http_status.h gives s's code.
 void replyError(httplib::Response& res, const Status& s);
 void replyError(httplib::Response& res, int status, std::string_view error,
                 std::string_view message);

@@ -1,6 +1,7 @@
 #include "backend/identity_api.h"
 
 #include "backend/http_util.h"
+#include "common/http_server.h"
 #include "common/json.h"
 #include "common/jwt.h"
 #include "common/log.h"
@@ -148,16 +149,16 @@ Result<std::multimap<std::string, std::string>> parseForm(std::string_view body)
 
 void registerIdentityApi(http::ApiServer& server, IdentityService& identity, TokenService& tokens,
                          RateLimiter& limiter) {
-  auto& s = server.raw();
+  auto& s = server;
 
-  s.Post("/oauth2/token", [&](const httplib::Request& req, httplib::Response& res) {
+  s.post("/oauth2/token", [&](const httplib::Request& req, httplib::Response& res) {
     OAuthRequest r;
     if (!readOAuthRequest(req, res, &r)) return;
     if (rateLimited(limiter, req, res, oauthClientId(r), true)) return;
     replyOAuth(res, tokens.token(r));
   });
 
-  s.Post("/oauth2/revoke", [&](const httplib::Request& req, httplib::Response& res) {
+  s.post("/oauth2/revoke", [&](const httplib::Request& req, httplib::Response& res) {
     OAuthRequest r;
     if (!readOAuthRequest(req, res, &r)) return;
     if (rateLimited(limiter, req, res, oauthClientId(r), true)) return;
@@ -168,10 +169,10 @@ void registerIdentityApi(http::ApiServer& server, IdentityService& identity, Tok
     res.set_header("Cache-Control", "public, max-age=3600");
     replyJson(res, 200, tokens.discoveryDocument());
   };
-  s.Get("/.well-known/openid-configuration", discovery);
-  s.Get("/.well-known/oauth-authorization-server", discovery);
+  s.get("/.well-known/openid-configuration", discovery);
+  s.get("/.well-known/oauth-authorization-server", discovery);
 
-  s.Get("/.well-known/jwks.json", [&](const httplib::Request&, httplib::Response& res) {
+  s.get("/.well-known/jwks.json", [&](const httplib::Request&, httplib::Response& res) {
     // Verifiers may cache it this long; the rotation lead is longer, so they fetch a new
     // key before it signs anything.
     res.set_header("Cache-Control",
@@ -179,7 +180,7 @@ void registerIdentityApi(http::ApiServer& server, IdentityService& identity, Tok
     res.set_content(tokens.jwks().dump(), "application/jwk-set+json");
   });
 
-  s.Post("/v1/nodes/register", [&](const httplib::Request& req, httplib::Response& res) {
+  s.post("/v1/nodes/register", [&](const httplib::Request& req, httplib::Response& res) {
     if (rateLimited(limiter, req, res, "", false)) return;
     auto body = parseJsonBody(req);
     if (!ok(body, res)) return;
@@ -204,7 +205,7 @@ void registerIdentityApi(http::ApiServer& server, IdentityService& identity, Tok
                {"account", node->account}});
   });
 
-  s.Post("/v1/accounts", [&](const httplib::Request& req, httplib::Response& res) {
+  s.post("/v1/accounts", [&](const httplib::Request& req, httplib::Response& res) {
     if (!authorize(tokens, req, res, "admin").isOk()) return;
     auto body = parseJsonBody(req);
     if (!ok(body, res)) return;
@@ -215,9 +216,9 @@ void registerIdentityApi(http::ApiServer& server, IdentityService& identity, Tok
     replyJson(res, 201, {{"id", *id}});
   });
 
-  s.Post(R"(/v1/accounts/([^/]+)/clients)",
-         [&](const httplib::Request& req, httplib::Response& res) {
-           std::string account = req.matches[1];
+  s.post("/v1/accounts/{account}/clients",
+         [&](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+           std::string account = std::string(p[0]);
            if (!authorizeAccount(tokens, req, res, account)) return;
            auto body = parseJsonBody(req);
            if (!ok(body, res)) return;
@@ -238,41 +239,42 @@ void registerIdentityApi(http::ApiServer& server, IdentityService& identity, Tok
            replyJson(res, 201, reply);
          });
 
-  s.Delete(R"(/v1/accounts/([^/]+)/clients/([^/]+))",
-           [&](const httplib::Request& req, httplib::Response& res) {
-             std::string account = req.matches[1];
-             if (!authorizeAccount(tokens, req, res, account)) return;
-             Status st = identity.deleteClient(account, req.matches[2]);
-             if (!st.isOk()) return replyError(res, st);
-             res.status = 204;
-           });
+  s.del("/v1/accounts/{account}/clients/{client}",
+        [&](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+          std::string account = std::string(p[0]);
+          if (!authorizeAccount(tokens, req, res, account)) return;
+          Status st = identity.deleteClient(account, std::string(p[1]));
+          if (!st.isOk()) return replyError(res, st);
+          res.status = 204;
+        });
 
-  s.Post(R"(/v1/accounts/([^/]+)/users)", [&](const httplib::Request& req, httplib::Response& res) {
-    std::string account = req.matches[1];
-    if (!authorizeAccount(tokens, req, res, account)) return;
-    auto body = parseJsonBody(req);
-    if (!ok(body, res)) return;
-    auto name = edge::json::getString(*body, "name", "request body");
-    auto password = edge::json::getString(*body, "password", "request body");
-    auto scopes = edge::json::getStringArray(*body, "scopes", "request body");
-    if (!ok(name, res) || !ok(password, res) || !ok(scopes, res)) return;
-    Status st = identity.createUser(account, *name, *password, *scopes);
-    if (!st.isOk()) return replyError(res, st);
-    replyJson(res, 201, {{"name", *name}, {"account", account}});
-  });
+  s.post("/v1/accounts/{account}/users",
+         [&](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+           std::string account = std::string(p[0]);
+           if (!authorizeAccount(tokens, req, res, account)) return;
+           auto body = parseJsonBody(req);
+           if (!ok(body, res)) return;
+           auto name = edge::json::getString(*body, "name", "request body");
+           auto password = edge::json::getString(*body, "password", "request body");
+           auto scopes = edge::json::getStringArray(*body, "scopes", "request body");
+           if (!ok(name, res) || !ok(password, res) || !ok(scopes, res)) return;
+           Status st = identity.createUser(account, *name, *password, *scopes);
+           if (!st.isOk()) return replyError(res, st);
+           replyJson(res, 201, {{"name", *name}, {"account", account}});
+         });
 
-  s.Delete(R"(/v1/accounts/([^/]+)/users/([^/]+))",
-           [&](const httplib::Request& req, httplib::Response& res) {
-             std::string account = req.matches[1];
-             if (!authorizeAccount(tokens, req, res, account)) return;
-             Status st = identity.deleteUser(account, req.matches[2]);
-             if (!st.isOk()) return replyError(res, st);
-             res.status = 204;
-           });
+  s.del("/v1/accounts/{account}/users/{user}",
+        [&](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+          std::string account = std::string(p[0]);
+          if (!authorizeAccount(tokens, req, res, account)) return;
+          Status st = identity.deleteUser(account, std::string(p[1]));
+          if (!st.isOk()) return replyError(res, st);
+          res.status = 204;
+        });
 
-  s.Post(R"(/v1/accounts/([^/]+)/join-tokens)",
-         [&](const httplib::Request& req, httplib::Response& res) {
-           std::string account = req.matches[1];
+  s.post("/v1/accounts/{account}/join-tokens",
+         [&](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+           std::string account = std::string(p[0]);
            if (!authorizeAccount(tokens, req, res, account)) return;
            auto body = parseJsonBody(req);
            if (!ok(body, res)) return;

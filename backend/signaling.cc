@@ -488,8 +488,8 @@ void registerSignalingApi(http::ApiServer& server, Signaling& signaling) {
   using Handler = Result<json> (Signaling::*)(const Caller&, const json&);
   auto route = [&server, &signaling](const char* path, const char* scope, Handler handler,
                                      bool body_optional) {
-    server.raw().Post(path, [&signaling, scope, handler, body_optional](const httplib::Request& req,
-                                                                        httplib::Response& res) {
+    server.post(path, [&signaling, scope, handler, body_optional](const httplib::Request& req,
+                                                                  httplib::Response& res) {
       auto caller = authorize(signaling.authenticator(), req, res, scope);
       if (!caller.isOk()) return;
       json body = json::object();

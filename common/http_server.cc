@@ -325,6 +325,153 @@ httplib::Server& ApiServer::raw() {
   return *engine_;
 }
 
+ApiServer::RouteRef& ApiServer::RouteRef::where(std::string_view name, Router::Accept accept) {
+  Status s = router_.where(id_, name, accept);
+  if (!s.isOk()) {
+    LOG_ERROR("api route registration is wrong").kv("error", s.message());
+    std::abort();
+  }
+  return *this;
+}
+
+ApiServer::RouteRef ApiServer::addRoute(std::string_view method, std::string_view pattern,
+                                        RouteOptions options, RouteEntry entry) {
+  Result<size_t> id = router_.add(method, pattern, options);
+  if (!id.isOk()) {
+    LOG_ERROR("api route registration is wrong").kv("error", id.status().message());
+    std::abort();
+  }
+  routes_.push_back(std::move(entry));
+  return RouteRef(router_, *id);
+}
+
+ApiServer::RouteRef ApiServer::route(std::string_view method, std::string_view pattern,
+                                     Handler handler, RouteOptions options) {
+  return addRoute(method, pattern, options, {.handler = std::move(handler), .streaming = {}});
+}
+
+ApiServer::RouteRef ApiServer::routeStreamed(std::string_view method, std::string_view pattern,
+                                             StreamingHandler handler, RouteOptions options) {
+  if (method != "POST" && method != "PUT" && method != "PATCH" && method != "DELETE") {
+    LOG_ERROR("api route registration is wrong: only methods with a body can stream it")
+        .kv("method", method)
+        .kv("pattern", pattern);
+    std::abort();
+  }
+  return addRoute(method, pattern, options, {.handler = {}, .streaming = std::move(handler)});
+}
+
+namespace {
+
+// What httplib's routing does with a body before it calls a handler without a
+// ContentReader (Server::read_content, cpp-httplib 0.11): read it into req.body, or into
+// req.files for multipart forms, then merge a url-encoded form into req.params, which
+// is refused beyond 8 KiB. On false the reply's status says why (set by httplib: 400,
+// 413, 415) and no handler runs.
+bool readBodyAsHttplibDoes(httplib::Request& req, httplib::Response& res,
+                           const httplib::ContentReader& reader) {
+  bool ok;
+  if (req.is_multipart_form_data()) {
+    httplib::MultipartFormDataMap::iterator cur;
+    ok = reader(
+        [&](const httplib::MultipartFormData& file) {
+          cur = req.files.emplace(file.name, file);
+          return true;
+        },
+        [&](const char* buf, size_t n) {
+          std::string& content = cur->second.content;
+          if (content.size() + n > content.max_size()) return false;
+          content.append(buf, n);
+          return true;
+        });
+  } else {
+    ok = reader([&](const char* buf, size_t n) {
+      if (req.body.size() + n > req.body.max_size()) return false;
+      req.body.append(buf, n);
+      return true;
+    });
+  }
+  if (!ok) return false;
+  if (req.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded")) {
+    if (req.body.size() > CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH) {
+      res.status = 413;
+      return false;
+    }
+    httplib::detail::parse_query_text(req.body, req.params);
+  }
+  return true;
+}
+
+}  // namespace
+
+void ApiServer::dispatch(const Request& req, Response& res, const httplib::ContentReader* reader) {
+  // The request is httplib's own mutable object (process_request's local); handlers
+  // get it const, the body is read into it here as httplib's routing would.
+  Request& mreq = const_cast<Request&>(req);
+  Router::Match m = router_.find(req.method == "HEAD" ? "GET" : req.method, req.path);
+  const RouteEntry* e = m.found() ? &routes_[m.route] : nullptr;
+  if (e && e->streaming) {
+    if (reader) return e->streaming(req, res, m.params, *reader);
+    // httplib read the body already (see installRouter()): hand it over as a stream.
+    httplib::ContentReader from_body(
+        [&](httplib::ContentReceiver r) {
+          return req.body.empty() || r(req.body.data(), req.body.size());
+        },
+        [](httplib::MultipartContentHeader, httplib::ContentReceiver) { return false; });
+    return e->streaming(req, res, m.params, from_body);
+  }
+  if (reader && !readBodyAsHttplibDoes(mreq, res, *reader)) return;
+  if (!e) {
+    // No route (405 cases included, as httplib answered); the error handler words it.
+    res.status = 404;
+    return;
+  }
+  e->handler(req, res, m.params);
+}
+
+// httplib sends every request to these catch-all handlers, and dispatch() routes them.
+// Methods with a body come through the ContentReader variants (httplib tries those
+// first for POST, PUT, PATCH and DELETE), so a streamed route gets the reader and the
+// others get the body read as before. Installed at start(), after any route added on
+// raw(), so those keep precedence.
+void ApiServer::installRouter() {
+  if (router_installed_ || router_.size() == 0) return;
+  router_installed_ = true;
+  // Every path, '\r' and '\n' included ('.' alone misses them). Written without a
+  // bracket expression: "[\s\S]*" costs libstdc++ ~40 times more to compile.
+  static const std::string kAnyPath = "(?:.|\n|\r)*";
+  auto plain = [this](const Request& req, Response& res) { dispatch(req, res, nullptr); };
+  auto with_body = [this](const Request& req, Response& res, const httplib::ContentReader& reader) {
+    dispatch(req, res, &reader);
+  };
+  // Only methods with routes: for the others httplib's own answer (404 after reading the
+  // body) is already ours.
+  if (router_.hasMethod("GET")) engine_->Get(kAnyPath, plain);
+  if (router_.hasMethod("OPTIONS")) engine_->Options(kAnyPath, plain);
+  using Register = httplib::Server& (httplib::Server::*)(const std::string&,
+                                                         httplib::Server::HandlerWithContentReader);
+  using RegisterPlain =
+      httplib::Server& (httplib::Server::*)(const std::string&, httplib::Server::Handler);
+  struct BodyMethod {
+    const char* name;
+    Register with_body;
+    RegisterPlain plain;
+  };
+  static const BodyMethod kBodyMethods[] = {
+      {"POST", &httplib::Server::Post, &httplib::Server::Post},
+      {"PUT", &httplib::Server::Put, &httplib::Server::Put},
+      {"PATCH", &httplib::Server::Patch, &httplib::Server::Patch},
+      {"DELETE", &httplib::Server::Delete, &httplib::Server::Delete},
+  };
+  for (const BodyMethod& m : kBodyMethods) {
+    if (!router_.hasMethod(m.name)) continue;
+    (engine_.get()->*m.with_body)(kAnyPath, with_body);
+    // Not reached while httplib reads the body of every request of these methods through
+    // the handler above (0.11 does); here so an update that stops doing so still routes.
+    (engine_.get()->*m.plain)(kAnyPath, plain);
+  }
+}
+
 void ApiServer::allowStreamedBody(
     std::function<bool(const std::string& method, const std::string& path)> match) {
   streamed_.push_back(std::move(match));
@@ -366,6 +513,7 @@ Status ApiServer::start() {
     stop_fd_ = -1;
     return s;
   }
+  installRouter();
   // httplib writes these into each reply's Keep-Alive header.
   engine_->set_keep_alive_timeout(static_cast<time_t>(options_.keep_alive_timeout.count()));
   engine_->set_keep_alive_max_count(options_.keep_alive_max_requests);
@@ -690,37 +838,15 @@ void ApiServer::closeAfterReply(httplib::Response& res) {
   res.set_header("Connection", "close");
 }
 
-namespace {
-// Length of a leading "/v<digits>.<digits>" followed by '/' or the end; 0 when absent.
-size_t versionPrefixLength(std::string_view path) {
-  if (!path.starts_with("/v")) return 0;
-  size_t i = 2;
-  auto digits = [&] {
-    size_t start = i;
-    while (i < path.size() && std::isdigit(static_cast<unsigned char>(path[i]))) ++i;
-    return i > start;
-  };
-  if (!digits() || i >= path.size() || path[i] != '.') return 0;
-  ++i;
-  if (!digits()) return 0;
-  if (i < path.size() && path[i] != '/') return 0;
-  return i;
-}
-}  // namespace
-
 std::string ApiServer::versionlessPath(std::string_view path) {
-  size_t n = versionPrefixLength(path);
+  size_t n = apiVersionPrefixLength(path);
   if (n == 0) return std::string(path);
   std::string rest(path.substr(n));
   return rest.empty() ? "/" : rest;
 }
 
-std::string ApiServer::versionedPattern(std::string_view route_regex) {
-  return "(?:/v[0-9]+\\.[0-9]+)?" + std::string(route_regex);
-}
-
 std::string ApiServer::pathApiVersion(std::string_view path) {
-  size_t n = versionPrefixLength(path);
+  size_t n = apiVersionPrefixLength(path);
   return n == 0 ? std::string() : std::string(path.substr(2, n - 2));
 }
 

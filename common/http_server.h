@@ -1,8 +1,11 @@
 // ApiServer: the HTTP/1.1 server of the node API and the backend, on a unix socket and optionally a
-// TCP address, with cpp-httplib doing request parsing and routing.
+// TCP address. cpp-httplib parses requests and writes replies; routing is ours
+// (common/http_router.h): route(), get(), post()... take patterns such as
+// "/containers/{id}/logs", and a path no route takes gets a 404 (also when another
+// method has a route for it, as httplib's routing answered).
 //
 // httplib appears in this header so route modules (edged/api/, backend/) can
-// register handlers on raw(); keep this header out of every other public header.
+// name its Request and Response; keep this header out of every other public header.
 //
 // Connections: one thread per connection, at most Options::max_connections at once; a
 // connection beyond the cap gets a 503 and is closed, so a flood of idle connections
@@ -11,8 +14,9 @@
 // away, which waitFor() and clientGone() tell them.
 //
 // Bodies: a request body (sized or chunked) is limited to Options::max_body_bytes (413
-// beyond), except on routes declared with allowStreamedBody(), whose handlers read it
-// with httplib's ContentReader and must store it somewhere other than memory. A POST
+// beyond), except for requests allowStreamedBody() accepts, whose routes are added with
+// routeStreamed(): their handlers read the body with httplib's ContentReader and must
+// store it somewhere other than memory. A POST
 // without Content-Length or Transfer-Encoding has no body (httplib would otherwise read
 // until the client closes).
 //
@@ -43,14 +47,25 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include "common/http_router.h"
 #include "common/status.h"
 
 namespace edge::http {
 
 class ApiServer {
  public:
+  using Request = httplib::Request;
+  using Response = httplib::Response;
+  // A route's handler: the request, the reply to fill, the pattern's captures (valid
+  // during the call).
+  using Handler = std::function<void(const Request&, Response&, const PathParams&)>;
+  // A route whose body the handler reads itself (see allowStreamedBody()).
+  using StreamingHandler = std::function<void(const Request&, Response&, const PathParams&,
+                                              const httplib::ContentReader&)>;
+
   struct Options {
     std::string unix_socket;   // e.g. /run/edged/edged.sock; "" = none
     std::string socket_group;  // chgrp the socket to it ("edge"); missing = warning
@@ -71,8 +86,49 @@ class ApiServer {
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
 
-  // Routes go here (Get/Post/Delete/...). Patterns are matched against the decoded
-  // path; see versionedPattern() for Docker's /v1.NN prefix.
+  // A handle on a route just added, to constrain its placeholders.
+  class RouteRef {
+   public:
+    // See Router::where(). A name the pattern lacks is a bug in the caller: it aborts.
+    RouteRef& where(std::string_view name, Router::Accept accept);
+
+   private:
+    friend class ApiServer;
+    RouteRef(Router& r, size_t id) : router_(r), id_(id) {}
+    Router& router_;
+    size_t id_;
+  };
+
+  // Registers a route (patterns: common/http_router.h; matched against the decoded path;
+  // HEAD requests use the GET routes). Routes are tried in the order they were added,
+  // the first match wins. A malformed pattern is a bug in the caller: it aborts, naming
+  // the pattern, so the first test that builds the server finds it.
+  RouteRef route(std::string_view method, std::string_view pattern, Handler handler,
+                 RouteOptions options = {});
+  // For POST/PUT/PATCH/DELETE routes declared with allowStreamedBody().
+  RouteRef routeStreamed(std::string_view method, std::string_view pattern,
+                         StreamingHandler handler, RouteOptions options = {});
+  // Shorthands; `f` takes (request, response, params) or just (request, response).
+  template <class F>
+  RouteRef get(std::string_view pattern, F&& f, RouteOptions o = {}) {
+    return route("GET", pattern, toHandler(std::forward<F>(f)), o);
+  }
+  template <class F>
+  RouteRef post(std::string_view pattern, F&& f, RouteOptions o = {}) {
+    return route("POST", pattern, toHandler(std::forward<F>(f)), o);
+  }
+  template <class F>
+  RouteRef put(std::string_view pattern, F&& f, RouteOptions o = {}) {
+    return route("PUT", pattern, toHandler(std::forward<F>(f)), o);
+  }
+  template <class F>
+  RouteRef del(std::string_view pattern, F&& f, RouteOptions o = {}) {
+    return route("DELETE", pattern, toHandler(std::forward<F>(f)), o);
+  }
+
+  // The httplib server underneath, for its settings (logger). Routes added on it
+  // directly are matched before route()'s, with httplib's regular expressions; tests
+  // use that, new code should not.
   httplib::Server& raw();
 
   // Requests for which `match(method, path)` is true may send bodies of any size; the
@@ -108,9 +164,6 @@ class ApiServer {
 
   // "/v1.41/containers/json" -> "/containers/json"; other paths unchanged.
   static std::string versionlessPath(std::string_view path);
-  // The regex for a route with an optional "/v<major>.<minor>" prefix; the prefix does
-  // not capture, so the route's own groups start at 1.
-  static std::string versionedPattern(std::string_view route_regex);
   // The "1.41" of a "/v1.41/..." path, "" when there is no prefix.
   static std::string pathApiVersion(std::string_view path);
 
@@ -118,6 +171,26 @@ class ApiServer {
 
  private:
   class Engine;
+  struct RouteEntry {
+    Handler handler;
+    StreamingHandler streaming;
+  };
+
+  template <class F>
+  static Handler toHandler(F&& f) {
+    if constexpr (std::is_invocable_v<F&, const Request&, Response&, const PathParams&>) {
+      return Handler(std::forward<F>(f));
+    } else {
+      return [f = std::forward<F>(f)](const Request& req, Response& res, const PathParams&) {
+        f(req, res);
+      };
+    }
+  }
+  RouteRef addRoute(std::string_view method, std::string_view pattern, RouteOptions options,
+                    RouteEntry entry);
+  // Sends a request to its route; `reader` is set for methods that carry a body.
+  void dispatch(const Request& req, Response& res, const httplib::ContentReader* reader);
+  void installRouter();
 
   Status listenUnix();
   Status listenTcp();
@@ -129,6 +202,9 @@ class ApiServer {
   Options options_;
   std::unique_ptr<Engine> engine_;
   std::vector<std::function<bool(const std::string&, const std::string&)>> streamed_;
+  Router router_;
+  std::vector<RouteEntry> routes_;  // by Router id
+  bool router_installed_ = false;
 
   int unix_fd_ = -1;
   int tcp_fd_ = -1;

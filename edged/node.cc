@@ -373,4 +373,13 @@ void Node::countRequest(bool error) {
   if (error) request_errors_.fetch_add(1);
 }
 
+nlohmann::json Node::gatewayRoutes() {
+  NodeGateway* g = gateway();
+  return g ? g->routesJson() : nlohmann::json::array();
+}
+
+std::string Node::metricsText() {
+  return orchestrator::metricsText(*this);
+}
+
 }  // namespace edge::orchestrator

@@ -22,6 +22,7 @@
 #include "discovery/discovery.h"
 #include "discovery/types.h"
 #include "edged/backend_link.h"
+#include "edged/node_api.h"
 #include "edged/node_gateway.h"
 #include "identity/identity.h"
 #include "orchestrator/events.h"
@@ -78,14 +79,7 @@ struct NodeConfig {
   std::string account_key_file;  // ES256 key shared by the account's nodes; "" = none
 };
 
-struct ApplyResult {
-  bool dry_run = false;
-  std::vector<ApplyOutcome> outcomes;
-  std::vector<std::string> warnings;
-  std::vector<FieldError> errors;  // non-empty = nothing was applied
-};
-
-class Node {
+class Node final : public NodeApi {
  public:
   static Result<std::unique_ptr<Node>> create(const NodeConfig& config);
   ~Node();
@@ -95,32 +89,62 @@ class Node {
 
   // Parses, validates, loads tarball images and persists, all or nothing. Relative
   // tarball paths are resolved against `manifest_dir` (the client's directory).
-  Result<ApplyResult> apply(std::string_view text, const std::string& manifest_dir, bool dry_run);
-  Result<int64_t> remove(const std::string& name, bool dry_run);
-  Result<ServiceRecord> rollback(const std::string& name, std::optional<int64_t> to);
+  Result<ApplyResult> apply(std::string_view text, const std::string& manifest_dir,
+                            bool dry_run) override;
+  Result<int64_t> remove(const std::string& name, bool dry_run) override;
+  Result<ServiceRecord> rollback(const std::string& name, std::optional<int64_t> to) override;
   // Restarts every instance of a service, one at a time. Returns how many.
-  Result<int> restart(const std::string& name);
+  Result<int> restart(const std::string& name) override;
 
   const NodeConfig& config() const { return config_; }
-  const std::string& name() const { return name_; }
+  const std::string& name() const override { return name_; }
   // Derived from the node key (data_dir/node.key), made on first start.
-  const std::string& id() const { return id_; }
-  WallTime startedAt() const { return started_at_; }
+  const std::string& id() const override { return id_; }
+  WallTime startedAt() const override { return started_at_; }
+  const std::string& dataDir() const override { return config_.data_dir; }
+  const std::string& apiSocket() const override { return config_.api_socket; }
   StateStore& store() { return *store_; }
-  runtime::ContainerRuntime& runtime() { return *runtime_; }
+  runtime::ContainerRuntime& runtime() override { return *runtime_; }
   Reconciler& reconciler() { return *reconciler_; }
-  EventLog& events() { return events_; }
-  Clock& clock() { return *clock_; }
+  EventLog& events() override { return events_; }
+  Clock& clock() override { return *clock_; }
+
+  // NodeApi's read views and pass-throughs (node_api.h).
+  Result<std::vector<ServiceRecord>> services() override { return store_->list(); }
+  Result<ServiceRecord> service(const std::string& name) override { return store_->get(name); }
+  Result<std::vector<ServiceRecord>> history(const std::string& name) override {
+    return store_->history(name);
+  }
+  int64_t storeRevision() override { return store_->revision(); }
+  std::optional<ServiceStatus> serviceStatus(const std::string& name) override {
+    return reconciler_->service(name);
+  }
+  std::vector<InstanceStatus> instances() override { return reconciler_->instances(); }
+  void wakeReconciler() override { reconciler_->wake(); }
+  nlohmann::json gatewayRoutes() override;
+  bool backendConfigured() override { return backend_->configured(); }
+  nlohmann::json backendState() override { return backend_->state(); }
+  Result<nlohmann::json> queryNodes(const std::string& query) override {
+    return backend_->queryNodes(query);
+  }
+  Result<nlohmann::json> peerRoute(const std::string& node_id) override {
+    return backend_->route(node_id);
+  }
+  Result<http::Response> callPeer(const std::string& node_id,
+                                  const http::Request& request) override {
+    return backend_->callPeer(node_id, request);
+  }
+  std::string metricsText() override;
   // Pushes the store's content to the reconciler (after any change to it).
   Status refreshDesired();
   // The clusters this node belongs to; enabled=false when discovery is off.
-  discovery::ClusterSnapshot clusterSnapshot() const;
+  discovery::ClusterSnapshot clusterSnapshot() const override;
   // The node's side of edge-backend (configured() is false without one).
   BackendLink& backend() { return *backend_; }
   // The gateway; null until start() and when it failed to start.
   NodeGateway* gateway() { return gateway_.get(); }
   // Counts API requests for /metrics.
-  void countRequest(bool error);
+  void countRequest(bool error) override;
   int64_t requests() const { return requests_.load(); }
   int64_t requestErrors() const { return request_errors_.load(); }
 

@@ -3,7 +3,9 @@
 // containers (list, create, start, stop, kill, restart, wait, logs, inspect, remove)
 // and images (list, load, inspect, remove), each with and without a /v1.NN prefix. The
 // server advertises API 1.43 and accepts clients from 1.24 up. What the CLI sends is in
-// ../shared/DOCKER-API-TRACE.md; what is refused or dropped is in parseCreateRequest().
+// ../shared/DOCKER-API-TRACE.md; what is refused or dropped is in parseCreateRequest()
+// (docker_codec.h, the mapping between Docker's JSON and the runtime types; this file
+// has the routes).
 //
 // Containers created here carry no io.edgecloud.managed label: they are the user's, not
 // a manifest's. Lists show every container of the runtime, managed ones included.
@@ -22,8 +24,7 @@
 #include <vector>
 
 #include "common/http_server.h"
-#include "common/json.h"
-#include "common/status.h"
+#include "edged/api/docker_codec.h"
 #include "runtime-shim/runtime.h"
 
 namespace edge::orchestrator {
@@ -45,40 +46,3 @@ void registerDockerApi(http::ApiServer& server, runtime::ContainerRuntime& runti
                        DockerApiOptions options);
 
 }  // namespace edge::orchestrator
-
-namespace edge::orchestrator::api {
-
-// --- the request mapping, exposed for tests ---------------------------------------------
-
-struct CreateRequest {
-  runtime::ContainerSpec spec;
-  std::vector<std::string> warnings;  // the 201 reply's Warnings
-};
-
-// Maps a `POST /containers/create` body and its `name` query parameter to a spec.
-// kInvalidArgument names the field for malformed input and for set features the
-// runtime cannot honour (Privileged, CapAdd, Devices, Tty, ...); features that can be
-// dropped without surprising the user become warnings.
-Result<CreateRequest> parseCreateRequest(std::string_view body, const std::string& name);
-
-// The `GET /containers/{id}/json` document for a container.
-json::Json containerInspectJson(const runtime::ContainerInfo& c, WallTime now);
-// One entry of `GET /containers/json`.
-json::Json containerSummaryJson(const runtime::ContainerInfo& c, WallTime now);
-
-// A parsed `filters` query value of `GET /containers/json`: label, name, id, status,
-// ancestor. kInvalidArgument for malformed JSON or an unsupported filter.
-struct ContainerFilters {
-  std::vector<std::string> labels;  // "k" or "k=v"
-  std::vector<std::string> names;   // regular expressions, as Docker does
-  std::vector<std::string> ids;     // prefixes
-  std::vector<std::string> statuses;
-  std::vector<std::string> ancestors;
-};
-Result<ContainerFilters> parseContainerFilters(std::string_view text);
-// True when `c` passes every filter kind given (values of one kind are alternatives).
-// `image_tags` are the tags of c's image, for `ancestor`.
-bool matchesFilters(const runtime::ContainerInfo& c, const ContainerFilters& f,
-                    const std::vector<std::string>& image_tags);
-
-}  // namespace edge::orchestrator::api

@@ -13,6 +13,7 @@
 
 #include "common/crypto.h"
 #include "common/http_server.h"
+#include "common/http_status.h"
 #include "common/log.h"
 #include "edged/node.h"
 
@@ -23,28 +24,6 @@ using http::ApiServer;
 using nlohmann::json;
 using runtime::ContainerState;
 
-int httpStatusFor(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kInvalidArgument:
-      return 400;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition:
-      return 409;
-    case StatusCode::kPermissionDenied:
-      return 403;
-    case StatusCode::kResourceExhausted:
-      return 413;
-    case StatusCode::kUnavailable:
-      return 503;
-    case StatusCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
 void sendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
@@ -52,7 +31,7 @@ void sendJson(httplib::Response& res, int status, const json& body) {
 }
 
 void sendError(httplib::Response& res, const Status& s) {
-  sendJson(res, httpStatusFor(s), json{{"message", s.message()}});
+  sendJson(res, http::nodeApiHttpStatusFor(s.code()), json{{"message", s.message()}});
 }
 
 std::string timeText(WallTime t) {
@@ -122,12 +101,12 @@ json manifestJson(const ServiceRecord& r) {
   return doc.is_discarded() ? json(r.manifest_json) : doc;
 }
 
-json serviceJson(Node& node, const ServiceRecord& r) {
+json serviceJson(NodeApi& node, const ServiceRecord& r) {
   json out{{"name", r.name},
            {"generation", r.generation},
            {"applied_at", timeText(r.applied_at)},
            {"manifest", manifestJson(r)}};
-  auto st = node.reconciler().service(r.name);
+  auto st = node.serviceStatus(r.name);
   if (st && st->generation == r.generation) {
     out["state"] = st->state;
     out["message"] = st->message;
@@ -144,7 +123,7 @@ json serviceJson(Node& node, const ServiceRecord& r) {
                            {"updated", 0}};
   }
   json inst = json::array();
-  for (const auto& i : node.reconciler().instances())
+  for (const auto& i : node.instances())
     if (i.service == r.name) inst.push_back(instanceJson(i));
   out["instances"] = inst;
   return out;
@@ -212,6 +191,8 @@ void clusterMetrics(const discovery::ClusterSnapshot& snap, Header&& header, std
   }
 }
 
+}  // namespace
+
 std::string metricsText(Node& node) {
   std::string out;
   auto gauge = [&](const std::string& name, const std::string& help, const std::string& type) {
@@ -263,6 +244,8 @@ std::string metricsText(Node& node) {
   return out;
 }
 
+namespace {
+
 // Streams the logs of several containers into one response: one reader thread per
 // container feeds a queue the connection's thread writes from.
 struct LogFanIn {
@@ -274,7 +257,8 @@ struct LogFanIn {
   size_t queued_bytes = 0;
 };
 
-void streamLogs(ApiServer& server, Node& node, const httplib::Request& req, httplib::Response& res,
+void streamLogs(ApiServer& server, NodeApi& node, const httplib::Request& req,
+                httplib::Response& res,
                 std::vector<std::pair<std::string, std::string>> targets /* id, name */) {
   runtime::LogOptions opts;
   opts.follow = flag(req, "follow");
@@ -351,18 +335,18 @@ void streamLogs(ApiServer& server, Node& node, const httplib::Request& req, http
       });
 }
 
-std::vector<std::pair<std::string, std::string>> serviceLogTargets(Node& node,
+std::vector<std::pair<std::string, std::string>> serviceLogTargets(NodeApi& node,
                                                                    const std::string& name) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& i : node.reconciler().instances())
+  for (const auto& i : node.instances())
     if (i.service == name) out.emplace_back(i.id, i.name);
   return out;
 }
 
-void registerNode(ApiServer& server, Node& node) {
-  auto& s = server.raw();
+void registerNode(ApiServer& server, NodeApi& node) {
+  auto& s = server;
   auto healthz = [&node](const httplib::Request&, httplib::Response& res) {
-    auto rev = node.store().list();
+    auto rev = node.services();
     auto info = node.runtime().info();
     if (!rev.isOk() || !info.isOk()) {
       sendJson(res, 503,
@@ -373,19 +357,19 @@ void registerNode(ApiServer& server, Node& node) {
     }
     sendJson(res, 200, json{{"status", "ok"}});
   };
-  s.Get("/healthz", healthz);
-  s.Get("/api/v1/healthz", healthz);
+  s.get("/healthz", healthz);
+  s.get("/api/v1/healthz", healthz);
   auto metrics = [&node](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metricsText(node), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(node.metricsText(), "text/plain; version=0.0.4; charset=utf-8");
   };
-  s.Get("/metrics", metrics);
-  s.Get("/api/v1/metrics", metrics);
-  s.Get("/api/v1/node", [&node](const httplib::Request&, httplib::Response& res) {
+  s.get("/metrics", metrics);
+  s.get("/api/v1/metrics", metrics);
+  s.get("/api/v1/node", [&node](const httplib::Request&, httplib::Response& res) {
     auto info = node.runtime().info();
     if (!info.isOk()) return sendError(res, info.status());
-    auto services = node.store().list();
+    auto services = node.services();
     int total = 0, running = 0;
-    for (const auto& i : node.reconciler().instances()) {
+    for (const auto& i : node.instances()) {
       total++;
       if (i.state == ContainerState::kRunning) running++;
     }
@@ -404,8 +388,8 @@ void registerNode(ApiServer& server, Node& node) {
                {"isolation", info->isolation}}},
              {"os", info->os},
              {"kernel", info->kernel},
-             {"data_dir", node.config().data_dir},
-             {"api_socket", node.config().api_socket},
+             {"data_dir", node.dataDir()},
+             {"api_socket", node.apiSocket()},
              {"started_at", timeText(node.startedAt())},
              {"uptime_s",
               std::chrono::duration_cast<std::chrono::seconds>(now - node.startedAt()).count()},
@@ -413,13 +397,13 @@ void registerNode(ApiServer& server, Node& node) {
              {"instances", {{"total", total}, {"running", running}}},
              {"containers", {{"total", info->containers}, {"running", info->containers_running}}},
              {"images", images.isOk() ? images->size() : 0},
-             {"store_revision", node.store().revision()}});
+             {"store_revision", node.storeRevision()}});
   });
 }
 
-void registerServices(ApiServer& server, Node& node) {
-  auto& s = server.raw();
-  s.Post("/api/v1/services", [&node](const httplib::Request& req, httplib::Response& res) {
+void registerServices(ApiServer& server, NodeApi& node) {
+  auto& s = server;
+  s.post("/api/v1/services", [&node](const httplib::Request& req, httplib::Response& res) {
     bool dry = flag(req, "dryRun");
     auto result = node.apply(req.body, req.get_header_value("X-Edge-Manifest-Dir"), dry);
     if (!result.isOk()) return sendError(res, result.status());
@@ -437,72 +421,73 @@ void registerServices(ApiServer& server, Node& node) {
     sendJson(res, 200,
              json{{"dryRun", dry}, {"services", services}, {"warnings", result->warnings}});
   });
-  s.Get("/api/v1/services", [&node](const httplib::Request&, httplib::Response& res) {
-    auto records = node.store().list();
+  s.get("/api/v1/services", [&node](const httplib::Request&, httplib::Response& res) {
+    auto records = node.services();
     if (!records.isOk()) return sendError(res, records.status());
     json arr = json::array();
     for (const auto& r : *records) arr.push_back(serviceJson(node, r));
     sendJson(res, 200, json{{"services", arr}});
   });
-  s.Get(R"(/api/v1/services/([^/]+))",
-        [&node](const httplib::Request& req, httplib::Response& res) {
-          auto r = node.store().get(req.matches[1]);
+  s.get("/api/v1/services/{name}",
+        [&node](const httplib::Request&, httplib::Response& res, const http::PathParams& p) {
+          auto r = node.service(std::string(p[0]));
           if (!r.isOk()) return sendError(res, r.status());
           sendJson(res, 200, serviceJson(node, *r));
         });
-  s.Delete(R"(/api/v1/services/([^/]+))",
-           [&node](const httplib::Request& req, httplib::Response& res) {
-             std::string name = req.matches[1];
-             auto gen = node.remove(name, flag(req, "dryRun"));
-             if (!gen.isOk()) return sendError(res, gen.status());
-             sendJson(res, 200,
-                      json{{"name", name},
-                           {"deleted", true},
-                           {"generation", *gen},
-                           {"dryRun", flag(req, "dryRun")}});
-           });
-  s.Post(R"(/api/v1/services/([^/]+)/restart)",
-         [&node](const httplib::Request& req, httplib::Response& res) {
-           std::string name = req.matches[1];
+  s.del("/api/v1/services/{name}",
+        [&node](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+          std::string name = std::string(p[0]);
+          auto gen = node.remove(name, flag(req, "dryRun"));
+          if (!gen.isOk()) return sendError(res, gen.status());
+          sendJson(res, 200,
+                   json{{"name", name},
+                        {"deleted", true},
+                        {"generation", *gen},
+                        {"dryRun", flag(req, "dryRun")}});
+        });
+  s.post("/api/v1/services/{name}/restart",
+         [&node](const httplib::Request&, httplib::Response& res, const http::PathParams& p) {
+           std::string name = std::string(p[0]);
            auto n = node.restart(name);
            if (!n.isOk()) return sendError(res, n.status());
            sendJson(res, 202, json{{"name", name}, {"restarting", *n}});
          });
-  s.Post(R"(/api/v1/services/([^/]+)/rollback)", [&node](const httplib::Request& req,
-                                                         httplib::Response& res) {
-    std::string name = req.matches[1];
-    std::optional<int64_t> to;
-    if (req.has_param("to")) {
-      try {
-        size_t used = 0;
-        std::string v = req.get_param_value("to");
-        to = std::stoll(v, &used);
-        if (used != v.size() || *to < 1) throw std::invalid_argument(v);
-      } catch (...) {
-        return sendJson(res, 400,
-                        json{{"message", "to: expected a generation number (1, 2, ...), got \"" +
-                                             req.get_param_value("to") + "\""}});
-      }
-    }
-    auto before = node.store().get(name);
-    if (!before.isOk()) return sendError(res, before.status());
-    auto rec = node.rollback(name, to);
-    if (!rec.isOk()) return sendError(res, rec.status());
-    auto hist = node.store().history(name);
-    int64_t source = to.value_or(0);
-    if (!to && hist.isOk() && hist->size() >= 3) source = (*hist)[2].generation;
-    sendJson(res, 200,
-             json{{"name", name},
-                  {"generation", rec->generation},
-                  {"from", before->generation},
-                  {"to", source}});
-  });
-  s.Get(R"(/api/v1/services/([^/]+)/history)",
-        [&node](const httplib::Request& req, httplib::Response& res) {
-          std::string name = req.matches[1];
-          auto hist = node.store().history(name);
+  s.post("/api/v1/services/{name}/rollback",
+         [&node](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+           std::string name = std::string(p[0]);
+           std::optional<int64_t> to;
+           if (req.has_param("to")) {
+             try {
+               size_t used = 0;
+               std::string v = req.get_param_value("to");
+               to = std::stoll(v, &used);
+               if (used != v.size() || *to < 1) throw std::invalid_argument(v);
+             } catch (...) {
+               return sendJson(
+                   res, 400,
+                   json{{"message", "to: expected a generation number (1, 2, ...), got \"" +
+                                        req.get_param_value("to") + "\""}});
+             }
+           }
+           auto before = node.service(name);
+           if (!before.isOk()) return sendError(res, before.status());
+           auto rec = node.rollback(name, to);
+           if (!rec.isOk()) return sendError(res, rec.status());
+           auto hist = node.history(name);
+           int64_t source = to.value_or(0);
+           if (!to && hist.isOk() && hist->size() >= 3) source = (*hist)[2].generation;
+           sendJson(res, 200,
+                    json{{"name", name},
+                         {"generation", rec->generation},
+                         {"from", before->generation},
+                         {"to", source}});
+         });
+  s.get("/api/v1/services/{name}/history",
+        [&node](const httplib::Request&, httplib::Response& res, const http::PathParams& p) {
+          std::string name = std::string(p[0]);
+          auto hist = node.history(name);
           if (!hist.isOk()) return sendError(res, hist.status());
-          auto cur = node.store().get(name);
+          auto cur = node.service(name);
           int64_t current = cur.isOk() ? cur->generation : 0;
           json gens = json::array();
           for (const auto& r : *hist)
@@ -512,10 +497,11 @@ void registerServices(ApiServer& server, Node& node) {
                                 {"manifest", manifestJson(r)}});
           sendJson(res, 200, json{{"name", name}, {"generations", gens}});
         });
-  s.Get(R"(/api/v1/services/([^/]+)/logs)", [&server, &node](const httplib::Request& req,
-                                                             httplib::Response& res) {
-    std::string name = req.matches[1];
-    auto r = node.store().get(name);
+  s.get("/api/v1/services/{name}/logs", [&server, &node](const httplib::Request& req,
+                                                         httplib::Response& res,
+                                                         const http::PathParams& p) {
+    std::string name = std::string(p[0]);
+    auto r = node.service(name);
     if (!r.isOk()) return sendError(res, r.status());
     auto targets = serviceLogTargets(node, name);
     if (targets.empty())
@@ -524,12 +510,12 @@ void registerServices(ApiServer& server, Node& node) {
   });
 }
 
-void registerInstances(ApiServer& server, Node& node) {
-  auto& s = server.raw();
-  s.Get("/api/v1/instances", [&node](const httplib::Request& req, httplib::Response& res) {
+void registerInstances(ApiServer& server, NodeApi& node) {
+  auto& s = server;
+  s.get("/api/v1/instances", [&node](const httplib::Request& req, httplib::Response& res) {
     std::string service = req.has_param("service") ? req.get_param_value("service") : "";
     json arr = json::array();
-    for (const auto& i : node.reconciler().instances())
+    for (const auto& i : node.instances())
       if (service.empty() || i.service == service) arr.push_back(instanceJson(i));
     if (service.empty()) {
       runtime::ListOptions lo;
@@ -541,9 +527,10 @@ void registerInstances(ApiServer& server, Node& node) {
     }
     sendJson(res, 200, json{{"instances", arr}});
   });
-  s.Get(R"(/api/v1/instances/([^/]+)/logs)",
-        [&server, &node](const httplib::Request& req, httplib::Response& res) {
-          auto info = node.runtime().inspectContainer(req.matches[1]);
+  s.get("/api/v1/instances/{id}/logs",
+        [&server, &node](const httplib::Request& req, httplib::Response& res,
+                         const http::PathParams& p) {
+          auto info = node.runtime().inspectContainer(std::string(p[0]));
           if (!info.isOk()) return sendError(res, info.status());
           streamLogs(server, node, req, res, {{info->id, info->name}});
         });
@@ -558,9 +545,9 @@ json imageJson(const runtime::ImageInfo& i, bool in_use) {
               {"in_use", in_use}};
 }
 
-void registerImages(ApiServer& server, Node& node) {
-  auto& s = server.raw();
-  s.Get("/api/v1/images", [&node](const httplib::Request&, httplib::Response& res) {
+void registerImages(ApiServer& server, NodeApi& node) {
+  auto& s = server;
+  s.get("/api/v1/images", [&node](const httplib::Request&, httplib::Response& res) {
     auto images = node.runtime().listImages();
     if (!images.isOk()) return sendError(res, images.status());
     runtime::ListOptions lo;
@@ -572,54 +559,57 @@ void registerImages(ApiServer& server, Node& node) {
     for (const auto& i : *images) arr.push_back(imageJson(i, used.count(i.id) != 0));
     sendJson(res, 200, json{{"images", arr}});
   });
-  s.Post("/api/v1/images/load", [&node](const httplib::Request&, httplib::Response& res,
-                                        const httplib::ContentReader& reader) {
-    std::string dir = node.config().data_dir + "/tmp";
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    std::string path = dir + "/upload-" + crypto::randomHex(8) + ".tar";
-    FILE* f = std::fopen(path.c_str(), "wbx");
-    if (f == nullptr) return sendError(res, Status::fromErrno(errno, "cannot create " + path));
-    bool write_ok = true;
-    int64_t total = 0;
-    bool read_ok = reader([&](const char* data, size_t len) {
-      total += static_cast<int64_t>(len);
-      if (std::fwrite(data, 1, len, f) != len) write_ok = false;
-      return write_ok;
-    });
-    if (std::fclose(f) != 0) write_ok = false;
-    auto cleanup = [&] { std::filesystem::remove(path, ec); };
-    if (!write_ok) {
-      cleanup();
-      return sendJson(res, 507,
-                      json{{"message", "cannot store the upload in " + dir + " (disk full?)"}});
-    }
-    if (!read_ok) {
-      cleanup();
-      return sendJson(
-          res, 400,
-          json{{"message", "the upload ended early after " + std::to_string(total) + " bytes"}});
-    }
-    auto loaded = node.runtime().loadImage(path);
-    cleanup();
-    if (!loaded.isOk()) return sendError(res, loaded.status());
-    json arr = json::array();
-    for (const auto& i : *loaded) {
-      arr.push_back(imageJson(i, false));
-      node.events().append("image.loaded", "", "", i.tags.empty() ? i.id : i.tags.front());
-    }
-    node.reconciler().wake();
-    sendJson(res, 200, json{{"images", arr}});
-  });
-  s.Delete(R"(/api/v1/images/(.+))", [&node](const httplib::Request& req, httplib::Response& res) {
-    std::string ref = req.matches[1];
-    auto info = node.runtime().inspectImage(ref);
-    if (!info.isOk()) return sendError(res, info.status());
-    Status st = node.runtime().removeImage(ref, flag(req, "force"));
-    if (!st.isOk()) return sendError(res, st);
-    node.events().append("image.removed", "", "", ref);
-    sendJson(res, 200, json{{"deleted", info->id}});
-  });
+  s.routeStreamed(
+      "POST", "/api/v1/images/load",
+      [&node](const httplib::Request&, httplib::Response& res, const http::PathParams&,
+              const httplib::ContentReader& reader) {
+        std::string dir = node.dataDir() + "/tmp";
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        std::string path = dir + "/upload-" + crypto::randomHex(8) + ".tar";
+        FILE* f = std::fopen(path.c_str(), "wbx");
+        if (f == nullptr) return sendError(res, Status::fromErrno(errno, "cannot create " + path));
+        bool write_ok = true;
+        int64_t total = 0;
+        bool read_ok = reader([&](const char* data, size_t len) {
+          total += static_cast<int64_t>(len);
+          if (std::fwrite(data, 1, len, f) != len) write_ok = false;
+          return write_ok;
+        });
+        if (std::fclose(f) != 0) write_ok = false;
+        auto cleanup = [&] { std::filesystem::remove(path, ec); };
+        if (!write_ok) {
+          cleanup();
+          return sendJson(res, 507,
+                          json{{"message", "cannot store the upload in " + dir + " (disk full?)"}});
+        }
+        if (!read_ok) {
+          cleanup();
+          return sendJson(res, 400,
+                          json{{"message", "the upload ended early after " + std::to_string(total) +
+                                               " bytes"}});
+        }
+        auto loaded = node.runtime().loadImage(path);
+        cleanup();
+        if (!loaded.isOk()) return sendError(res, loaded.status());
+        json arr = json::array();
+        for (const auto& i : *loaded) {
+          arr.push_back(imageJson(i, false));
+          node.events().append("image.loaded", "", "", i.tags.empty() ? i.id : i.tags.front());
+        }
+        node.wakeReconciler();
+        sendJson(res, 200, json{{"images", arr}});
+      });
+  s.del("/api/v1/images/{ref...}",
+        [&node](const httplib::Request& req, httplib::Response& res, const http::PathParams& p) {
+          std::string ref = std::string(p[0]);
+          auto info = node.runtime().inspectImage(ref);
+          if (!info.isOk()) return sendError(res, info.status());
+          Status st = node.runtime().removeImage(ref, flag(req, "force"));
+          if (!st.isOk()) return sendError(res, st);
+          node.events().append("image.removed", "", "", ref);
+          sendJson(res, 200, json{{"deleted", info->id}});
+        });
 }
 
 json eventJson(const NodeEvent& e) {
@@ -629,8 +619,8 @@ json eventJson(const NodeEvent& e) {
   return j;
 }
 
-void registerEvents(ApiServer& server, Node& node) {
-  server.raw().Get(
+void registerEvents(ApiServer& server, NodeApi& node) {
+  server.get(
       "/api/v1/events", [&server, &node](const httplib::Request& req, httplib::Response& res) {
         int64_t since = 0;
         if (req.has_param("since")) {
@@ -668,26 +658,25 @@ void registerEvents(ApiServer& server, Node& node) {
       });
 }
 
-void registerCluster(ApiServer& server, Node& node) {
-  auto& s = server.raw();
-  s.Get("/api/v1/routes", [&node](const httplib::Request&, httplib::Response& res) {
-    NodeGateway* g = node.gateway();
-    sendJson(res, 200, {{"node", node.id()}, {"routes", g ? g->routesJson() : json::array()}});
+void registerCluster(ApiServer& server, NodeApi& node) {
+  auto& s = server;
+  s.get("/api/v1/routes", [&node](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, 200, {{"node", node.id()}, {"routes", node.gatewayRoutes()}});
   });
-  s.Get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
+  s.get("/api/v1/cluster", [&node](const httplib::Request&, httplib::Response& res) {
     json j = discovery::snapshotToJson(node.clusterSnapshot(), unixSeconds(node.clock().wallNow()));
-    j["backend"] = node.backend().state();
+    j["backend"] = node.backendState();
     sendJson(res, 200, j);
   });
-  s.Get("/api/v1/nodes", [&node](const httplib::Request& req, httplib::Response& res) {
+  s.get("/api/v1/nodes", [&node](const httplib::Request& req, httplib::Response& res) {
     std::string scope = req.get_param_value("scope");
     // Beyond the links, the backend knows: account scope when one is configured (it sees
     // every network of the account), proximity always (only it holds locations).
-    if (scope == "proximity" || (scope == "account" && node.backend().configured())) {
+    if (scope == "proximity" || (scope == "account" && node.backendConfigured())) {
       std::string query;
       for (const auto& [k, v] : req.params)
         query += (query.empty() ? "" : "&") + http::urlEncode(k) + "=" + http::urlEncode(v);
-      auto answer = node.backend().queryNodes(query);
+      auto answer = node.queryNodes(query);
       if (!answer.isOk()) return sendError(res, answer.status());
       return sendJson(res, 200, *answer);
     }
@@ -706,25 +695,27 @@ void registerCluster(ApiServer& server, Node& node) {
 
 // Calls another node's API through a peer channel (docs/relay.md): directly when it is
 // reachable, else through the backend's relays.
-void registerPeers(ApiServer& server, Node& node) {
-  auto& s = server.raw();
-  s.Get(R"(/api/v1/peers/([0-9a-f]{16}))",
-        [&node](const httplib::Request& req, httplib::Response& res) {
-          auto r = node.backend().route(req.matches[1]);
-          if (!r.isOk()) return sendError(res, r.status());
-          sendJson(res, 200, *r);
-        });
-  auto proxy = [&node](const httplib::Request& req, httplib::Response& res) {
+void registerPeers(ApiServer& server, NodeApi& node) {
+  auto isNodeId = [](std::string_view v) { return v.size() == 16 && http::isLowerHex(v); };
+  auto& s = server;
+  s.get("/api/v1/peers/{node}", [&node](const httplib::Request&, httplib::Response& res,
+                                        const http::PathParams& p) {
+     auto r = node.peerRoute(std::string(p[0]));
+     if (!r.isOk()) return sendError(res, r.status());
+     sendJson(res, 200, *r);
+   }).where("node", isNodeId);
+  auto proxy = [&node](const httplib::Request& req, httplib::Response& res,
+                       const http::PathParams& p) {
     http::Request out;
     out.method = req.method;
-    out.path = req.matches[2].str().empty() ? "/" : req.matches[2].str();
+    out.path = p[1].empty() ? "/" : std::string(p[1]);
     std::string query;
     for (const auto& [k, v] : req.params)
       query += (query.empty() ? "?" : "&") + http::urlEncode(k) + "=" + http::urlEncode(v);
     out.path += query;
     out.body = req.body;
     out.content_type = req.get_header_value("Content-Type");
-    auto r = node.backend().callPeer(req.matches[1], out);
+    auto r = node.callPeer(std::string(p[0]), out);
     if (!r.isOk()) return sendError(res, r.status());
     res.status = r->status;
     std::string path = r->header("X-Edge-Peer-Path");
@@ -732,14 +723,11 @@ void registerPeers(ApiServer& server, Node& node) {
     std::string type = r->header("Content-Type");
     res.set_content(r->body, type.empty() ? "application/octet-stream" : type);
   };
-  const char* pattern = R"(/api/v1/peers/([0-9a-f]{16})/proxy(/.*)?)";
-  s.Get(pattern, proxy);
-  s.Post(pattern, proxy);
-  s.Put(pattern, proxy);
-  s.Delete(pattern, proxy);
+  for (const char* method : {"GET", "POST", "PUT", "DELETE"})
+    s.route(method, "/api/v1/peers/{node}/proxy{*path}", proxy).where("node", isNodeId);
 }
 
-void registerRestApi(ApiServer& server, Node& node) {
+void registerRestApi(ApiServer& server, NodeApi& node) {
   server.allowStreamedBody([](const std::string& method, const std::string& path) {
     return method == "POST" && path == "/api/v1/images/load";
   });

@@ -1,4 +1,5 @@
-// The Docker Engine API's JSON and query shapes, mapped to and from the runtime types.
+// The Docker Engine API's JSON and query shapes, mapped to and from the runtime types, as
+// the driver (the client side) needs them. Versions and times: docker_wire.h.
 //
 // Pure functions (no I/O) so each mapping is unit-tested against replies captured from
 // a real dockerd. Fields Podman's compatible API leaves out or spells differently get
@@ -17,28 +18,12 @@
 
 #include "common/json.h"
 #include "common/status.h"
+#include "runtime-shim/docker/docker_wire.h"
 #include "runtime-shim/runtime.h"
 
 namespace edge::runtime::docker {
 
 using json::Json;
-
-// --- API version ---------------------------------------------------------------------
-
-struct ApiVersion {
-  int major = 1;
-  int minor = 0;
-  std::string toString() const;
-  auto operator<=>(const ApiVersion&) const = default;
-};
-inline constexpr ApiVersion kMaxApiVersion{1, 43};  // newest we speak
-inline constexpr ApiVersion kMinApiVersion{1, 24};  // oldest we accept
-
-// "1.41" -> {1, 41}; kInvalidArgument otherwise.
-Result<ApiVersion> parseApiVersion(std::string_view text);
-// min(server, kMaxApiVersion); kFailedPrecondition when the server is older than
-// kMinApiVersion, kInvalidArgument when `server_text` is not a version.
-Result<ApiVersion> negotiateApiVersion(std::string_view server_text);
 
 // --- errors --------------------------------------------------------------------------
 
@@ -54,8 +39,6 @@ Status statusFromHttp(int http_status, std::string_view body, std::string_view w
 
 // --- times and queries ---------------------------------------------------------------
 
-// Docker's zero time "0001-01-01T00:00:00Z" and "" are unset (WallTime{}).
-WallTime parseDockerTime(const std::string& text);
 // "1700000000.123456789": the form `since`/`until` query parameters take.
 std::string formatUnixNano(WallTime t);
 // Percent-encodes an id, name or image reference for a path; keeps '/', ':' and '@'
