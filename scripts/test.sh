@@ -52,4 +52,6 @@ ctest_all -L unit -j "$(nproc)"
 # conformance tests run under the sanitizers), and it costs minutes of CI time.
 skip=()
 [ "$sanitize" = 1 ] && skip=(-E '^(edged|gateway)_e2e_docker$')
-ctest_all -L integration "${skip[@]}"
+# Two at a time: the multi-node scenarios (netns) are RUN_SERIAL and run alone, and the
+# tests that share the host's dockerd take turns (RESOURCE_LOCK dockerd).
+ctest_all -L integration -j "$(nproc)" "${skip[@]}"

@@ -18,6 +18,20 @@
 #include <cstdlib>
 #include <string_view>
 
+// EDGE_TEST_UNDER_ASAN: 1 in an AddressSanitizer build, whichever compiler (GCC defines
+// __SANITIZE_ADDRESS__, clang 14 only answers __has_feature). Memory bounds (peak RSS) do
+// not hold there: the shadow memory and the quarantine come on top.
+#if defined(__SANITIZE_ADDRESS__)
+#define EDGE_TEST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDGE_TEST_UNDER_ASAN 1
+#endif
+#endif
+#ifndef EDGE_TEST_UNDER_ASAN
+#define EDGE_TEST_UNDER_ASAN 0
+#endif
+
 namespace edge::testenv {
 
 // EDGE_REQUIRE_DOCKER=1: a missing Docker Engine is a failure. Any other value (or none)

@@ -9,6 +9,10 @@
 
 #define MIB (1024L * 1024L)
 
+/* Where each block's address goes: a volatile store makes the block escape, so no
+ * compiler may drop the malloc and memset as dead (clang does, at -O1 and above). */
+static char* volatile last_block;
+
 static long parse(const char* s, long max, const char* what) {
   char* end = NULL;
   long v = strtol(s, &end, 10);
@@ -35,6 +39,7 @@ int main(int argc, char** argv) {
     }
     /* Touch every page so the memory is really charged to us. */
     memset(p, (int)(i & 0xff) | 1, MIB);
+    last_block = p;
     printf("memhog: %ld MiB\n", i);
   }
   printf("memhog: done %ld MiB\n", target);

@@ -22,7 +22,7 @@ sanitizer_install_clang() {
 # sanitizer_configure DIR: configures DIR (re-running it with the same arguments is a
 # no-op for ninja, so test.sh and fuzz.sh can both call it).
 sanitizer_configure() {
-  CC=clang CXX=clang++ cmake -S . -B "$1" -G Ninja -DEDGE_FUZZ=ON -DEDGE_WERROR=ON \
+  CC=clang CXX=clang++ cmake -S . -B "$1" -G Ninja -DEDGE_FUZZ=ON -DEDGE_WERROR=ON -DEDGE_BUILD_BENCH=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" \
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" "${@:2}" >/dev/null
 }
