@@ -89,7 +89,7 @@ class ClusterPortImpl final : public ClusterPort {
         ::close(fd);
         return;
       }
-      pending_[fd] = {Steady::now() + options_.first_bytes_timeout, allow_discovery};
+      pending_[fd] = {Steady::now() + options_.first_bytes_timeout, allow_discovery, 0};
     }
     wake();
   }
@@ -106,6 +106,7 @@ class ClusterPortImpl final : public ClusterPort {
   struct Pending {
     Steady::time_point deadline;
     bool allow_discovery = true;
+    uint32_t address = 0;  // accepted: the remote IPv4 address (network order); else 0
   };
   struct Ready {
     int fd;
@@ -156,14 +157,21 @@ class ClusterPortImpl final : public ClusterPort {
 
   void acceptAll() {
     for (int i = 0; i < 64; ++i) {
-      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_in from{};
+      socklen_t len = sizeof(from);
+      int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;
+      uint32_t address = from.sin_family == AF_INET ? from.sin_addr.s_addr : 0;
       std::lock_guard<std::mutex> lock(mu_);
-      if (pending_.size() >= options_.max_pending) {
+      size_t same = 0;
+      if (address != 0)
+        for (const auto& [_, p] : pending_) same += p.address == address ? 1 : 0;
+      if (pending_.size() >= options_.max_pending || same >= options_.max_pending_per_address) {
         ::close(fd);
         continue;
       }
-      pending_[fd] = {Steady::now() + options_.first_bytes_timeout, true};
+      pending_[fd] = {Steady::now() + options_.first_bytes_timeout, true, address};
     }
   }
 

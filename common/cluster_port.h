@@ -41,6 +41,9 @@ class ClusterPort {
     std::chrono::milliseconds first_bytes_timeout{10'000};
     size_t max_first_bytes = 4096;  // read once: what one recv(2) returns, up to this
     size_t max_pending = 1024;      // connections not yet classified; more are closed
+    // Of those, accepted from one address: one host opening connections and saying
+    // nothing cannot lock the others out. adopt()ed connections do not count.
+    size_t max_pending_per_address = 64;
   };
   using Handler = std::function<void(int fd, std::string already_read)>;
 

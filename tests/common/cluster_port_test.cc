@@ -197,6 +197,30 @@ TEST_F(ClusterPortTest, TheListenerAcceptsAndClassifies) {
   EXPECT_EQ(handed_[0].bytes, "\x16\x03\x01");
 }
 
+TEST_F(ClusterPortTest, OneAddressCannotHoldMoreThanItsShareOfSilentConnections) {
+  options_.max_pending_per_address = 2;
+  auto port = ClusterPort::listen("127.0.0.1:0", options_);
+  ASSERT_TRUE(port.isOk()) << port.status().toString();
+  makePort(std::move(*port));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port_->boundPort()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> fds;
+  for (int i = 0; i < 3; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ours_.push_back(fd);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    fds.push_back(fd);
+  }
+  EXPECT_TRUE(closedWithin(fds[2], 5000));
+  // The first two still wait for their first bytes, and are served when they come.
+  ASSERT_EQ(::send(fds[0], "ECP1", 4, MSG_NOSIGNAL), 4);
+  ASSERT_TRUE(waitHanded(1));
+  pollfd p{fds[1], POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0);
+}
+
 TEST_F(ClusterPortTest, ATakenPortFailsAtListen) {
   auto first = ClusterPort::listen("127.0.0.1:0", options_);
   ASSERT_TRUE(first.isOk());
