@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/cluster_port.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "discovery/agent.h"
@@ -93,13 +94,6 @@ struct Conn {
   SteadyTime deadline{};   // handshake (or check) must finish by then
   bool announced = false;  // onSessionUp() was called
   uint32_t peer_addr = 0;  // inbound: the remote address (network order)
-  bool sniffed = false;    // inbound: its first bytes were looked at
-};
-
-// A connection that is not ours, on its way to DiscoveryOptions::on_foreign_connection.
-struct Handoff {
-  int fd = -1;
-  std::string already_read;
 };
 
 class DiscoveryImpl final : public Discovery {
@@ -112,7 +106,6 @@ class DiscoveryImpl final : public Discovery {
     stop();
     // stop() does nothing when start() never ran (create() failed half way).
     if (udp_ >= 0) ::close(udp_);
-    if (listener_ >= 0) ::close(listener_);
   }
 
   Status init() {
@@ -157,11 +150,13 @@ class DiscoveryImpl final : public Discovery {
     }
     running_ = true;
     thread_ = std::thread([this] { loop(); });
+    if (own_port_) return own_port_->start();
     return Status::ok();
   }
 
   void stop() override {
     if (!running_.exchange(false)) return;
+    if (own_port_) own_port_->stop();
     if (thread_.joinable()) thread_.join();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -181,8 +176,7 @@ class DiscoveryImpl final : public Discovery {
     for (auto& [id, c] : conns_) ::close(c.fd);
     conns_.clear();
     if (udp_ >= 0) ::close(udp_);
-    if (listener_ >= 0) ::close(listener_);
-    udp_ = listener_ = -1;
+    udp_ = -1;
   }
 
   ClusterSnapshot snapshot() const override {
@@ -319,13 +313,22 @@ class DiscoveryImpl final : public Discovery {
       return Status::failedPrecondition("discovery: cannot bind UDP port " +
                                         std::to_string(ntohs(group_.sin_port)) + ": " +
                                         errnoText(errno));
-    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listener_ < 0) return Status::internal("discovery: socket: " + errnoText(errno));
-    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(listener_, reinterpret_cast<sockaddr*>(&listen_addr_), sizeof(listen_addr_)) < 0)
-      return Status::failedPrecondition("listen " + options_.listen + ": " + errnoText(errno));
-    if (listen(listener_, 128) < 0)
-      return Status::failedPrecondition("listen " + options_.listen + ": " + errnoText(errno));
+    // The TCP side comes from the cluster port: the owner's, or one of our own that hands
+    // what is not a discovery session to on_foreign_connection.
+    net::ClusterPort* port = options_.port;
+    if (!port) {
+      auto own = net::ClusterPort::listen(options_.listen, {});
+      if (!own.isOk())
+        return Status::failedPrecondition("listen " + options_.listen + ": " +
+                                          own.status().message());
+      own_port_ = std::move(*own);
+      port = own_port_.get();
+      for (auto c : {net::PortClass::kPeerChannel, net::PortClass::kTls, net::PortClass::kHttp})
+        if (options_.on_foreign_connection) port->handle(c, options_.on_foreign_connection);
+    }
+    port->handle(net::PortClass::kDiscovery, [this](int fd, std::string already_read) {
+      adoptSession(fd, std::move(already_read));
+    });
     return Status::ok();
   }
 
@@ -478,7 +481,6 @@ class DiscoveryImpl final : public Discovery {
     {
       std::lock_guard<std::mutex> lock(mu_);
       fds.push_back({udp_, POLLIN, 0});
-      fds.push_back({listener_, POLLIN, 0});
       for (auto& [id, c] : conns_) {
         short ev = POLLIN;
         if (c.connecting || !c.out.empty()) ev |= POLLOUT;
@@ -488,23 +490,16 @@ class DiscoveryImpl final : public Discovery {
     }
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(timeout.count()));
     if (n <= 0) return;
-    std::vector<Handoff> handoffs;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (fds[0].revents & POLLIN) readDatagrams();
-      if (fds[1].revents & POLLIN) acceptAll();
-      for (size_t i = 2; i < fds.size(); ++i) {
-        if (!fds[i].revents) continue;
-        SessionId id = ids[i - 2];
-        if (fds[i].revents & POLLOUT) writeConn(id);
-        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) readConn(id);
-        settle();
-      }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fds[0].revents & POLLIN) readDatagrams();
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (!fds[i].revents) continue;
+      SessionId id = ids[i - 1];
+      if (fds[i].revents & POLLOUT) writeConn(id);
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) readConn(id);
       settle();
-      handoffs.swap(handoffs_);
     }
-    // Outside mu_: the receiver may take its time without stalling snapshot() callers.
-    for (auto& h : handoffs) options_.on_foreign_connection(h.fd, std::move(h.already_read));
+    settle();
   }
 
   void readDatagrams() {
@@ -534,50 +529,42 @@ class DiscoveryImpl final : public Discovery {
     }
   }
 
-  void acceptAll() {
-    for (int i = 0; i < 64; ++i) {
-      sockaddr_in from{};
-      socklen_t len = sizeof(from);
-      int fd = accept4(listener_, reinterpret_cast<sockaddr*>(&from), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;
-      // One address cannot hold more than a few handshakes open at once, so a peer that
-      // opens connections and says nothing cannot lock members out.
-      size_t unauthenticated = 0;
-      for (const auto& [id, c] : conns_)
-        if (!c.outbound && !c.sec->established() && c.peer_addr == from.sin_addr.s_addr)
-          ++unauthenticated;
-      if (conns_.size() >= kMaxSessions || unauthenticated >= kMaxHandshakesPerAddress) {
-        // A burst of peer channels from one node is not a silent handshake: those whose
-        // first bytes are already here are handed over rather than refused.
-        if (!handOverIfForeign(fd)) ::close(fd);
-        continue;
-      }
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      Conn c;
-      c.id = next_id_++;
-      c.fd = fd;
-      c.sec = std::make_unique<identity::SecureSession>(identity::SecureSession::Role::kResponder,
-                                                        identity_, options_.cluster_key);
-      c.deadline = clock_.now() + kHandshakeTimeout;
-      c.peer_addr = from.sin_addr.s_addr;
-      conns_.emplace(c.id, std::move(c));
+  // A discovery session from the cluster port (blocking, its first bytes read): it joins
+  // the loop's sessions, its first bytes are fed as if the loop had read them.
+  void adoptSession(int fd, std::string already_read) {
+    sockaddr_in from{};
+    socklen_t len = sizeof(from);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&from), &len) != 0) from = {};
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!running_) {
+      ::close(fd);
+      return;
     }
-  }
-
-  // Hands a just-accepted connection over when its first bytes have arrived and are not
-  // a discovery session's; false leaves it to the caller.
-  bool handOverIfForeign(int fd) {
-    char buf[4096];
-    if (!options_.on_foreign_connection || recv(fd, buf, 1, MSG_PEEK) != 1 || buf[0] == 0)
-      return false;
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) return false;
+    // One address cannot hold more than a few handshakes open at once, so a peer that
+    // opens connections and says nothing cannot lock members out.
+    size_t unauthenticated = 0;
+    for (const auto& [id, c] : conns_)
+      if (!c.outbound && !c.sec->established() && c.peer_addr == from.sin_addr.s_addr)
+        ++unauthenticated;
+    if (conns_.size() >= kMaxSessions || unauthenticated >= kMaxHandshakesPerAddress) {
+      ::close(fd);
+      return;
+    }
     int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    handoffs_.push_back({fd, std::string(buf, static_cast<size_t>(n))});
-    return true;
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    Conn c;
+    c.id = next_id_++;
+    c.fd = fd;
+    c.sec = std::make_unique<identity::SecureSession>(identity::SecureSession::Role::kResponder,
+                                                      identity_, options_.cluster_key);
+    c.deadline = clock_.now() + kHandshakeTimeout;
+    c.peer_addr = from.sin_addr.s_addr;
+    SessionId id = c.id;
+    conns_.emplace(id, std::move(c));
+    consume(id, already_read);
+    settle();
   }
 
   void writeConn(SessionId id) {
@@ -624,22 +611,20 @@ class DiscoveryImpl final : public Discovery {
         failConn(id, errnoText(errno));
         return;
       }
-      if (!c.outbound && !c.sniffed) {
-        c.sniffed = true;
-        if (buf[0] != 0 && options_.on_foreign_connection) {
-          // Not a discovery session (whose frame length starts with 0x00): hand it over.
-          // Gone from conns_, it no longer counts against the per-address handshake cap.
-          int fd = c.fd;
-          conns_.erase(it);
-          int flags = fcntl(fd, F_GETFL);
-          if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-          handoffs_.push_back({fd, std::string(buf, static_cast<size_t>(n))});
-          return;
-        }
-      }
+      if (!consume(id, std::string_view(buf, static_cast<size_t>(n)))) return;
+      if (static_cast<size_t>(n) < sizeof(buf)) return;
+    }
+  }
+
+  // Feeds bytes read from session `id`; false when the session is gone or closing.
+  bool consume(SessionId id, std::string_view data) {
+    {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) return false;
+      Conn& c = it->second;
       bool was_established = c.sec->established();
       std::vector<std::string> messages;
-      Status s = c.sec->feed(std::string_view(buf, static_cast<size_t>(n)), &messages);
+      Status s = c.sec->feed(data, &messages);
       c.sec->appendOutput(&c.out);
       if (!s.isOk()) {
         if (c.link) {
@@ -652,7 +637,7 @@ class DiscoveryImpl final : public Discovery {
         }
         LOG_DEBUG("discovery: session dropped").kv("error", s.message());
         failConn(id, s.message());
-        return;
+        return false;
       }
       if (!was_established && c.sec->established()) {
         if (c.check_only) {
@@ -665,26 +650,26 @@ class DiscoveryImpl final : public Discovery {
           if (!c.out.empty()) writeConn(id);
           link->agent->onEndpointChecked(
               expected, ok ? Status::ok() : Status::permissionDenied("it answered as node " + got));
-          return;
+          return false;
         }
         if (c.outbound) {
           c.announced = true;
           if (!c.out.empty()) writeConn(id);
           c.link->agent->onSessionUp(id, c.sec->peerId());
-          if (!conns_.count(id)) return;
+          if (!conns_.count(id)) return false;
         } else {
           c.announced = true;
         }
       }
       for (auto& text : messages) {
         auto cit = conns_.find(id);
-        if (cit == conns_.end() || cit->second.closing) return;
+        if (cit == conns_.end() || cit->second.closing) return false;
         Conn& cc = cit->second;
         auto j = edge::json::parse(text, "session message");
         if (!j.isOk() || !j->is_object()) {
           if (cc.link) ++cc.link->agent->counters().dropped_malformed;
           failConn(id, "a message that is not a JSON object");
-          return;
+          return false;
         }
         if (!cc.link) {
           auto cluster = j->find("cluster");
@@ -697,7 +682,7 @@ class DiscoveryImpl final : public Discovery {
             if (cc.sec->send(edge::json::dump(r)).isOk()) cc.sec->appendOutput(&cc.out);
             cc.closing = true;
             writeConn(id);
-            return;
+            return false;
           }
           cc.link = link;
         }
@@ -708,8 +693,8 @@ class DiscoveryImpl final : public Discovery {
       }
       if (auto again = conns_.find(id); again != conns_.end() && !again->second.out.empty())
         writeConn(id);
-      if (static_cast<size_t>(n) < sizeof(buf)) return;
     }
+    return conns_.count(id) > 0 && !conns_.at(id).closing;
   }
 
   DiscoveryOptions options_;
@@ -722,7 +707,7 @@ class DiscoveryImpl final : public Discovery {
   std::atomic<bool> running_{false};
   std::thread thread_;
   int udp_ = -1;
-  int listener_ = -1;
+  std::unique_ptr<net::ClusterPort> own_port_;  // when options_.port is not given
   sockaddr_in listen_addr_{};
   sockaddr_in group_{};
   NodeProfile base_profile_;
@@ -732,7 +717,6 @@ class DiscoveryImpl final : public Discovery {
   SessionId next_id_ = 1;
   std::vector<Failure> failed_;
   std::vector<SessionId> closing_now_;
-  std::vector<Handoff> handoffs_;  // read in pollOnce(), handed over outside mu_
   SteadyTime last_scan_{};
 };
 

@@ -21,6 +21,10 @@
 #include "discovery/profile.h"
 #include "discovery/types.h"
 
+namespace edge::net {
+class ClusterPort;
+}  // namespace edge::net
+
 namespace edge::identity {
 class NodeIdentity;
 }  // namespace edge::identity
@@ -40,11 +44,14 @@ struct DiscoveryOptions {
   std::chrono::milliseconds supernode_timeout{1000};
   std::chrono::milliseconds member_timeout{4000};
   std::chrono::seconds blacklist_period{600};
-  // Connections to `listen` that are not discovery sessions (their first byte is not
-  // 0x00, the top byte of a handshake frame's length): a peer channel starts with "ECP1".
-  // When set, such a connection leaves the discovery loop and is handed over — blocking
-  // again, with the bytes already read from it — on the loop thread, which this call must
-  // not hold up (start a thread or queue it). Unset: they are closed.
+  // The cluster port (common/cluster_port.h) discovery sessions arrive on: discovery
+  // registers its handler for them there and does not listen itself; the owner registers
+  // the other classes and starts the port. Null: discovery makes its own port on `listen`
+  // (standalone use) and hands what is not a discovery session (first byte not 0x00; a
+  // peer channel starts with "ECP1") to on_foreign_connection — blocking, with the bytes
+  // already read, on the port's thread, which this call must not hold up (start a thread
+  // or queue it). Unset: they are closed. `listen` also gives the advertised port.
+  net::ClusterPort* port = nullptr;
   std::function<void(int fd, std::string already_read)> on_foreign_connection;
 };
 

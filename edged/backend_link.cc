@@ -1,11 +1,11 @@
 #include "edged/backend_link.h"
 
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 
+#include "common/cluster_port.h"
 #include "common/crypto.h"
 #include "common/jwt.h"
 #include "common/log.h"
@@ -114,9 +114,6 @@ Status BackendLink::start(discovery::Discovery* discovery) {
   discovery_ = discovery;
   RETURN_IF_ERROR(init_error_);
   if (!client_) return Status::ok();
-  if (discovery == nullptr && !options_.listen.empty())
-    RETURN_IF_ERROR(peers_->listen(options_.listen));
-
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = false;
@@ -136,31 +133,8 @@ void BackendLink::stop() {
   if (peers_) peers_->stop();
 }
 
-void BackendLink::serveForeign(int fd, std::string already_read) {
-  if (already_read.empty() && gateway_handler_) {
-    // A relay leg arrives without sniffed bytes: peek at the first one, bounded.
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char first = 0;
-    if (::recv(fd, &first, 1, MSG_PEEK) != 1) {
-      ::close(fd);
-      return;
-    }
-    timeval none{0, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
-    if (first != 'E') {
-      gateway_handler_(fd, "");
-      return;
-    }
-  } else if (!already_read.empty() && already_read[0] != 'E' && gateway_handler_) {
-    gateway_handler_(fd, std::move(already_read));
-    return;
-  }
+void BackendLink::servePeerChannel(int fd, std::string already_read) {
   peers_->serve(fd, std::move(already_read));
-}
-
-void BackendLink::setGatewayHandler(std::function<void(int fd, std::string already_read)> h) {
-  gateway_handler_ = std::move(h);
 }
 
 Result<std::string> BackendLink::issuer() {
@@ -301,7 +275,13 @@ void BackendLink::checkReachability(const std::string& endpoint) {
           auto claims = verifyPeerToken(sig.token, sig.from);
           return claims.isOk() ? Status::ok() : claims.status();
         },
-        [this](int fd, const std::string& /*caller*/) { serveForeign(fd, ""); });
+        [this](int fd, const std::string& /*caller*/) {
+          if (port_) {
+            port_->adopt(fd, /*allow_discovery=*/false);
+          } else {
+            ::close(fd);
+          }
+        });
     if (!s.isOk()) noteError("SEP", s);
   }
 }

@@ -40,6 +40,10 @@ class PeerServer;
 class RelayClient;
 }  // namespace edge::mesh
 
+namespace edge::net {
+class ClusterPort;
+}  // namespace edge::net
+
 namespace edge::gateway {
 class TokenVerifier;
 }  // namespace edge::gateway
@@ -54,7 +58,6 @@ class BackendLink {
     std::string data_dir;
     std::string local_api;  // the node's API socket (peer requests are served from it)
     std::string endpoint;   // where the backend and peers reach us ("" = from discovery)
-    std::string listen;     // with discovery off, peer channels get their own listener
     std::chrono::seconds reachability_recheck{300};
     std::chrono::seconds heartbeat{30};
   };
@@ -70,13 +73,13 @@ class BackendLink {
 
   bool configured() const { return client_ != nullptr; }
 
-  // A connection that arrived on the cluster port (or a relay leg) and is not a discovery
-  // session: peer channels ("ECP1") go to the peer server, anything else to the gateway
-  // handler when one is set. Blocks for at most a few seconds reading the first byte when
-  // `already_read` is empty; call it from a thread that may wait.
-  void serveForeign(int fd, std::string already_read);
-  // Where non-peer-channel connections go (the node's gateway). Set before start().
-  void setGatewayHandler(std::function<void(int fd, std::string already_read)> handler);
+  // A peer channel ("ECP1") the cluster port classified, with the bytes it read: the peer
+  // server serves it on a thread of its own.
+  void servePeerChannel(int fd, std::string already_read);
+  // Where relay legs (connections a caller made through our SEP) go: the cluster port,
+  // which classifies them like the connections it accepts (peer channel, TLS or HTTP).
+  // Set before start(); unset, relay legs are closed.
+  void setClusterPort(net::ClusterPort* port) { port_ = port; }
 
   // For the gateway: the backend's token issuer (fetched once, from its OpenID
   // configuration), the verifier of the tokens it issues (made on first use; it fetches
@@ -130,7 +133,7 @@ class BackendLink {
   std::unique_ptr<mesh::BackendClient> client_;
   std::unique_ptr<mesh::PeerServer> peers_;
   std::unique_ptr<mesh::RelayClient> relay_;
-  std::function<void(int fd, std::string already_read)> gateway_handler_;
+  net::ClusterPort* port_ = nullptr;
 
   std::thread thread_;
   mutable std::mutex mu_;

@@ -102,7 +102,8 @@ Status Node::startDiscovery() {
   discovery::DiscoveryOptions o;
   o.interfaces = config_.discovery_interfaces;
   o.group = config_.discovery_group;
-  o.listen = config_.listen;
+  o.listen = config_.listen;  // the advertised port; port_ listens on it
+  o.port = port_.get();
   o.advertise = config_.advertise;
   if (!config_.cluster_key_file.empty()) {
     auto key = fs::readFile(config_.cluster_key_file);
@@ -127,10 +128,6 @@ Status Node::startDiscovery() {
   o.supernode_timeout = std::chrono::milliseconds(config_.supernode_timeout_ms);
   o.member_timeout = std::max(std::chrono::milliseconds(4000), 4 * o.supernode_timeout);
   o.blacklist_period = std::chrono::seconds(config_.blacklist_seconds);
-  // Peer channels (and later the gateway) share the cluster port with discovery.
-  o.on_foreign_connection = [this](int fd, std::string already_read) {
-    backend_->serveForeign(fd, std::move(already_read));
-  };
   auto d = discovery::Discovery::create(
       o, *identity_, *clock_,
       [this](const std::string& type, const std::string& node, const std::string& message) {
@@ -176,16 +173,27 @@ Status Node::start() {
   go.node_id = id_;
   go.account = config_.account_id;
   go.unix_socket = config_.gateway_socket;
-  // With discovery off nobody else owns the cluster port: the gateway accepts it and hands
-  // peer channels to the backend link.
-  if (!config_.discovery) go.listen = config_.listen;
   go.workers = config_.gateway_workers;
   go.global_gateway = config_.global_gateway;
   go.account_key_file = config_.account_key_file;
   gateway_ =
       std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_, *backend_);
-  backend_->setGatewayHandler(
-      [this](int fd, std::string already_read) { gateway_->adopt(fd, std::move(already_read)); });
+  // One listener on the cluster port, discovery on or off: it classifies each connection
+  // and hands it over; it accepts once the gateway has started (below), the connections
+  // wait in its backlog until then. A taken port fails here.
+  auto port = net::ClusterPort::listen(config_.listen, {});
+  if (!port.isOk()) return port.status().withContext(config_.discovery ? "discovery" : "gateway");
+  port_ = std::move(*port);
+  port_->handle(net::PortClass::kPeerChannel, [this](int fd, std::string already_read) {
+    backend_->servePeerChannel(fd, std::move(already_read));
+  });
+  port_->handle(net::PortClass::kTls, [this](int fd, std::string already_read) {
+    gateway_->adopt(fd, std::move(already_read), /*tls=*/true);
+  });
+  port_->handle(net::PortClass::kHttp, [this](int fd, std::string already_read) {
+    gateway_->adopt(fd, std::move(already_read), /*tls=*/false);
+  });
+  backend_->setClusterPort(port_.get());
   // Discovery first: discovery_ is set before any API request can read it, and the
   // first refreshDesired() below puts the services in the profile.
   RETURN_IF_ERROR(startDiscovery());
@@ -234,6 +242,16 @@ Status Node::start() {
   }
   // The gateway learns the services (the store was read a moment ago: a failure now is
   // retried by the next change).
+  Status accepting = port_->start();
+  if (!accepting.isOk()) {
+    gateway_->stop();
+    backend_->stop();
+    api_->stop();
+    reconciler_->stop();
+    health_->stop();
+    if (discovery_) discovery_->stop();
+    return accepting.withContext("cluster port " + config_.listen);
+  }
   Status fed = refreshDesired();
   if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
   events_.append("node.started", "", "",
@@ -243,6 +261,7 @@ Status Node::start() {
 }
 
 void Node::stop() {
+  if (port_) port_->stop();  // no connection is handed to what stops below
   if (gateway_) gateway_->stop();
   if (backend_) backend_->stop();
   if (discovery_) discovery_->stop();  // members are told, a supernode hands over

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/cluster_port.h"
 #include "common/status.h"
 #include "discovery/discovery.h"
 #include "discovery/types.h"
@@ -165,6 +166,9 @@ class Node final : public NodeApi {
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<http::ApiServer> api_;
   std::optional<identity::NodeIdentity> identity_;
+  // The cluster port (`listen`): the one listener of discovery sessions, peer channels
+  // and the gateway's TLS and HTTP; relay legs are classified by it too.
+  std::unique_ptr<net::ClusterPort> port_;
   std::unique_ptr<discovery::Discovery> discovery_;
   std::unique_ptr<BackendLink> backend_;
   std::unique_ptr<NodeGateway> gateway_;

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -227,11 +226,6 @@ Status NodeGateway::start(discovery::Discovery* discovery) {
     });
   }
 
-  if (!options_.listen.empty()) {
-    ASSIGN_OR_RETURN(listen_fd_, net::listenTcp(options_.listen));
-    accepting_ = true;
-    acceptor_ = std::thread([this] { acceptLoop(); });
-  }
   feeder_ = std::thread([this] { feederLoop(); });
   LOG_INFO("gateway.started")
       .kv("socket", options_.unix_socket)
@@ -248,12 +242,6 @@ void NodeGateway::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (accepting_.exchange(false)) {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    if (acceptor_.joinable()) acceptor_.join();
-  }
-  if (listen_fd_ >= 0) ::close(listen_fd_);
-  listen_fd_ = -1;
   if (feeder_.joinable()) feeder_.join();
   if (issuer_thread_.joinable()) issuer_thread_.join();
   if (proxy_) proxy_->stop();
@@ -275,7 +263,7 @@ void NodeGateway::setServices(const std::vector<ServiceManifest>& services) {
   cv_.notify_all();
 }
 
-void NodeGateway::adopt(int fd, std::string already_read) {
+void NodeGateway::adopt(int fd, std::string already_read, bool tls) {
   if (!proxy_) {
     ::close(fd);
     return;
@@ -288,11 +276,6 @@ void NodeGateway::adopt(int fd, std::string already_read) {
     char buf[INET_ADDRSTRLEN] = {};
     inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
     remote = std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
-  }
-  bool tls = !already_read.empty() && static_cast<unsigned char>(already_read[0]) == 0x16;
-  if (already_read.empty()) {
-    char first = 0;
-    if (::recv(fd, &first, 1, MSG_PEEK) == 1) tls = static_cast<unsigned char>(first) == 0x16;
   }
   proxy_->adopt(fd, std::move(already_read), tls, remote);
 }
@@ -635,30 +618,6 @@ void NodeGateway::serviceOnDemand(SteadyTime now) {
                          " s without calls (on-demand)");
       LOG_INFO("gateway.on_demand_stop").kv("service", m.name);
     }
-  }
-}
-
-void NodeGateway::acceptLoop() {
-  while (accepting_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, 500);
-    if (r <= 0) continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    // The first byte says who it is: a peer channel ("ECP1") or the gateway (HTTP, TLS).
-    // It is read off the acceptor thread, so a silent client holds only its own thread.
-    std::thread([this, fd] {
-      pollfd q{fd, POLLIN, 0};
-      char first = 0;
-      if (::poll(&q, 1, 10'000) != 1 || ::recv(fd, &first, 1, MSG_PEEK) != 1) {
-        ::close(fd);
-        return;
-      }
-      if (first == 'E')
-        backend_.serveForeign(fd, "");
-      else
-        adopt(fd, "");
-    }).detach();
   }
 }
 

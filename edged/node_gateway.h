@@ -8,7 +8,8 @@
 // idle timeout without calls.
 //
 // Threads: one feeder thread (route table, on-demand probes and idle stops) plus the
-// ProxyServer's workers; with discovery off, one acceptor thread for the cluster port.
+// ProxyServer's workers. The cluster port (common/cluster_port.h) accepts and classifies
+// the connections; TLS and HTTP ones come here through adopt().
 // Thread-safety: setServices(), adopt(), routesJson() and renderMetrics() may be called
 // from any thread; start()/stop() from the owner.
 #pragma once
@@ -53,10 +54,7 @@ class NodeGateway {
   struct Options {
     std::string node_id;
     std::string account;
-    std::string unix_socket;  // "" = none
-    // With discovery off, the gateway accepts the cluster port itself ("host:port") and
-    // hands peer channels to the backend link; "" = discovery hands connections over.
-    std::string listen;
+    std::string unix_socket;     // "" = none
     int workers = 0;             // 0 = one per CPU
     std::string global_gateway;  // "http://host:port" of the central gateway, "" = none
     std::string account_key_file;
@@ -74,9 +72,9 @@ class NodeGateway {
 
   // The services of this node's desired state (after every change).
   void setServices(const std::vector<ServiceManifest>& services);
-  // A connection for the gateway: plain HTTP or TLS (first byte 0x16), with the bytes a
-  // demultiplexer already read.
-  void adopt(int fd, std::string already_read);
+  // A connection for the gateway from the cluster port: plain HTTP or TLS (`tls`: its
+  // first byte was 0x16), with the bytes the port already read.
+  void adopt(int fd, std::string already_read, bool tls);
 
   // The route table for GET /api/v1/routes.
   nlohmann::json routesJson() const;
@@ -107,7 +105,6 @@ class NodeGateway {
                 std::function<void(Result<std::vector<std::string>>)> done);
   void callStarted(const std::string& service);
   void callEnded(const std::string& service);
-  void acceptLoop();
 
   Options options_;
   const identity::NodeIdentity& identity_;
@@ -136,10 +133,6 @@ class NodeGateway {
   std::map<std::string, SteadyTime> known_members_;  // under mu_
   std::thread feeder_;
   std::thread issuer_thread_;
-
-  int listen_fd_ = -1;
-  std::thread acceptor_;
-  std::atomic<bool> accepting_{false};
 };
 
 }  // namespace edge::orchestrator
