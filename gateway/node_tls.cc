@@ -473,11 +473,10 @@ Result<std::unique_ptr<NodeTls>> NodeTls::create(const identity::NodeIdentity& i
     return Status::invalidArgument("NodeTls validity must be 1 hour to 1 year, got " +
                                    std::to_string(options.validity.count()) + " hours");
   }
-  std::string der = identity.privateKeyPkcs8Der();
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(
-      d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
-  OPENSSL_cleanse(der.data(), der.size());
+  std::string raw = identity.privateKeyRaw();
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_private_key_ex(
+      nullptr, "ED25519", nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
+  OPENSSL_cleanse(raw.data(), raw.size());
   if (!key) return Status::internal("loading the node key into OpenSSL failed");
 
   auto impl = std::make_unique<Impl>();

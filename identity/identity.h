@@ -37,10 +37,11 @@ class NodeIdentity {
   const std::string& publicKey() const { return public_key_; }
   // The raw 64-byte Ed25519 signature of `message`.
   std::string sign(std::string_view message) const;
-  // The private key as unencrypted PKCS#8 DER, for libraries that need the key itself
-  // (gateway/node_tls: the TLS certificate key). The caller should OPENSSL_cleanse it
-  // once loaded.
-  std::string privateKeyPkcs8Der() const;
+  // The raw 32-byte Ed25519 private key (RFC 8032 seed), for libraries that need the key
+  // itself (gateway/node_tls: the TLS certificate key, loaded with
+  // EVP_PKEY_new_raw_private_key, much cheaper than decoding PKCS#8). The caller should
+  // OPENSSL_cleanse it once loaded.
+  std::string privateKeyRaw() const;
 
  private:
   struct Key;
