@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -16,6 +17,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fs.h"
+#include "common/log.h"
 #include "common/net.h"
 
 namespace edge::gateway {
@@ -436,6 +439,108 @@ Result<std::unique_ptr<X509, X509Deleter>> makeCertificate(EVP_PKEY* key,
   return cert;
 }
 
+// Whether `cert` is the certificate create() would make now for `identity`, so it can be
+// used again; when not, *why says what is wrong with it. The peers' check
+// (nodeIdOfCertificate) must pass, and beyond it nothing may differ from makeCertificate's
+// output but the serial and the dates.
+bool reusable(X509* cert, const identity::NodeIdentity& identity, std::chrono::hours validity,
+              std::string* why) {
+  std::string id = nodeIdOfCertificate(cert, why);
+  if (id.empty()) return false;
+  unsigned char raw[identity::kPublicKeyBytes];
+  size_t len = sizeof raw;
+  if (id != identity.id() || EVP_PKEY_get_raw_public_key(X509_get0_pubkey(cert), raw, &len) != 1 ||
+      std::string_view(reinterpret_cast<const char*>(raw), len) != identity.publicKey()) {
+    ERR_clear_error();
+    *why = "certificate of another node key (node " + id + ")";
+    return false;
+  }
+  X509_NAME* subject = X509_get_subject_name(cert);
+  char cn[64] = {};
+  if (X509_get_version(cert) != X509_VERSION_3 || X509_NAME_entry_count(subject) != 1 ||
+      X509_NAME_get_text_by_NID(subject, NID_commonName, cn, sizeof cn) !=
+          static_cast<int>(id.size()) ||
+      id != cn || X509_NAME_cmp(subject, X509_get_issuer_name(cert)) != 0 ||
+      X509_get_ext_count(cert) != 0) {
+    ERR_clear_error();
+    *why = "certificate is not one edged makes (version, names or extensions differ)";
+    return false;
+  }
+  // The window must hold now, with at least half of `validity` left and no more than all
+  // of it (a longer one was made with other options).
+  int days = 0;
+  int secs = 0;
+  if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0 ||
+      ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(cert)) != 1) {
+    ERR_clear_error();
+    *why = "certificate is not valid yet or has an unreadable date";
+    return false;
+  }
+  long long left = static_cast<long long>(days) * 86400 + secs;
+  long long full = static_cast<long long>(validity.count()) * 3600;
+  if (left < full / 2 || left > full + 60) {
+    *why = "certificate expires in " + std::to_string(left) + " s, outside " +
+           std::to_string(full / 2) + ".." + std::to_string(full) + " s";
+    return false;
+  }
+  return true;
+}
+
+// Best effort: without the file the next start makes a certificate again.
+void saveCertificate(const std::string& path, X509* cert) {
+  std::string pem;
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio && PEM_write_bio_X509(bio, cert) == 1) {
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    if (len > 0) pem.assign(data, static_cast<size_t>(len));
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  Status st =
+      pem.empty() ? Status::internal("PEM encoding failed") : fs::writeFileAtomic(path, pem, 0644);
+  if (!st.isOk()) {
+    LOG_WARN("cannot keep the node certificate; it is made again at the next start")
+        .kv("path", path)
+        .kv("error", st.message());
+  }
+}
+
+// "<dir>/node.key" -> "<dir>/node.crt"; "" for "".
+std::string certificateFileNextTo(const std::string& key_path) {
+  if (key_path.empty()) return {};
+  std::string_view base(key_path);
+  if (base.size() > 4 && base.substr(base.size() - 4) == ".key") base.remove_suffix(4);
+  return std::string(base) + ".crt";
+}
+
+// The certificate in `path` when reusable(), else null (a missing file says nothing, a
+// bad one is logged: it is about to be replaced).
+std::unique_ptr<X509, X509Deleter> loadCertificate(const std::string& path,
+                                                   const identity::NodeIdentity& identity,
+                                                   std::chrono::hours validity) {
+  Result<std::string> pem = fs::readFile(path, 64 << 10);
+  if (!pem.isOk()) {
+    if (pem.status().code() != StatusCode::kNotFound) {
+      LOG_WARN("node certificate unreadable, making a new one")
+          .kv("path", path)
+          .kv("error", pem.status().message());
+    }
+    return nullptr;
+  }
+  BIO* bio = BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size()));
+  std::unique_ptr<X509, X509Deleter> cert(bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)
+                                              : nullptr);
+  BIO_free(bio);
+  std::string why = "not a PEM certificate";
+  if (!cert || !reusable(cert.get(), identity, validity, &why)) {
+    ERR_clear_error();
+    LOG_INFO("node certificate replaced").kv("path", path).kv("reason", why);
+    return nullptr;
+  }
+  return cert;
+}
+
 Result<SslCtxPtr> makeContext(bool server, X509* cert, EVP_PKEY* key) {
   SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
   if (!ctx) return Status::internal("SSL_CTX_new failed: " + opensslReason("?"));
@@ -481,7 +586,17 @@ Result<std::unique_ptr<NodeTls>> NodeTls::create(const identity::NodeIdentity& i
 
   auto impl = std::make_unique<Impl>();
   impl->node_id = identity.id();
-  ASSIGN_OR_RETURN(auto cert, makeCertificate(key.get(), impl->node_id, options.validity));
+  std::string cert_file = options.certificate_file.empty()
+                              ? certificateFileNextTo(identity.keyPath())
+                              : options.certificate_file;
+  // A certificate costs a signature, random bytes and OpenSSL's key encoder: about a
+  // quarter of an edged start, so the one of the last start is used again when it can be.
+  std::unique_ptr<X509, X509Deleter> cert;
+  if (!cert_file.empty()) cert = loadCertificate(cert_file, identity, options.validity);
+  if (!cert) {
+    ASSIGN_OR_RETURN(cert, makeCertificate(key.get(), impl->node_id, options.validity));
+    if (!cert_file.empty()) saveCertificate(cert_file, cert.get());
+  }
   unsigned char* cert_der = nullptr;
   int len = i2d_X509(cert.get(), &cert_der);
   if (len <= 0) return Status::internal("encoding the node certificate failed");

@@ -152,7 +152,9 @@ Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
       return Status::invalidArgument("node key " + path + ": a " + (type ? type : "non-Ed25519") +
                                      " key; only Ed25519 keys are allowed");
     }
-    return NodeIdentity(std::move(key));
+    NodeIdentity loaded(std::move(key));
+    loaded.key_path_ = path;
+    return loaded;
   };
 
   Result<std::string> pem = fs::readFile(path, kMaxKeyFileBytes);
@@ -191,6 +193,7 @@ Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
   // Without it a crash right after the link can lose the entry, and the node would come
   // back with another id.
   RETURN_IF_ERROR(syncDirectoryOf(path).withContext("creating node key " + path));
+  created.key_path_ = path;
   return created;
 }
 

@@ -33,6 +33,9 @@ class NodeIdentity {
 
   // nodeIdFromPublicKey(publicKey()).
   const std::string& id() const { return id_; }
+  // The file the key was loaded from or created in by loadOrCreate(); "" for generate().
+  // gateway/node_tls keeps the node's certificate next to it.
+  const std::string& keyPath() const { return key_path_; }
   // The raw 32-byte public key.
   const std::string& publicKey() const { return public_key_; }
   // The raw 64-byte Ed25519 signature of `message`.
@@ -50,6 +53,7 @@ class NodeIdentity {
   std::shared_ptr<const Key> key_;
   std::string public_key_;
   std::string id_;
+  std::string key_path_;
 };
 
 // 16 lower-case hex chars: the first 8 bytes of SHA-256(raw public key).
