@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -391,15 +392,6 @@ int verifyPeer(X509_STORE_CTX* store, void*) {
 // ---------------------------------------------------------------------------------------
 // NodeTls
 
-struct NodeTls::Impl {
-  std::string node_id;
-  std::string cert_der;
-  // One context for both roles (TLS_method(): the SSL's accept or connect state picks
-  // the side): a second SSL_CTX_new cost about 2.5 M instructions at every start.
-  SslCtxPtr ctx;
-  TlsTransport::Allow allow;
-};
-
 namespace {
 
 struct PkeyDeleter {
@@ -408,6 +400,29 @@ struct PkeyDeleter {
 struct X509Deleter {
   void operator()(X509* x) const { X509_free(x); }
 };
+
+}  // namespace
+
+struct NodeTls::Impl {
+  std::string node_id;
+  std::string cert_der;
+  std::unique_ptr<X509, X509Deleter> cert;
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key;
+  TlsTransport::Allow allow;
+
+  // The SSL_CTX, made by the first server() or client(): SSL_CTX_new costs about 5 M
+  // instructions (cipher and group tables, ticket keys from a DRBG seeded on first use),
+  // a sixth of an edged start, and a node may never dial or be dialled. One context
+  // serves both roles (TLS_method(): the SSL's accept or connect state picks the side).
+  Result<SSL_CTX*> context();
+
+ private:
+  std::once_flag ctx_once_;
+  SslCtxPtr ctx_;
+  Status ctx_status_;
+};
+
+namespace {
 
 Result<std::unique_ptr<X509, X509Deleter>> makeCertificate(EVP_PKEY* key,
                                                            const std::string& node_id,
@@ -569,6 +584,19 @@ Result<SslCtxPtr> makeContext(X509* cert, EVP_PKEY* key) {
 
 }  // namespace
 
+Result<SSL_CTX*> NodeTls::Impl::context() {
+  std::call_once(ctx_once_, [this] {
+    Result<SslCtxPtr> made = makeContext(cert.get(), key.get());
+    if (made.isOk()) {
+      ctx_ = std::move(made).value();
+    } else {
+      ctx_status_ = made.status();
+    }
+  });
+  if (!ctx_) return ctx_status_;
+  return ctx_.get();
+}
+
 NodeTls::NodeTls(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NodeTls::~NodeTls() = default;
 
@@ -602,7 +630,8 @@ Result<std::unique_ptr<NodeTls>> NodeTls::create(const identity::NodeIdentity& i
   if (len <= 0) return Status::internal("encoding the node certificate failed");
   impl->cert_der.assign(reinterpret_cast<const char*>(cert_der), static_cast<size_t>(len));
   OPENSSL_free(cert_der);
-  ASSIGN_OR_RETURN(impl->ctx, makeContext(cert.get(), key.get()));
+  impl->cert = std::move(cert);
+  impl->key = std::move(key);
   if (options.allow_client) {
     impl->allow = std::make_shared<const std::function<bool(const std::string&)>>(
         std::move(options.allow_client));
@@ -624,7 +653,9 @@ Result<TransportPtr> NodeTls::server(int fd, std::string already_read) const {
   if (setNonBlocking(fd) != 0) {
     return Status::fromErrno(errno, "NodeTls::server: making the socket non-blocking");
   }
-  if (!t->init(impl_->ctx.get(), true)) {
+  Result<SSL_CTX*> ctx = impl_->context();
+  if (!ctx.isOk()) return ctx.status().withContext("NodeTls::server");
+  if (!t->init(*ctx, true)) {
     return Status::internal("NodeTls::server: SSL_new failed: " + opensslReason("?"));
   }
   return TransportPtr(std::move(t));
@@ -641,7 +672,9 @@ Result<TransportPtr> NodeTls::client(int fd, const std::string& expected_node_id
   if (setNonBlocking(fd) != 0) {
     return Status::fromErrno(errno, "NodeTls::client: making the socket non-blocking");
   }
-  if (!t->init(impl_->ctx.get(), false)) {
+  Result<SSL_CTX*> ctx = impl_->context();
+  if (!ctx.isOk()) return ctx.status().withContext("NodeTls::client");
+  if (!t->init(*ctx, false)) {
     return Status::internal("NodeTls::client: SSL_new failed: " + opensslReason("?"));
   }
   return TransportPtr(std::move(t));

@@ -22,9 +22,10 @@
 // drives the handshake, so it must be thread-safe). The Transports it makes follow
 // transport.h (one loop thread each) and stay valid after the NodeTls is destroyed.
 //
-// Errors: create() returns kInternal when OpenSSL cannot make the key, certificate or
-// contexts (a certificate file that cannot be read or used is replaced, not an error).
-// server()/client() return kInvalidArgument for a bad fd or a malformed expected node id.
+// Errors: create() returns kInternal when OpenSSL cannot make the key or certificate (a
+// certificate file that cannot be read or used is replaced, not an error).
+// server()/client() return kInvalidArgument for a bad fd or a malformed expected node id,
+// kInternal when OpenSSL cannot make the TLS context (made by the first of them).
 // Handshake, read and write failures are IoResult kError with one line: "peer certificate belongs
 // to node 1f.., expected 9a..", "no peer certificate", "node 1f.. is not allowed to connect", "TLS
 // handshake failed: <reason>".
