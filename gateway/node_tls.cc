@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -15,7 +16,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
+#include "common/fs.h"
+#include "common/log.h"
 #include "common/net.h"
 
 namespace edge::gateway {
@@ -388,14 +392,6 @@ int verifyPeer(X509_STORE_CTX* store, void*) {
 // ---------------------------------------------------------------------------------------
 // NodeTls
 
-struct NodeTls::Impl {
-  std::string node_id;
-  std::string cert_der;
-  SslCtxPtr server_ctx;
-  SslCtxPtr client_ctx;
-  TlsTransport::Allow allow;
-};
-
 namespace {
 
 struct PkeyDeleter {
@@ -404,6 +400,29 @@ struct PkeyDeleter {
 struct X509Deleter {
   void operator()(X509* x) const { X509_free(x); }
 };
+
+}  // namespace
+
+struct NodeTls::Impl {
+  std::string node_id;
+  std::string cert_der;
+  std::unique_ptr<X509, X509Deleter> cert;
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key;
+  TlsTransport::Allow allow;
+
+  // The SSL_CTX, made by the first server() or client(): SSL_CTX_new costs about 5 M
+  // instructions (cipher and group tables, ticket keys from a DRBG seeded on first use),
+  // a sixth of an edged start, and a node may never dial or be dialled. One context
+  // serves both roles (TLS_method(): the SSL's accept or connect state picks the side).
+  Result<SSL_CTX*> context();
+
+ private:
+  std::once_flag ctx_once_;
+  SslCtxPtr ctx_;
+  Status ctx_status_;
+};
+
+namespace {
 
 Result<std::unique_ptr<X509, X509Deleter>> makeCertificate(EVP_PKEY* key,
                                                            const std::string& node_id,
@@ -436,8 +455,110 @@ Result<std::unique_ptr<X509, X509Deleter>> makeCertificate(EVP_PKEY* key,
   return cert;
 }
 
-Result<SslCtxPtr> makeContext(bool server, X509* cert, EVP_PKEY* key) {
-  SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
+// Whether `cert` is the certificate create() would make now for `identity`, so it can be
+// used again; when not, *why says what is wrong with it. The peers' check
+// (nodeIdOfCertificate) must pass, and beyond it nothing may differ from makeCertificate's
+// output but the serial and the dates.
+bool reusable(X509* cert, const identity::NodeIdentity& identity, std::chrono::hours validity,
+              std::string* why) {
+  std::string id = nodeIdOfCertificate(cert, why);
+  if (id.empty()) return false;
+  unsigned char raw[identity::kPublicKeyBytes];
+  size_t len = sizeof raw;
+  if (id != identity.id() || EVP_PKEY_get_raw_public_key(X509_get0_pubkey(cert), raw, &len) != 1 ||
+      std::string_view(reinterpret_cast<const char*>(raw), len) != identity.publicKey()) {
+    ERR_clear_error();
+    *why = "certificate of another node key (node " + id + ")";
+    return false;
+  }
+  X509_NAME* subject = X509_get_subject_name(cert);
+  char cn[64] = {};
+  if (X509_get_version(cert) != X509_VERSION_3 || X509_NAME_entry_count(subject) != 1 ||
+      X509_NAME_get_text_by_NID(subject, NID_commonName, cn, sizeof cn) !=
+          static_cast<int>(id.size()) ||
+      id != cn || X509_NAME_cmp(subject, X509_get_issuer_name(cert)) != 0 ||
+      X509_get_ext_count(cert) != 0) {
+    ERR_clear_error();
+    *why = "certificate is not one edged makes (version, names or extensions differ)";
+    return false;
+  }
+  // The window must hold now, with at least half of `validity` left and no more than all
+  // of it (a longer one was made with other options).
+  int days = 0;
+  int secs = 0;
+  if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0 ||
+      ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(cert)) != 1) {
+    ERR_clear_error();
+    *why = "certificate is not valid yet or has an unreadable date";
+    return false;
+  }
+  long long left = static_cast<long long>(days) * 86400 + secs;
+  long long full = static_cast<long long>(validity.count()) * 3600;
+  if (left < full / 2 || left > full + 60) {
+    *why = "certificate expires in " + std::to_string(left) + " s, outside " +
+           std::to_string(full / 2) + ".." + std::to_string(full) + " s";
+    return false;
+  }
+  return true;
+}
+
+// Best effort: without the file the next start makes a certificate again.
+void saveCertificate(const std::string& path, X509* cert) {
+  std::string pem;
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio && PEM_write_bio_X509(bio, cert) == 1) {
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    if (len > 0) pem.assign(data, static_cast<size_t>(len));
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  Status st =
+      pem.empty() ? Status::internal("PEM encoding failed") : fs::writeFileAtomic(path, pem, 0644);
+  if (!st.isOk()) {
+    LOG_WARN("cannot keep the node certificate; it is made again at the next start")
+        .kv("path", path)
+        .kv("error", st.message());
+  }
+}
+
+// "<dir>/node.key" -> "<dir>/node.crt"; "" for "".
+std::string certificateFileNextTo(const std::string& key_path) {
+  if (key_path.empty()) return {};
+  std::string_view base(key_path);
+  if (base.size() > 4 && base.substr(base.size() - 4) == ".key") base.remove_suffix(4);
+  return std::string(base) + ".crt";
+}
+
+// The certificate in `path` when reusable(), else null (a missing file says nothing, a
+// bad one is logged: it is about to be replaced).
+std::unique_ptr<X509, X509Deleter> loadCertificate(const std::string& path,
+                                                   const identity::NodeIdentity& identity,
+                                                   std::chrono::hours validity) {
+  Result<std::string> pem = fs::readFile(path, 64 << 10);
+  if (!pem.isOk()) {
+    if (pem.status().code() != StatusCode::kNotFound) {
+      LOG_WARN("node certificate unreadable, making a new one")
+          .kv("path", path)
+          .kv("error", pem.status().message());
+    }
+    return nullptr;
+  }
+  BIO* bio = BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size()));
+  std::unique_ptr<X509, X509Deleter> cert(bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)
+                                              : nullptr);
+  BIO_free(bio);
+  std::string why = "not a PEM certificate";
+  if (!cert || !reusable(cert.get(), identity, validity, &why)) {
+    ERR_clear_error();
+    LOG_INFO("node certificate replaced").kv("path", path).kv("reason", why);
+    return nullptr;
+  }
+  return cert;
+}
+
+Result<SslCtxPtr> makeContext(X509* cert, EVP_PKEY* key) {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_method()));
   if (!ctx) return Status::internal("SSL_CTX_new failed: " + opensslReason("?"));
   SSL_CTX* c = ctx.get();
   bool ok = SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) == 1 &&
@@ -455,14 +576,26 @@ Result<SslCtxPtr> makeContext(bool server, X509* cert, EVP_PKEY* key) {
   // body); about 10% less CPU for bulk data and half the reads for small requests.
   // hasBufferedInput() reports what it keeps.
   SSL_CTX_set_read_ahead(c, 1);
-  if (server) {
-    // No resumption: clients keep no session cache, so tickets would be bytes for nothing.
-    SSL_CTX_set_num_tickets(c, 0);
-  }
+  // Server side, no resumption: clients keep no session cache, so tickets would be bytes
+  // for nothing. (SSL_VERIFY_FAIL_IF_NO_PEER_CERT above is server-side only as well.)
+  SSL_CTX_set_num_tickets(c, 0);
   return ctx;
 }
 
 }  // namespace
+
+Result<SSL_CTX*> NodeTls::Impl::context() {
+  std::call_once(ctx_once_, [this] {
+    Result<SslCtxPtr> made = makeContext(cert.get(), key.get());
+    if (made.isOk()) {
+      ctx_ = std::move(made).value();
+    } else {
+      ctx_status_ = made.status();
+    }
+  });
+  if (!ctx_) return ctx_status_;
+  return ctx_.get();
+}
 
 NodeTls::NodeTls(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NodeTls::~NodeTls() = default;
@@ -473,23 +606,32 @@ Result<std::unique_ptr<NodeTls>> NodeTls::create(const identity::NodeIdentity& i
     return Status::invalidArgument("NodeTls validity must be 1 hour to 1 year, got " +
                                    std::to_string(options.validity.count()) + " hours");
   }
-  std::string der = identity.privateKeyPkcs8Der();
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(
-      d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
-  OPENSSL_cleanse(der.data(), der.size());
+  std::string raw = identity.privateKeyRaw();
+  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(EVP_PKEY_new_raw_private_key_ex(
+      nullptr, "ED25519", nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
+  OPENSSL_cleanse(raw.data(), raw.size());
   if (!key) return Status::internal("loading the node key into OpenSSL failed");
 
   auto impl = std::make_unique<Impl>();
   impl->node_id = identity.id();
-  ASSIGN_OR_RETURN(auto cert, makeCertificate(key.get(), impl->node_id, options.validity));
+  std::string cert_file = options.certificate_file.empty()
+                              ? certificateFileNextTo(identity.keyPath())
+                              : options.certificate_file;
+  // A certificate costs a signature, random bytes and OpenSSL's key encoder: about a
+  // quarter of an edged start, so the one of the last start is used again when it can be.
+  std::unique_ptr<X509, X509Deleter> cert;
+  if (!cert_file.empty()) cert = loadCertificate(cert_file, identity, options.validity);
+  if (!cert) {
+    ASSIGN_OR_RETURN(cert, makeCertificate(key.get(), impl->node_id, options.validity));
+    if (!cert_file.empty()) saveCertificate(cert_file, cert.get());
+  }
   unsigned char* cert_der = nullptr;
   int len = i2d_X509(cert.get(), &cert_der);
   if (len <= 0) return Status::internal("encoding the node certificate failed");
   impl->cert_der.assign(reinterpret_cast<const char*>(cert_der), static_cast<size_t>(len));
   OPENSSL_free(cert_der);
-  ASSIGN_OR_RETURN(impl->server_ctx, makeContext(true, cert.get(), key.get()));
-  ASSIGN_OR_RETURN(impl->client_ctx, makeContext(false, cert.get(), key.get()));
+  impl->cert = std::move(cert);
+  impl->key = std::move(key);
   if (options.allow_client) {
     impl->allow = std::make_shared<const std::function<bool(const std::string&)>>(
         std::move(options.allow_client));
@@ -511,7 +653,9 @@ Result<TransportPtr> NodeTls::server(int fd, std::string already_read) const {
   if (setNonBlocking(fd) != 0) {
     return Status::fromErrno(errno, "NodeTls::server: making the socket non-blocking");
   }
-  if (!t->init(impl_->server_ctx.get(), true)) {
+  Result<SSL_CTX*> ctx = impl_->context();
+  if (!ctx.isOk()) return ctx.status().withContext("NodeTls::server");
+  if (!t->init(*ctx, true)) {
     return Status::internal("NodeTls::server: SSL_new failed: " + opensslReason("?"));
   }
   return TransportPtr(std::move(t));
@@ -528,7 +672,9 @@ Result<TransportPtr> NodeTls::client(int fd, const std::string& expected_node_id
   if (setNonBlocking(fd) != 0) {
     return Status::fromErrno(errno, "NodeTls::client: making the socket non-blocking");
   }
-  if (!t->init(impl_->client_ctx.get(), false)) {
+  Result<SSL_CTX*> ctx = impl_->context();
+  if (!ctx.isOk()) return ctx.status().withContext("NodeTls::client");
+  if (!t->init(*ctx, false)) {
     return Status::internal("NodeTls::client: SSL_new failed: " + opensslReason("?"));
   }
   return TransportPtr(std::move(t));

@@ -1,14 +1,18 @@
 // NodeTls: mutual TLS 1.3 between gateways, where a certificate proves a node id and
 // nothing else (no CA, no domain names on a link).
 //
-// Each node makes a self-signed X.509 certificate from its Ed25519 node key at start
-// (CN = node id, random serial, a short validity that is not enforced: edge hosts often
-// boot with a wrong clock, and the key, not the date, is the identity). Both sides must
-// present one; a peer's certificate is accepted when it is self-signed with an Ed25519
-// key, and its node id is the id derived from that key (identity::nodeIdFromPublicKey).
-// The binding is the caller's: a client names the node it dials and the handshake fails
-// when the server's key derives to another id; a server learns the client's id
-// (Transport::peerNodeId()) and may refuse it with Options::allow_client.
+// Each node has a self-signed X.509 certificate of its Ed25519 node key (CN = node id,
+// random serial, a short validity that is not enforced: edge hosts often boot with a
+// wrong clock, and the key, not the date, is the identity). It is kept in a file between
+// starts (Options::certificate_file) and reused while it is one create() would make now:
+// self-signed by this node's key, CN = this node id, no extensions, valid from before
+// now for at least half of Options::validity and at most the whole of it. Any other file
+// (unreadable, corrupted, another node's, expired, outlived) is replaced by a new one. Both sides
+// must present one; a peer's certificate is accepted when it is self-signed with an Ed25519 key,
+// and its node id is the id derived from that key (identity::nodeIdFromPublicKey). The binding is
+// the caller's: a client names the node it dials and the handshake fails when the server's key
+// derives to another id; a server learns the client's id (Transport::peerNodeId()) and may refuse
+// it with Options::allow_client.
 //
 // TLS runs over any byte stream: through a relay's BEP leg or a proxy node's spliced TCP
 // the intermediate only ever sees ciphertext for the target node.
@@ -18,11 +22,13 @@
 // drives the handshake, so it must be thread-safe). The Transports it makes follow
 // transport.h (one loop thread each) and stay valid after the NodeTls is destroyed.
 //
-// Errors: create() returns kInternal when OpenSSL cannot make the key, certificate or
-// contexts. server()/client() return kInvalidArgument for a bad fd or a malformed
-// expected node id. Handshake, read and write failures are IoResult kError with one
-// line: "peer certificate belongs to node 1f.., expected 9a..", "no peer certificate",
-// "node 1f.. is not allowed to connect", "TLS handshake failed: <reason>".
+// Errors: create() returns kInternal when OpenSSL cannot make the key or certificate (a
+// certificate file that cannot be read or used is replaced, not an error).
+// server()/client() return kInvalidArgument for a bad fd or a malformed expected node id,
+// kInternal when OpenSSL cannot make the TLS context (made by the first of them).
+// Handshake, read and write failures are IoResult kError with one line: "peer certificate belongs
+// to node 1f.., expected 9a..", "no peer certificate", "node 1f.. is not allowed to connect", "TLS
+// handshake failed: <reason>".
 #pragma once
 
 #include <chrono>
@@ -45,6 +51,11 @@ struct NodeTlsOptions {
   std::function<bool(const std::string& node_id)> allow_client;
   // The certificate's notBefore/notAfter window around now (informational, see above).
   std::chrono::hours validity{24};
+  // Where our certificate is kept between starts (PEM). Empty: next to the key file the
+  // identity was loaded from ("<dir>/node.key" -> "<dir>/node.crt"), and for an identity
+  // without a file (NodeIdentity::generate()) a new certificate at every create(). Failing
+  // to write the file is not an error: the certificate is then made again next time.
+  std::string certificate_file;
 };
 
 class NodeTls {

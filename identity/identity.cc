@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "common/fs.h"
 #include "identity/secure.h"
@@ -35,6 +36,41 @@ int noPassphrase(char*, int, int, void*) {
   return -1;
 }
 
+// An Ed25519 private key as PKCS#8 v1 DER is this fixed prefix and the 32-byte seed
+// (RFC 8410 section 7): SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 },
+// OCTET STRING { OCTET STRING seed } }.
+constexpr unsigned char kPkcs8Prefix[] = {0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
+                                          0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20};
+constexpr size_t kSeedBytes = 32;
+constexpr size_t kPkcs8Bytes = sizeof kPkcs8Prefix + kSeedBytes;  // 48: 64 base64 chars
+constexpr std::string_view kPemBegin = "-----BEGIN PRIVATE KEY-----\n";
+constexpr std::string_view kPemEnd = "-----END PRIVATE KEY-----\n";
+
+// The key file as OpenSSL writes an Ed25519 key, parsed by hand: OpenSSL's generic PEM
+// and DER decoders try every provider's decoder and cost about 5 M instructions, a
+// seventh of an edged start. Anything else (other line breaks, attributes, encrypted
+// keys, other key types) returns null and goes the generic way, errors included.
+EVP_PKEY* parseEd25519Pem(std::string_view pem) {
+  constexpr size_t kBody = 4 * kPkcs8Bytes / 3;
+  if (pem.size() != kPemBegin.size() + kBody + 1 + kPemEnd.size() ||
+      pem.substr(0, kPemBegin.size()) != kPemBegin ||
+      pem.substr(kPemBegin.size() + kBody) != "\n" + std::string(kPemEnd)) {
+    return nullptr;
+  }
+  std::string_view body = pem.substr(kPemBegin.size(), kBody);
+  unsigned char der[kPkcs8Bytes + 1];  // EVP_DecodeBlock writes whole 3-byte groups
+  if (EVP_DecodeBlock(der, bytes(body), static_cast<int>(body.size())) !=
+          static_cast<int>(kPkcs8Bytes) ||
+      std::memcmp(der, kPkcs8Prefix, sizeof kPkcs8Prefix) != 0) {
+    OPENSSL_cleanse(der, sizeof der);
+    return nullptr;
+  }
+  EVP_PKEY* pkey = EVP_PKEY_new_raw_private_key_ex(nullptr, "ED25519", nullptr,
+                                                   der + sizeof kPkcs8Prefix, kSeedBytes);
+  OPENSSL_cleanse(der, sizeof der);
+  return pkey;
+}
+
 std::string rawPublicKey(const EVP_PKEY* pkey) {
   std::string out(kPublicKeyBytes, '\0');
   size_t len = out.size();
@@ -45,19 +81,29 @@ std::string rawPublicKey(const EVP_PKEY* pkey) {
   return out;
 }
 
+// The PKCS#8 PEM ("BEGIN PRIVATE KEY") that PEM_write_bio_PrivateKey writes for an
+// Ed25519 key, byte for byte, without OpenSSL's encoder lookup (4 M instructions). No
+// cipher: the file's protection is its 0600 mode; a passphrase would need an operator at
+// every start.
 Result<std::string> toPem(EVP_PKEY* pkey) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  if (!bio) return Status::internal("BIO_new failed");
-  std::string pem;
-  // No cipher: the file's protection is its 0600 mode; a passphrase would need an operator
-  // at every start. PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY").
-  if (PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr) == 1) {
-    char* data = nullptr;
-    long len = BIO_get_mem_data(bio, &data);
-    if (len > 0) pem.assign(data, static_cast<size_t>(len));
+  unsigned char der[kPkcs8Bytes];
+  std::memcpy(der, kPkcs8Prefix, sizeof kPkcs8Prefix);
+  size_t len = kSeedBytes;
+  if (EVP_PKEY_get_raw_private_key(pkey, der + sizeof kPkcs8Prefix, &len) != 1 ||
+      len != kSeedBytes) {
+    OPENSSL_cleanse(der, sizeof der);
+    return Status::internal("encoding the node key as PEM failed");
   }
-  BIO_free(bio);  // a plain mem BIO is cleansed on free, so the key does not linger there
-  if (pem.empty()) return Status::internal("encoding the node key as PEM failed");
+  unsigned char body[4 * kPkcs8Bytes / 3 + 1];  // + the NUL EVP_EncodeBlock adds
+  int n = EVP_EncodeBlock(body, der, static_cast<int>(sizeof der));
+  std::string pem;
+  pem.reserve(kPemBegin.size() + sizeof body + kPemEnd.size());
+  pem.append(kPemBegin);
+  pem.append(reinterpret_cast<const char*>(body), static_cast<size_t>(n));
+  pem.push_back('\n');
+  pem.append(kPemEnd);
+  OPENSSL_cleanse(der, sizeof der);
+  OPENSSL_cleanse(body, sizeof body);
   return pem;
 }
 
@@ -87,10 +133,13 @@ Result<NodeIdentity> NodeIdentity::generate() {
 Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
   auto load = [&path](std::string pem) -> Result<NodeIdentity> {
     auto key = std::make_shared<Key>();
-    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    if (!bio) return Status::internal("BIO_new_mem_buf failed");
-    key->pkey = PEM_read_bio_PrivateKey(bio, nullptr, noPassphrase, nullptr);
-    BIO_free(bio);
+    key->pkey = parseEd25519Pem(pem);
+    if (!key->pkey) {
+      BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+      if (!bio) return Status::internal("BIO_new_mem_buf failed");
+      key->pkey = PEM_read_bio_PrivateKey(bio, nullptr, noPassphrase, nullptr);
+      BIO_free(bio);
+    }
     OPENSSL_cleanse(pem.data(), pem.size());
     if (!key->pkey) {
       return Status::invalidArgument(
@@ -103,7 +152,9 @@ Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
       return Status::invalidArgument("node key " + path + ": a " + (type ? type : "non-Ed25519") +
                                      " key; only Ed25519 keys are allowed");
     }
-    return NodeIdentity(std::move(key));
+    NodeIdentity loaded(std::move(key));
+    loaded.key_path_ = path;
+    return loaded;
   };
 
   Result<std::string> pem = fs::readFile(path, kMaxKeyFileBytes);
@@ -142,6 +193,7 @@ Result<NodeIdentity> NodeIdentity::loadOrCreate(const std::string& path) {
   // Without it a crash right after the link can lose the entry, and the node would come
   // back with another id.
   RETURN_IF_ERROR(syncDirectoryOf(path).withContext("creating node key " + path));
+  created.key_path_ = path;
   return created;
 }
 
@@ -161,12 +213,14 @@ std::string NodeIdentity::sign(std::string_view message) const {
   return sig;
 }
 
-std::string NodeIdentity::privateKeyPkcs8Der() const {
-  unsigned char* der = nullptr;
-  int len = i2d_PrivateKey(key_->pkey, &der);  // PKCS#8 for Ed25519 (no legacy form)
-  if (len <= 0 || !der) std::abort();          // only fails when OpenSSL cannot allocate
-  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
-  OPENSSL_clear_free(der, static_cast<size_t>(len));
+std::string NodeIdentity::privateKeyRaw() const {
+  std::string out(kSeedBytes, '\0');
+  size_t len = out.size();
+  if (EVP_PKEY_get_raw_private_key(key_->pkey, reinterpret_cast<unsigned char*>(out.data()),
+                                   &len) != 1 ||
+      len != kSeedBytes) {
+    std::abort();  // an Ed25519 key always has its 32-byte private key
+  }
   return out;
 }
 

@@ -33,14 +33,18 @@ class NodeIdentity {
 
   // nodeIdFromPublicKey(publicKey()).
   const std::string& id() const { return id_; }
+  // The file the key was loaded from or created in by loadOrCreate(); "" for generate().
+  // gateway/node_tls keeps the node's certificate next to it.
+  const std::string& keyPath() const { return key_path_; }
   // The raw 32-byte public key.
   const std::string& publicKey() const { return public_key_; }
   // The raw 64-byte Ed25519 signature of `message`.
   std::string sign(std::string_view message) const;
-  // The private key as unencrypted PKCS#8 DER, for libraries that need the key itself
-  // (gateway/node_tls: the TLS certificate key). The caller should OPENSSL_cleanse it
-  // once loaded.
-  std::string privateKeyPkcs8Der() const;
+  // The raw 32-byte Ed25519 private key (RFC 8032 seed), for libraries that need the key
+  // itself (gateway/node_tls: the TLS certificate key, loaded with
+  // EVP_PKEY_new_raw_private_key, much cheaper than decoding PKCS#8). The caller should
+  // OPENSSL_cleanse it once loaded.
+  std::string privateKeyRaw() const;
 
  private:
   struct Key;
@@ -49,6 +53,7 @@ class NodeIdentity {
   std::shared_ptr<const Key> key_;
   std::string public_key_;
   std::string id_;
+  std::string key_path_;
 };
 
 // 16 lower-case hex chars: the first 8 bytes of SHA-256(raw public key).

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -18,6 +19,8 @@
 #include <chrono>
 #include <functional>
 #include <thread>
+
+#include "common/fs.h"
 
 namespace edge::gateway {
 namespace {
@@ -686,6 +689,194 @@ TEST(NodeTlsTest, ForwardingIntermediateSeesOnlyCiphertext) {
   EXPECT_GT(recorded.size(), secret.size() * 2);
   EXPECT_EQ(recorded.find("s3cr3t"), std::string::npos);
   EXPECT_EQ(recorded.find("echo from"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------
+// The certificate kept between starts
+
+class NodeTlsCertificateFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/node_tls_test_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ASSERT_TRUE(fs::removeAll(dir_).isOk());
+    ASSERT_TRUE(fs::makeDirs(dir_ + "/a").isOk());
+    ASSERT_TRUE(fs::makeDirs(dir_ + "/b").isOk());
+  }
+  void TearDown() override { (void)fs::removeAll(dir_); }
+
+  identity::NodeIdentity load(const std::string& node) {
+    auto id = identity::NodeIdentity::loadOrCreate(dir_ + "/" + node + "/node.key");
+    EXPECT_TRUE(id.isOk()) << id.status().toString();
+    return std::move(id).value();
+  }
+  std::string certFile(const std::string& node) { return dir_ + "/" + node + "/node.crt"; }
+  // The DER of the PEM certificate in `path`, "" when there is none.
+  static std::string derInFile(const std::string& path) {
+    auto pem = fs::readFile(path);
+    if (!pem.isOk()) return {};
+    BIO* bio = BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size()));
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    if (!cert) return {};
+    unsigned char* der = nullptr;
+    int len = i2d_X509(cert, &der);
+    std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+    OPENSSL_free(der);
+    X509_free(cert);
+    return out;
+  }
+  // A new certificate for `node` that is written to its file and proves its id in a
+  // handshake with another node.
+  void expectNewCertificateProvingTheNode(const identity::NodeIdentity& id, const std::string& node,
+                                          const std::string& old_der) {
+    auto tls = newTls(id);
+    EXPECT_NE(tls->certificateDer(), old_der);
+    EXPECT_EQ(derInFile(certFile(node)), tls->certificateDer());
+    auto other = newTls(newIdentity());
+    Connected c = connectPair(*tls, *other);
+    EXPECT_EQ(c.client->peerNodeId(), id.id());
+  }
+
+  std::string dir_;
+};
+
+TEST_F(NodeTlsCertificateFileTest, KeptNextToTheKeyAndUsedAgainAtTheNextStart) {
+  auto a = load("a");
+  auto first = newTls(a);
+  EXPECT_EQ(derInFile(certFile("a")), first->certificateDer());
+  auto again = newTls(load("a"));
+  EXPECT_EQ(again->certificateDer(), first->certificateDer());
+  // The reused certificate still proves the node, both ways.
+  auto b = newTls(load("b"));
+  Connected c1 = connectPair(*again, *b);
+  EXPECT_EQ(c1.client->peerNodeId(), a.id());
+  Connected c2 = connectPair(*b, *again);
+  EXPECT_EQ(c2.server->peerNodeId(), a.id());
+}
+
+TEST_F(NodeTlsCertificateFileTest, CorruptedFilesAreReplaced) {
+  auto a = load("a");
+  std::string good_pem;
+  {
+    auto first = newTls(a);
+    auto pem = fs::readFile(certFile("a"));
+    ASSERT_TRUE(pem.isOk());
+    good_pem = *pem;
+  }
+  std::string good_der = derInFile(certFile("a"));
+  ASSERT_FALSE(good_der.empty());
+  // The signature is the last 64 bytes of the DER: a flipped bit there still parses.
+  std::string bad_signature = good_der;
+  bad_signature[bad_signature.size() - 5] ^= 0x01;
+  std::string bad_signature_pem;
+  {
+    const auto* p = reinterpret_cast<const unsigned char*>(bad_signature.data());
+    X509* cert = d2i_X509(nullptr, &p, static_cast<long>(bad_signature.size()));
+    ASSERT_NE(cert, nullptr);
+    BIO* bio = BIO_new(BIO_s_mem());
+    ASSERT_EQ(PEM_write_bio_X509(bio, cert), 1);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    bad_signature_pem.assign(data, static_cast<size_t>(len));
+    BIO_free(bio);
+    X509_free(cert);
+  }
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"garbage", "this is not a certificate\n"},
+      {"empty", ""},
+      {"truncated", good_pem.substr(0, good_pem.size() / 2)},
+      {"bad signature", bad_signature_pem},
+  };
+  for (const auto& [name, content] : cases) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(fs::writeFileAtomic(certFile("a"), content).isOk());
+    expectNewCertificateProvingTheNode(a, "a", good_der);
+  }
+}
+
+TEST_F(NodeTlsCertificateFileTest, AnotherNodesCertificateIsReplaced) {
+  auto a = load("a");
+  auto b = load("b");
+  auto tb = newTls(b);
+  // b's certificate, valid and self-signed, in a's data dir.
+  auto pem = fs::readFile(certFile("b"));
+  ASSERT_TRUE(pem.isOk());
+  ASSERT_TRUE(fs::writeFileAtomic(certFile("a"), *pem).isOk());
+  expectNewCertificateProvingTheNode(a, "a", tb->certificateDer());
+  auto ta = newTls(a);
+  EXPECT_EQ(ta->nodeId(), a.id());
+  EXPECT_NE(ta->certificateDer(), tb->certificateDer());
+}
+
+TEST_F(NodeTlsCertificateFileTest, CertificateOfTheRightKeyButNotEdgedsIsReplaced) {
+  // Self-signed by a's key, CN = a's id, but with an extension edged does not add: made
+  // by someone else, not used.
+  auto a = load("a");
+  std::string raw = a.privateKeyRaw();
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+  ASSERT_NE(key, nullptr);
+  X509* cert = X509_new();
+  ASSERT_EQ(X509_set_version(cert, X509_VERSION_3), 1);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 20 * 3600);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(a.id().c_str()), -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  X509_set_pubkey(cert, key);
+  X509_EXTENSION* ext =
+      X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, "DNS:example.com");
+  ASSERT_NE(ext, nullptr);
+  X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  ASSERT_GT(X509_sign(cert, key, nullptr), 0);
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, cert);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  ASSERT_TRUE(
+      fs::writeFileAtomic(certFile("a"), std::string(data, static_cast<size_t>(len))).isOk());
+  BIO_free(bio);
+  unsigned char* der = nullptr;
+  int der_len = i2d_X509(cert, &der);
+  std::string foreign_der(reinterpret_cast<const char*>(der), static_cast<size_t>(der_len));
+  OPENSSL_free(der);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  expectNewCertificateProvingTheNode(a, "a", foreign_der);
+}
+
+TEST_F(NodeTlsCertificateFileTest, CertificateOutsideTheValidityWindowIsReplaced) {
+  auto a = load("a");
+  NodeTls::Options two_hours;
+  two_hours.validity = std::chrono::hours(2);
+  std::string short_der = newTls(a, two_hours)->certificateDer();
+  // 2 h left is less than half of 24 h: too old for the default options.
+  auto day = newTls(a);
+  EXPECT_NE(day->certificateDer(), short_der);
+  EXPECT_EQ(derInFile(certFile("a")), day->certificateDer());
+  // 24 h left is more than a 2 h validity allows: made with other options.
+  auto shorter = newTls(a, two_hours);
+  EXPECT_NE(shorter->certificateDer(), day->certificateDer());
+  EXPECT_EQ(newTls(a, two_hours)->certificateDer(), shorter->certificateDer());
+}
+
+TEST_F(NodeTlsCertificateFileTest, ExplicitFileAndAnUnwritableOne) {
+  auto a = load("a");
+  NodeTls::Options o;
+  o.certificate_file = dir_ + "/b/elsewhere.pem";
+  std::string der = newTls(a, o)->certificateDer();
+  EXPECT_EQ(derInFile(o.certificate_file), der);
+  EXPECT_EQ(newTls(a, o)->certificateDer(), der);
+  EXPECT_TRUE(derInFile(certFile("a")).empty());
+  // A file that cannot be written is no error; the certificate is made each time.
+  o.certificate_file = dir_ + "/missing/dir/node.crt";
+  auto t1 = newTls(a, o);
+  auto t2 = newTls(a, o);
+  EXPECT_NE(t1->certificateDer(), t2->certificateDer());
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "identity/identity.h"
 
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,6 +106,71 @@ TEST_F(IdentityFileTest, LoadsAKeyMadeByTheOpensslTool) {
   ASSERT_TRUE(id.isOk()) << id.status().toString();
   EXPECT_EQ(toHex(id->publicKey()), kOpensslEd25519PublicHex);
   EXPECT_EQ(id->id(), nodeIdFromPublicKey(id->publicKey()));
+}
+
+// The key file is written and read without OpenSSL's generic encoder/decoder (see
+// identity.cc); it must stay byte for byte what OpenSSL writes, and OpenSSL must read it.
+TEST_F(IdentityFileTest, CreatedKeyFileIsWhatOpensslWritesForThatKey) {
+  std::string path = dir_ + "/node.key";
+  auto created = NodeIdentity::loadOrCreate(path);
+  ASSERT_TRUE(created.isOk()) << created.status().toString();
+  auto pem = fs::readFile(path);
+  ASSERT_TRUE(pem.isOk());
+
+  std::string raw = created->privateKeyRaw();
+  ASSERT_EQ(raw.size(), 32u);
+  EVP_PKEY* pkey = EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+  ASSERT_NE(pkey, nullptr);
+  BIO* bio = BIO_new(BIO_s_mem());
+  ASSERT_EQ(PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr), 1);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  EXPECT_EQ(*pem, std::string(data, static_cast<size_t>(len)));
+  BIO_free(bio);
+
+  // The raw private key is the one behind the identity's public key.
+  unsigned char pub[32];
+  size_t pub_len = sizeof pub;
+  ASSERT_EQ(EVP_PKEY_get_raw_public_key(pkey, pub, &pub_len), 1);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(pub), pub_len), created->publicKey());
+  EVP_PKEY_free(pkey);
+}
+
+TEST_F(IdentityFileTest, KeyFilesInOtherLayoutsLoadTheSameKey) {
+  // CRLF line ends and a body folded at 16 chars: not the form edged writes, still PEM.
+  std::string crlf = kOpensslEd25519Pem;
+  for (size_t at = crlf.find('\n'); at != std::string::npos; at = crlf.find('\n', at + 2)) {
+    crlf.insert(at, "\r");
+  }
+  std::string folded =
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MC4CAQAwBQYDK2Vw\nBCIEICkL8nwpTDya\nLHubCZWRMI0Pu/U4\n9g0YLFAagd+J6MsP\n"
+      "-----END PRIVATE KEY-----\n";
+  std::string trailing = std::string(kOpensslEd25519Pem) + "\n";
+  for (const std::string& text : {crlf, folded, trailing}) {
+    std::string path = dir_ + "/node.key";
+    ASSERT_TRUE(fs::writeFileAtomic(path, text, 0600).isOk());
+    auto id = NodeIdentity::loadOrCreate(path);
+    ASSERT_TRUE(id.isOk()) << id.status().toString() << "\n" << text;
+    EXPECT_EQ(toHex(id->publicKey()), kOpensslEd25519PublicHex) << text;
+  }
+}
+
+TEST_F(IdentityFileTest, DamagedKeyFileOfTheUsualShapeIsRefused) {
+  // Same length and layout as a key edged writes, but the algorithm is Ed448 (OID
+  // 1.3.101.113), whose keys are 57 bytes: not the fast path's, and the generic decoder
+  // refuses it as before.
+  std::string damaged = kOpensslEd25519Pem;
+  size_t body = damaged.find('\n') + 1;
+  ASSERT_EQ(damaged.substr(body, 16), "MC4CAQAwBQYDK2Vw");
+  damaged.replace(body + 12, 4, "K2Vx");
+  std::string path = dir_ + "/node.key";
+  ASSERT_TRUE(fs::writeFileAtomic(path, damaged, 0600).isOk());
+  auto id = NodeIdentity::loadOrCreate(path);
+  ASSERT_FALSE(id.isOk());
+  EXPECT_EQ(id.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(id.status().message().find(path), std::string::npos) << id.status().toString();
 }
 
 TEST_F(IdentityFileTest, GarbageFileIsRefusedNamingThePathAndLeftIntact) {
