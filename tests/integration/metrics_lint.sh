@@ -90,8 +90,8 @@ has "$T/edged.metrics" '^edge_gateway_upstream_requests_total\{route="hello",ups
 lint edged "$T/edged.metrics"
 
 echo "=== edge-backend"
-port=$((40000 + RANDOM % 10000))
-"$LE_BIN/edge-backend" --listen "127.0.0.1:$port" --relay-listen "127.0.0.1:$((port + 1))" \
+read -r port relay_port <<<"$(le_free_ports 2 | tr '\n' ' ')"
+"$LE_BIN/edge-backend" --listen "127.0.0.1:$port" --relay-listen "127.0.0.1:$relay_port" \
   --data-dir "$T/backend" --instance-id lint >"$T/backend.log" 2>&1 &
 BACKEND_PID=$!
 for _ in $(seq 100); do

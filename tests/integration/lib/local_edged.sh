@@ -19,11 +19,23 @@ LE_PID=
 
 le_ctl() { "$LE_BIN/edgectl" --host "unix://$LE_DIR/edged.sock" --timeout 30s "$@"; }
 
+# N TCP ports free on 127.0.0.1 right now, from the kernel (bound together, then
+# released), one per line. A random pick from a range collided with other tests' ports
+# when ctest runs two at a time.
+le_free_ports() {  # N
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
 le_start() {  # DIR
   LE_DIR=$1
   mkdir -p "$LE_DIR"
   # Dynamic ports from a random 500-port block, so two runs (or other tests) do not meet.
-  local base=$((30000 + (RANDOM % 40) * 500))
+  local base=$((30000 + (RANDOM % 40) * 500)) listen
+  listen=$(le_free_ports 1)
   cat >"$LE_DIR/config.yaml" <<CFG
 data_dir: $LE_DIR/data
 run_dir: $LE_DIR/run
@@ -31,7 +43,7 @@ api_socket: $LE_DIR/edged.sock
 api_socket_group: ""
 gateway_socket: $LE_DIR/gateway.sock
 runtime: light
-listen: 127.0.0.1:$((50000 + RANDOM % 10000))
+listen: 127.0.0.1:$listen
 port_range: $base-$((base + 499))
 log_level: info
 discovery: false
