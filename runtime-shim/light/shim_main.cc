@@ -7,8 +7,8 @@
 // writes one byte on fd 4 when they are ready, and closes fd 4 without it on failure), writes
 // <run dir>/state.json, answers on fd 3 with "ok <pid>\n" or "err <message>\n", then holds
 // the container's stdout/stderr (written to <dir>/container.log in the CRI format) and waits
-// for it. On exit: <run dir>/exit.json, fd 3 closed (the runtime's exit notification),
-// cgroups removed. The run dir is on a tmpfs; it also holds the container's /etc layer.
+// for it. On exit: <run dir>/exit.json, cgroups removed, then fd 3 closed (the runtime's
+// exit notification). The run dir is on a tmpfs; it also holds the container's /etc layer.
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -151,7 +151,15 @@ int runShim(const std::string& dir, const std::string& run_dir,
     removeCgroups(cgroup_dirs);
     failStart(std::string("clone: ") + std::strerror(errno));
   }
-  if (pid == 0) runChild(dir, ip);
+  if (pid == 0) {
+    // The clone copied the shim's ends of the pipes as well; the child keeps only its own.
+    // The go pipe's write end above all: while the child holds it, a shim that could not
+    // attach it (and closes its end without the byte) leaves it waiting for an EOF that
+    // never comes, and itself waits for the child's error pipe: no reply until the runtime
+    // gives up (60 s).
+    for (int fd : {go[1], errp[0], out[0], err[0], kSyncFd, kCgroupsReadyFd}) ::close(fd);
+    runChild(dir, ip);
+  }
   g_trace.mark("clone");
 
   ::close(out[1]);
@@ -298,10 +306,13 @@ int runShim(const std::string& dir, const std::string& run_dir,
   ex.oom_killed = cgroups && cgroups->oomKilled(id);
   ex.finished = now();
   (void)replaceFile(run_dir + "/exit.json", encodeExit(ex));
-  ::close(kSyncFd);  // the runtime's "exited" notification
   g_trace.mark("exit_written");
+  // Before the runtime hears of the exit: a restart may follow at once (an unhealthy
+  // instance is restarted without backoff) and uses the same cgroup paths. Removed after the
+  // notification, they could vanish between the new start's mkdir (EEXIST) and its attach.
   removeCgroups(cgroup_dirs);
   g_trace.mark("cgroups_removed");
+  ::close(kSyncFd);  // the runtime's "exited" notification
   g_trace.flush();
   return 0;
 }

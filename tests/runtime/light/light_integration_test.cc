@@ -1,6 +1,8 @@
 // Real containers (root, namespaces, cgroups): the light runtime end to end, on a fake
 // image store serving a hand-made busybox rootfs, and on the real store when the build
 // produced the busybox test image.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -13,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -345,6 +348,84 @@ TEST_F(LightIntegrationTest, StopWithAHandledSignalReturnsTheExitCode) {
   auto w = rt_->waitContainer(*id, 1s);
   ASSERT_TRUE(w.isOk());
   EXPECT_EQ(w->exit_code, 5);
+}
+
+// The shim is done with the container's cgroups when its exit is reported: a restart at
+// that moment (the reconciler restarts an unhealthy instance without backoff) makes the same
+// cgroup paths again. When the previous run's shim removed them only after reporting, they
+// could vanish between the new start's mkdir and its attach, and that start hung for 60 s.
+TEST_F(LightIntegrationTest, CgroupsAreGoneWhenTheExitIsReportedAndAnImmediateRestartWorks) {
+  auto id = rt_->createContainer(spec({"true"}));
+  ASSERT_TRUE(id.isOk());
+  std::vector<std::string> cgroups = {"/sys/fs/cgroup/edgecloud/" + *id};  // v2
+  for (const char* c : {"memory", "cpu", "cpuacct", "pids", "devices"}) {
+    cgroups.push_back(std::string("/sys/fs/cgroup/") + c + "/edgecloud/" + *id);
+  }
+  for (int run = 0; run < 20 && !HasFailure(); ++run) {
+    auto t0 = std::chrono::steady_clock::now();
+    Status s = rt_->startContainer(*id);
+    ASSERT_TRUE(s.isOk()) << "run " << run << ": " << s.toString();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "run " << run;
+    auto w = rt_->waitContainer(*id, 20s);
+    ASSERT_TRUE(w.isOk()) << "run " << run << ": " << w.status().toString();
+    EXPECT_EQ(w->exit_code, 0) << "run " << run;
+    for (const std::string& d : cgroups) {
+      EXPECT_FALSE(fs::exists(d)) << "run " << run << ": " << d << " outlived the exit report";
+    }
+  }
+}
+
+// The runtime closes the shim's fd 4 without the "cgroups ready" byte when it could not make
+// them; the shim must then answer with the error at once. The container's setup process used
+// to keep a copy of the go pipe's write end, so it never saw EOF there, and the shim (reading
+// the setup's error pipe) never answered.
+TEST_F(LightIntegrationTest, ShimAnswersAtOnceWhenTheCgroupsAreNotReady) {
+  auto id = rt_->createContainer(spec({"true"}));
+  ASSERT_TRUE(id.isOk());
+  std::string dir = root_ + "/state/containers/" + *id;
+  std::string run_dir = runRootOf(root_) + "/" + *id;
+  int sync[2], ready[2];
+  ASSERT_EQ(::pipe2(sync, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  fs::UniqueFd sync_rd(sync[0]), sync_wr(sync[1]), ready_rd(ready[0]), ready_wr(ready[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, sync_wr.get(), 3);
+  posix_spawn_file_actions_adddup2(&fa, ready_rd.get(), 4);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  std::string shim = buildDir() + "/bin/edge-shim";
+  std::string arg0 = "edge-shim";
+  std::vector<char*> argv = {arg0.data(), dir.data(), run_dir.data(), nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, shim.c_str(), &fa, &attr, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ASSERT_EQ(rc, 0) << std::strerror(rc);
+  sync_wr.reset();
+  ready_rd.reset();
+  ready_wr.reset();  // without the byte
+  std::string reply;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (reply.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd pfd{sync_rd.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) == 0) break;
+    char buf[256];
+    ssize_t n = ::read(sync_rd.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  ::kill(-pid, SIGKILL);  // the shim's session (the container's setup dies with the shim)
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  EXPECT_EQ(reply, "err the runtime did not create the container's cgroups\n");
 }
 
 TEST_F(LightIntegrationTest, KillAndForceRemove) {
