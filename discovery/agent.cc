@@ -152,7 +152,17 @@ void LinkAgent::tick() {
     case State::kIdle:
       return;
     case State::kProbing:
-      if (now >= probe_deadline_) {
+      if (now >= probe_deadline_ && !better_prober_.empty() &&
+          claim_deferrals_ < kMaxClaimDeferrals) {
+        // A better-ranked node is probing too: give it the time to claim, and ask again
+        // (its beacon answers the probe). Bounded, in case it is gone.
+        ++claim_deferrals_;
+        better_prober_.clear();
+        probe_deadline_ =
+            now + kClaimDeferral + std::chrono::milliseconds(rng_() % kClaimDeferral.count());
+        probes_sent_ = 0;
+        sendProbe();
+      } else if (now >= probe_deadline_) {
         becomeSupernode("", "no supernode answered on the link");
       } else if (now >= next_probe_ && probes_sent_ < 2) {
         sendProbe();
@@ -184,6 +194,7 @@ void LinkAgent::tick() {
       break;
     case State::kSupernode: {
       if (now >= next_beacon_) sendBeacon();
+      runEndpointChecks();
       std::vector<std::string> expired;
       for (const auto& [id, t] : last_heard_)
         if (id != identity_.id() && now - t > options_.member_timeout) expired.push_back(id);

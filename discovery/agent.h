@@ -60,8 +60,13 @@ class LinkIo {
   virtual void send(SessionId session, const nlohmann::json& message) = 0;
   // Closes after what was sent is flushed; no onSessionDown() follows.
   virtual void close(SessionId session) = 0;
-  // Checks that `endpoint` completes a handshake as `node_id`; onEndpointChecked() follows.
+  // Checks that `endpoint` completes a handshake as `node_id`; onEndpointChecked() follows
+  // with ok, kUnavailable (refused, unreachable), kPermissionDenied (another node
+  // answered) or another code when nothing was proven (kDeadlineExceeded: no answer in
+  // time; kResourceExhausted: no connection could be made here).
   virtual void checkEndpoint(const std::string& endpoint, const std::string& node_id) = 0;
+  // The remote IPv4 address of a session ("" when unknown).
+  virtual std::string peerAddress(SessionId session) const = 0;
 };
 
 struct AgentOptions {
@@ -125,6 +130,8 @@ class LinkAgent {
   void addKeyProof(nlohmann::json* body) const;
   void sendProbe();
   void sendBeacon();
+  bool worthVerifying(DatagramType type, const nlohmann::json& j) const;
+  bool mergeWinner(int their_score, int64_t their_members, const std::string& id) const;
   void handleProbe(const nlohmann::json& j);
   void handleBeacon(const nlohmann::json& j);
   void handleDelta(const Datagram& d);
@@ -146,6 +153,8 @@ class LinkAgent {
   void yieldTo(const std::string& winner_id, const std::string& endpoint);
   void handleRegister(SessionId s, const std::string& peer, const nlohmann::json& m);
   void admit(const std::string& id);
+  void runEndpointChecks();
+  static bool checkFailureProvesLie(const Status& result);
   void sendWelcome(SessionId s);
   void handleProfileUpdate(const std::string& peer, const nlohmann::json& m);
   void removeMember(const std::string& id, const std::string& why, bool close_session);
@@ -189,8 +198,11 @@ class LinkAgent {
   SteadyTime probe_deadline_{};
   SteadyTime next_probe_{};
   int probes_sent_ = 0;
+  std::string better_prober_;  // a prober that ranks before this node, heard this window
+  int claim_deferrals_ = 0;
   SessionId join_session_ = 0;
   std::string join_target_;
+  std::string join_endpoint_;
   std::string join_succession_of_;
   SteadyTime join_deadline_{};
   std::string lost_supernode_;
@@ -212,6 +224,12 @@ class LinkAgent {
   std::map<SessionId, std::string> session_members_;
   std::map<std::string, SteadyTime> last_heard_;
   std::map<std::string, Pending> pending_;
+  struct EndpointCheck {  // a member admitted before its endpoint was checked
+    int attempts = 0;
+    SteadyTime next{};
+    bool in_flight = false;
+  };
+  std::map<std::string, EndpointCheck> checks_;
   std::map<std::string, std::vector<int64_t>> refusals_;
   std::string handing_over_to_;
   std::set<SessionId> leaving_sessions_;

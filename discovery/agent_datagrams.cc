@@ -82,19 +82,28 @@ void LinkAgent::onDatagram(std::string_view bytes) {
     handleDelta(*d);
     return;
   }
-  auto j = openSignedJson(*d);
+  auto j = parseSignedJson(*d);
   if (!j.isOk()) {
-    if (j.status().code() == StatusCode::kPermissionDenied) {
-      ++counters_.dropped_forged;
-    } else {
-      ++counters_.dropped_malformed;
-    }
+    ++counters_.dropped_malformed;
     return;
   }
   std::string id = str(*j, "id");
   if (id == identity_.id()) return;
   if (isBlacklisted(id)) {
     ++counters_.dropped_blacklisted;
+    return;
+  }
+  if (str(*j, "cluster") != options_.cluster_id) return;  // another network on this link
+  // Most of what a node hears on a busy link changes nothing for it (another member's
+  // probe, a losing supernode's beacon); those are dropped before the signature check,
+  // which is what a hundred nodes starting together would otherwise spend their CPU on.
+  if (!worthVerifying(d->type, *j)) return;
+  if (Status v = verifySignedJson(*d, *j); !v.isOk()) {
+    if (v.code() == StatusCode::kPermissionDenied) {
+      ++counters_.dropped_forged;
+    } else {
+      ++counters_.dropped_malformed;
+    }
     return;
   }
   if (!options_.cluster_key.empty()) {
@@ -107,7 +116,6 @@ void LinkAgent::onDatagram(std::string_view bytes) {
       return;
     }
   }
-  if (str(*j, "cluster") != options_.cluster_id) return;  // another network on this link
   // Replays: a sender's (boot, seq) only moves forward.
   std::string boot = str(*j, "boot");
   auto seq = static_cast<uint64_t>(num(*j, "seq", -1));
@@ -129,7 +137,51 @@ void LinkAgent::onDatagram(std::string_view bytes) {
   }
 }
 
-void LinkAgent::handleProbe(const json& /*j*/) {
+bool LinkAgent::worthVerifying(DatagramType type, const json& j) const {
+  std::string id = str(j, "id");
+  SteadyTime now = clock_.now();
+  if (type == DatagramType::kProbe) {
+    if (state_ == State::kSupernode) return true;  // answered
+    // A prober that ranks before this one defers its claim (startProbing); only the
+    // first such one matters.
+    return state_ == State::kProbing && better_prober_.empty() &&
+           ranksBefore(static_cast<int>(num(j, "score")), id, selfScore(), identity_.id());
+  }
+  if (auto it = refused_by_.find(id); it != refused_by_.end() && it->second > now) return false;
+  switch (state_) {
+    case State::kIdle:
+    case State::kJoining:
+      return false;
+    case State::kProbing:
+      return true;
+    case State::kElecting:
+      return id != lost_supernode_ && id != join_target_;
+    case State::kMember:
+      return id == supernode_id_ || (str(j, "takeover_from") == supernode_id_ &&
+                                     now - last_heard_super_ > 2 * options_.beacon_interval);
+    case State::kSupernode:
+      return mergeWinner(static_cast<int>(num(j, "score")), num(j, "members"), id);
+  }
+  return false;
+}
+
+// Two supernodes of one network: the merge rule decides who yields (election.h).
+bool LinkAgent::mergeWinner(int their_score, int64_t their_members, const std::string& id) const {
+  int mine = selfScore();
+  int64_t my_members = activeMembers();
+  if (clearlyBetter(their_score, mine)) return true;
+  if (clearlyBetter(mine, their_score)) return false;
+  if (their_members != my_members) return their_members > my_members;
+  return ranksBefore(their_score, id, mine, identity_.id());
+}
+
+void LinkAgent::handleProbe(const json& j) {
+  if (state_ == State::kProbing) {
+    // Nodes started together all probe; the best-ranked one claims the role and the
+    // others, having heard it, wait for its beacon instead of claiming too and merging.
+    if (better_prober_.empty()) better_prober_ = str(j, "id");
+    return;
+  }
   if (state_ != State::kSupernode) return;
   // Answer at once; probes that come quicker than one per 20 ms share the next answer
   // (sent by tick()), so a probe flood cannot turn into a beacon flood, and two nodes
@@ -188,25 +240,10 @@ void LinkAgent::handleBeacon(const json& j) {
       }
       return;
     }
-    case State::kSupernode: {
-      // Two supernodes of one network: the merge rule decides who yields (election.h).
-      int their_score = static_cast<int>(num(j, "score"));
-      int64_t their_members = num(j, "members");
-      int mine = selfScore();
-      int64_t my_members = activeMembers();
-      bool they_win;
-      if (clearlyBetter(their_score, mine)) {
-        they_win = true;
-      } else if (clearlyBetter(mine, their_score)) {
-        they_win = false;
-      } else if (their_members != my_members) {
-        they_win = their_members > my_members;
-      } else {
-        they_win = ranksBefore(their_score, id, mine, identity_.id());
-      }
-      if (they_win) yieldTo(id, endpoint);
+    case State::kSupernode:
+      if (mergeWinner(static_cast<int>(num(j, "score")), num(j, "members"), id))
+        yieldTo(id, endpoint);
       return;
-    }
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,6 +53,13 @@ inline const json& arr(const json& j, const char* key) {
 }
 
 inline constexpr size_t kMaxEarlyDeltas = 32;
+// A prober that heard a better-ranked one defers its claim this long, at most this often.
+inline constexpr std::chrono::milliseconds kClaimDeferral{300};
+inline constexpr int kMaxClaimDeferrals = 3;
+// Background checks of members' endpoints: at most this many at once, and an endpoint that
+// times out this many times (1, 2, 4 s apart) is taken for one nobody serves.
+inline constexpr int kMaxChecksInFlight = 4;
+inline constexpr int kMaxCheckAttempts = 4;
 inline constexpr size_t kMaxSendersTracked = 4096;
 
 inline std::string shortId(const std::string& id) {

@@ -24,6 +24,8 @@ using nlohmann::json;
 void LinkAgent::startProbing() {
   state_ = State::kProbing;
   probes_sent_ = 0;
+  better_prober_.clear();
+  claim_deferrals_ = 0;
   lost_supernode_.clear();
   excluded_.clear();
   // Better nodes wait less, so after a cold start of many nodes the best one usually
@@ -45,6 +47,7 @@ void LinkAgent::join(const std::string& target_id, const std::string& endpoint,
   }
   if (state_ != State::kElecting) state_ = State::kJoining;
   join_target_ = target_id;
+  join_endpoint_ = endpoint;
   join_succession_of_ = succession_of;
   early_deltas_.clear();
   join_deadline_ = clock_.now() + deadline;
@@ -176,8 +179,17 @@ void LinkAgent::onMessage(SessionId s, const std::string& peer, const json& m) {
       io_.close(s);
       if (s == super_session_) super_session_ = 0;
       if (s == join_session_) join_session_ = 0;
-      if (to.empty() || to == identity_.id()) {
-        startProbing();
+      // A successor that sends us elsewhere is not taking over; and a node that refused
+      // us is not asked again before its time (or redirects would chase each other).
+      if (state_ == State::kElecting) excluded_.push_back(peer);
+      auto refused = refused_by_.find(to);
+      if (to.empty() || to == identity_.id() ||
+          (refused != refused_by_.end() && refused->second > clock_.now())) {
+        if (state_ == State::kElecting) {
+          electNext();
+        } else {
+          startProbing();
+        }
       } else {
         if (state_ == State::kMember) state_ = State::kJoining;
         join(to, ep, "", options_.supernode_timeout);

@@ -39,6 +39,7 @@ void LinkAgent::becomeSupernode(const std::string& takeover_from, const std::str
   session_members_.clear();
   last_heard_.clear();
   pending_.clear();
+  checks_.clear();
   // Members of the old list have a member timeout to register again; those that do not
   // have gone with the old supernode.
   for (const auto& [id, m] : members_)
@@ -67,6 +68,7 @@ void LinkAgent::yieldTo(const std::string& winner_id, const std::string& endpoin
   session_members_.clear();
   last_heard_.clear();
   pending_.clear();
+  checks_.clear();
   lost_supernode_.clear();
   state_ = State::kJoining;
   join(winner_id, endpoint, "", 2 * options_.supernode_timeout);
@@ -119,8 +121,17 @@ void LinkAgent::handleRegister(SessionId s, const std::string& peer, const json&
                        {"endpoint", endpointOf(supernode_id_)}});
       io_.close(s);
       return;
+    } else if (state_ == State::kJoining && !join_target_.empty() && !join_endpoint_.empty()) {
+      // This node just yielded (a merge) or follows a redirect: send the newcomer where
+      // it is going itself, rather than back to probing.
+      io_.send(s,
+               json{{"t", "redirect"}, {"supernode", join_target_}, {"endpoint", join_endpoint_}});
+      io_.close(s);
+      return;
     } else {
-      reject(s, "not a supernode");
+      // Soon again: a node between roles (probing, electing) may be a supernode in a moment.
+      io_.send(s, json{{"t", "reject"}, {"reason", "not a supernode"}, {"until", nowUnix() + 1}});
+      io_.close(s);
       return;
     }
   }
@@ -164,16 +175,80 @@ void LinkAgent::handleRegister(SessionId s, const std::string& peer, const json&
     sendWelcome(s);
     return;
   }
+  // The advertised endpoint must reach this very node (others will call it there). When
+  // the session comes from the endpoint's own address, the node is admitted at once and
+  // its port is checked in the background; otherwise (an advertised address, NAT) it is
+  // checked first.
+  std::string endpoint = p.endpoint;
+  std::string host = endpoint.substr(0, endpoint.rfind(':'));
   pending_[peer] = Pending{.session = s, .profile = std::move(p)};
   session_members_[s] = peer;  // so the session is ours while the check runs
-  io_.checkEndpoint(pending_[peer].profile.endpoint, peer);
+  if (!host.empty() && io_.peerAddress(s) == host) {
+    checks_[peer] = EndpointCheck{.next = clock_.now()};
+    onEndpointChecked(peer, Status::ok());
+    return;
+  }
+  io_.checkEndpoint(endpoint, peer);
+}
+
+void LinkAgent::runEndpointChecks() {
+  SteadyTime now = clock_.now();
+  int in_flight = 0;
+  for (const auto& [id, c] : checks_) in_flight += c.in_flight ? 1 : 0;
+  for (auto& [id, c] : checks_) {
+    if (in_flight >= kMaxChecksInFlight) return;
+    if (c.in_flight || c.next > now) continue;
+    c.in_flight = true;
+    ++in_flight;
+    io_.checkEndpoint(endpointOf(id), id);
+  }
+}
+
+// What a failed check proves: a refused connection or another node answering is a lie
+// (nobody of that id serves the endpoint); a timeout proves nothing on a loaded host or
+// link, so it is tried again, and only an endpoint that never answers is taken for a lie.
+bool LinkAgent::checkFailureProvesLie(const Status& result) {
+  return result.code() == StatusCode::kUnavailable ||
+         result.code() == StatusCode::kPermissionDenied;
 }
 
 void LinkAgent::onEndpointChecked(const std::string& node_id, const Status& result) {
+  if (state_ != State::kSupernode) return;
   auto it = pending_.find(node_id);
-  if (it == pending_.end() || state_ != State::kSupernode) return;
+  if (it == pending_.end()) {
+    // A member admitted before its check (handleRegister).
+    auto c = checks_.find(node_id);
+    if (c == checks_.end() || !c->second.in_flight) return;
+    c->second.in_flight = false;
+    if (result.isOk()) {
+      checks_.erase(c);
+      return;
+    }
+    ++c->second.attempts;
+    if (!checkFailureProvesLie(result) && c->second.attempts < kMaxCheckAttempts) {
+      c->second.next = clock_.now() + std::chrono::seconds(1 << c->second.attempts);
+      return;
+    }
+    checks_.erase(c);
+    std::string endpoint = endpointOf(node_id);
+    blacklist(
+        node_id, endpoint.substr(0, endpoint.rfind(':')),
+        "advertised endpoint " + endpoint + " did not answer as this node: " + result.message());
+    removeMember(node_id, "blacklisted", true);
+    return;
+  }
   Pending p = std::move(it->second);
   pending_.erase(it);
+  if (!result.isOk() && !checkFailureProvesLie(result)) {
+    // Not proven either way: the node is asked to come back in a moment.
+    session_members_.erase(p.session);
+    io_.send(p.session, json{{"t", "reject"},
+                             {"reason", "endpoint " + p.profile.endpoint +
+                                            " not checked: " + result.message() + "; try again"},
+                             {"until", nowUnix() + 2}});
+    io_.close(p.session);
+    return;
+  }
   if (!result.isOk()) {
     std::string address = p.profile.endpoint.substr(0, p.profile.endpoint.rfind(':'));
     std::string reason = "advertised endpoint " + p.profile.endpoint +
@@ -286,6 +361,7 @@ void LinkAgent::removeMember(const std::string& id, const std::string& why, bool
   emit("cluster.member_left", id, it->second.profile.name + " (" + shortId(id) + ") " + why);
   members_.erase(it);
   last_heard_.erase(id);
+  checks_.erase(id);
   if (auto s = member_sessions_.find(id); s != member_sessions_.end()) {
     if (s->second) {
       session_members_.erase(s->second);

@@ -55,7 +55,7 @@ Result<Datagram> decodeDatagram(std::string_view bytes) {
   return d;
 }
 
-Result<nlohmann::json> openSignedJson(const Datagram& d) {
+Result<nlohmann::json> parseSignedJson(const Datagram& d) {
   auto j = json::parse(d.body, "datagram body");
   if (!j.isOk()) return Status::invalidArgument("body is not JSON: " + j.status().message());
   if (!j->is_object()) return Status::invalidArgument("body is not a JSON object");
@@ -63,16 +63,30 @@ Result<nlohmann::json> openSignedJson(const Datagram& d) {
   auto pub = j->find("pub");
   if (id == j->end() || !id->is_string() || !identity::isNodeId(id->get_ref<const std::string&>()))
     return Status::invalidArgument("\"id\" must be 16 lower-case hex characters");
-  if (pub == j->end() || !pub->is_string() || pub->get_ref<const std::string&>().size() != 64)
+  if (pub == j->end() || !pub->is_string() || pub->get_ref<const std::string&>().size() != 64 ||
+      !identity::fromHex(pub->get_ref<const std::string&>()).isOk())
     return Status::invalidArgument("\"pub\" must be 64 hex characters");
-  auto raw = identity::fromHex(pub->get_ref<const std::string&>());
+  return std::move(*j);
+}
+
+Status verifySignedJson(const Datagram& d, const nlohmann::json& body) {
+  if (!body.is_object() || !body.contains("id") || !body["id"].is_string() ||
+      !body.contains("pub") || !body["pub"].is_string())
+    return Status::invalidArgument("body without \"id\" and \"pub\" (not from parseSignedJson)");
+  const auto& id = body["id"].get_ref<const std::string&>();
+  auto raw = identity::fromHex(body["pub"].get_ref<const std::string&>());
   if (!raw.isOk()) return Status::invalidArgument("\"pub\": " + raw.status().message());
-  if (identity::nodeIdFromPublicKey(*raw) != id->get_ref<const std::string&>())
-    return Status::permissionDenied("id " + id->get_ref<const std::string&>() +
-                                    " does not derive from the key it carries");
+  if (identity::nodeIdFromPublicKey(*raw) != id)
+    return Status::permissionDenied("id " + id + " does not derive from the key it carries");
   if (!identity::verifySignature(*raw, d.signed_part, d.signature))
-    return Status::permissionDenied("signature of " + id->get_ref<const std::string&>() +
-                                    " does not verify");
+    return Status::permissionDenied("signature of " + id + " does not verify");
+  return Status::ok();
+}
+
+Result<nlohmann::json> openSignedJson(const Datagram& d) {
+  auto j = parseSignedJson(d);
+  if (!j.isOk()) return j.status();
+  RETURN_IF_ERROR(verifySignedJson(d, *j));
   return std::move(*j);
 }
 

@@ -51,6 +51,14 @@ Result<Datagram> decodeDatagram(std::string_view bytes);
 // malformed.
 Result<nlohmann::json> openSignedJson(const Datagram& d);
 
+// openSignedJson in two steps, so a receiver can drop what it would ignore anyway before
+// paying for a signature check (with a hundred nodes on a link, most beacons a node hears
+// change nothing for it): parseSignedJson checks the form only ("id" and "pub" present
+// and well-formed), verifySignedJson the cryptography (kPermissionDenied when forged).
+// Nothing read from a parsed but unverified body may change state.
+Result<nlohmann::json> parseSignedJson(const Datagram& d);
+Status verifySignedJson(const Datagram& d, const nlohmann::json& body);
+
 // Delta bodies.
 std::string encodeDeltaBody(const std::string& sender_id, uint32_t epoch, std::string_view sealed);
 struct DeltaBody {

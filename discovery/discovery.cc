@@ -78,6 +78,7 @@ struct Link final : LinkIo {
   void send(SessionId session, const json& message) override;
   void close(SessionId session) override;
   void checkEndpoint(const std::string& endpoint, const std::string& node_id) override;
+  std::string peerAddress(SessionId session) const override;
 };
 
 struct Conn {
@@ -226,13 +227,19 @@ class DiscoveryImpl final : public Discovery {
                     const std::string& expected_id) {
     SessionId id = next_id_++;
     sockaddr_in to;
-    if (!parseHostPort(endpoint, &to) || conns_.size() >= kMaxSessions) {
-      failed_.push_back({&link, id, check_only, expected_id, "bad endpoint or too many sessions"});
+    if (!parseHostPort(endpoint, &to)) {
+      failed_.push_back({&link, id, check_only, expected_id, Status::unavailable("bad endpoint")});
+      return id;
+    }
+    if (conns_.size() >= kMaxSessions) {
+      failed_.push_back({&link, id, check_only, expected_id,
+                         Status::resourceExhausted("too many sessions on this node")});
       return id;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      failed_.push_back({&link, id, check_only, expected_id, errnoText(errno)});
+      failed_.push_back({&link, id, check_only, expected_id,
+                         Status::resourceExhausted("socket: " + errnoText(errno))});
       return id;
     }
     int one = 1;
@@ -244,7 +251,7 @@ class DiscoveryImpl final : public Discovery {
     if (r < 0 && errno != EINPROGRESS) {
       int e = errno;
       ::close(fd);
-      failed_.push_back({&link, id, check_only, expected_id, errnoText(e)});
+      failed_.push_back({&link, id, check_only, expected_id, Status::unavailable(errnoText(e))});
       return id;
     }
     Conn c;
@@ -275,8 +282,19 @@ class DiscoveryImpl final : public Discovery {
       c.out.clear();
       c.closing = true;
       closing_now_.push_back(id);
-      if (c.link) failed_.push_back({c.link, id, false, "", "peer does not read"});
+      if (c.link)
+        failed_.push_back({c.link, id, false, "", Status::unavailable("peer does not read")});
     }
+  }
+
+  std::string peerAddress(SessionId id) const {
+    auto it = conns_.find(id);
+    if (it == conns_.end() || it->second.peer_addr == 0) return {};
+    char buf[INET_ADDRSTRLEN] = {};
+    in_addr a{};
+    a.s_addr = it->second.peer_addr;
+    inet_ntop(AF_INET, &a, buf, sizeof(buf));
+    return buf;
   }
 
   void close(SessionId id) {
@@ -292,7 +310,7 @@ class DiscoveryImpl final : public Discovery {
     SessionId id;
     bool check_only;
     std::string expected_id;
-    std::string why;
+    Status why;
   };
 
   Status openSockets() {
@@ -436,7 +454,7 @@ class DiscoveryImpl final : public Discovery {
       failed_.clear();
       for (auto& f : failed) {
         if (f.check_only) {
-          f.link->agent->onEndpointChecked(f.expected_id, Status::unavailable(f.why));
+          f.link->agent->onEndpointChecked(f.expected_id, f.why);
         } else {
           f.link->agent->onSessionDown(f.id);
         }
@@ -457,11 +475,11 @@ class DiscoveryImpl final : public Discovery {
     std::vector<SessionId> late;
     for (auto& [id, c] : conns_)
       if (!c.announced && !c.closing && now > c.deadline) late.push_back(id);
-    for (SessionId id : late) failConn(id, "timed out");
+    for (SessionId id : late) failConn(id, Status::deadlineExceeded("no answer in time"));
   }
 
   // The connection failed: tell its agent (unless it asked to close it) and drop it.
-  void failConn(SessionId id, const std::string& why) {
+  void failConn(SessionId id, const Status& why) {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     Conn c = std::move(it->second);
@@ -469,7 +487,7 @@ class DiscoveryImpl final : public Discovery {
     ::close(c.fd);
     if (c.closing || !c.link) return;
     if (c.check_only) {
-      c.link->agent->onEndpointChecked(c.expected_id, Status::unavailable(why));
+      c.link->agent->onEndpointChecked(c.expected_id, why);
     } else if (c.outbound || c.announced || c.link->agent->ownsSession(id)) {
       c.link->agent->onSessionDown(id);
     }
@@ -576,7 +594,7 @@ class DiscoveryImpl final : public Discovery {
       socklen_t len = sizeof(err);
       getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
       if (err != 0) {
-        failConn(id, errnoText(err));
+        failConn(id, Status::unavailable(errnoText(err)));
         return;
       }
       c.connecting = false;
@@ -586,7 +604,7 @@ class DiscoveryImpl final : public Discovery {
       ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        failConn(id, errnoText(errno));
+        failConn(id, Status::unavailable(errnoText(errno)));
         return;
       }
       c.out.erase(0, static_cast<size_t>(n));
@@ -603,12 +621,12 @@ class DiscoveryImpl final : public Discovery {
       if (c.connecting) return;
       ssize_t n = ::recv(c.fd, buf, sizeof(buf), 0);
       if (n == 0) {
-        failConn(id, "closed by the peer");
+        failConn(id, Status::aborted("closed by the peer"));
         return;
       }
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        failConn(id, errnoText(errno));
+        failConn(id, Status::unavailable(errnoText(errno)));
         return;
       }
       if (!consume(id, std::string_view(buf, static_cast<size_t>(n)))) return;
@@ -636,7 +654,7 @@ class DiscoveryImpl final : public Discovery {
           }
         }
         LOG_DEBUG("discovery: session dropped").kv("error", s.message());
-        failConn(id, s.message());
+        failConn(id, s);
         return false;
       }
       if (!was_established && c.sec->established()) {
@@ -647,7 +665,8 @@ class DiscoveryImpl final : public Discovery {
           std::string expected = c.expected_id;
           c.closing = true;
           closing_now_.push_back(id);
-          if (!c.out.empty()) writeConn(id);
+          // The check needs the responder's proof only: the FINISH is not sent.
+          c.out.clear();
           link->agent->onEndpointChecked(
               expected, ok ? Status::ok() : Status::permissionDenied("it answered as node " + got));
           return false;
@@ -668,7 +687,7 @@ class DiscoveryImpl final : public Discovery {
         auto j = edge::json::parse(text, "session message");
         if (!j.isOk() || !j->is_object()) {
           if (cc.link) ++cc.link->agent->counters().dropped_malformed;
-          failConn(id, "a message that is not a JSON object");
+          failConn(id, Status::invalidArgument("a message that is not a JSON object"));
           return false;
         }
         if (!cc.link) {
@@ -734,6 +753,9 @@ void Link::close(SessionId session) {
 }
 void Link::checkEndpoint(const std::string& endpoint, const std::string& node_id) {
   owner->connect(*this, endpoint, true, node_id);
+}
+std::string Link::peerAddress(SessionId session) const {
+  return owner->peerAddress(session);
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ class NullIo : public LinkIo {
   void send(SessionId, const nlohmann::json&) override {}
   void close(SessionId) override {}
   void checkEndpoint(const std::string&, const std::string&) override {}
+  std::string peerAddress(SessionId) const override { return {}; }
 
  private:
   SessionId next_ = 0;
