@@ -13,7 +13,7 @@
 #include "edged/api/rest_api.h"
 #include "runtime-shim/factory.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
 constexpr char kRestartMetaPrefix[] = "restart/";
@@ -43,7 +43,7 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
   if (ec)
     return Status::failedPrecondition("cannot create the data dir " + config.data_dir + ": " +
                                       ec.message());
-  auto store = StateStore::open(config.data_dir + "/state.db", *node->clock_);
+  auto store = orchestrator::StateStore::open(config.data_dir + "/state.db", *node->clock_);
   if (!store.isOk()) return store.status().withContext("desired-state store");
   node->store_ = std::move(*store);
 
@@ -77,15 +77,15 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
     RETURN_IF_ERROR(node->store_->putMeta("node_id", node->id_));
   }
 
-  node->health_ = std::make_unique<HealthMonitor>(*node->clock_, node->prober_);
-  ReconcilerOptions opts;
+  node->health_ = std::make_unique<orchestrator::HealthMonitor>(*node->clock_, node->prober_);
+  orchestrator::ReconcilerOptions opts;
   opts.node_id = label_id;
   opts.port_range_first = config.port_range_first;
   opts.port_range_last = config.port_range_last;
-  node->reconciler_ = std::make_unique<Reconciler>(*node->runtime_, *node->clock_, *node->health_,
-                                                   node->events_, opts);
+  node->reconciler_ = std::make_unique<orchestrator::Reconciler>(
+      *node->runtime_, *node->clock_, *node->health_, node->events_, opts);
   node->health_->setOnChange(
-      [r = node->reconciler_.get()](const std::string&, Health) { r->wake(); });
+      [r = node->reconciler_.get()](const std::string&, orchestrator::Health) { r->wake(); });
   return node;
 }
 
@@ -141,11 +141,11 @@ Status Node::startDiscovery() {
 Status Node::refreshDesired() {
   auto records = store_->list();
   if (!records.isOk()) return records.status();
-  std::vector<DesiredService> desired;
-  std::vector<ServiceManifest> manifests;
+  std::vector<orchestrator::DesiredService> desired;
+  std::vector<orchestrator::ServiceManifest> manifests;
   for (auto& r : *records) {
     manifests.push_back(r.manifest);
-    DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
+    orchestrator::DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
     auto meta = store_->getMeta(kRestartMetaPrefix + r.name);
     if (meta.isOk() && meta->has_value()) {
       WallTime t;
@@ -282,18 +282,19 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
   std::lock_guard<std::mutex> lock(apply_mu_);
   ApplyResult result;
   result.dry_run = dry_run;
-  ManifestParse parsed = parseManifestsDetailed(text, "request");
+  orchestrator::ManifestParse parsed = orchestrator::parseManifestsDetailed(text, "request");
   if (!parsed.errors.empty()) {
     result.errors = std::move(parsed.errors);
     return result;
   }
   if (parsed.services.empty()) {
-    result.errors.push_back(FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
+    result.errors.push_back(
+        orchestrator::FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
     return result;
   }
-  std::vector<ServiceManifest> services = std::move(parsed.services);
+  std::vector<orchestrator::ServiceManifest> services = std::move(parsed.services);
   for (size_t i = 0; i < services.size(); ++i) {
-    ServiceManifest& m = services[i];
+    orchestrator::ServiceManifest& m = services[i];
     int doc = static_cast<int>(i) + 1;
     if (!m.image_is_tarball) {
       auto img = runtime_->inspectImage(m.image);
@@ -306,7 +307,7 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
     std::filesystem::path path(m.image);
     if (path.is_relative()) {
       if (manifest_dir.empty() || std::filesystem::path(manifest_dir).is_relative()) {
-        result.errors.push_back(FieldError{
+        result.errors.push_back(orchestrator::FieldError{
             .doc = doc,
             .path = "spec.image",
             .message = "\"" + m.image +
@@ -319,7 +320,7 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
     path = path.lexically_normal();
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) {
-      result.errors.push_back(FieldError{
+      result.errors.push_back(orchestrator::FieldError{
           .doc = doc,
           .path = "spec.image",
           .message = "\"" + m.image + "\": no such file " + path.string() + " on node " + name_});
@@ -328,7 +329,7 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
     if (dry_run) continue;
     auto loaded = runtime_->loadImage(path.string());
     if (!loaded.isOk() || loaded->empty()) {
-      result.errors.push_back(FieldError{
+      result.errors.push_back(orchestrator::FieldError{
           .doc = doc,
           .path = "spec.image",
           .message = "cannot load " + path.string() + ": " +
@@ -348,10 +349,10 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
   if (dry_run) return result;
   RETURN_IF_ERROR(refreshDesired());
   for (const auto& o : result.outcomes)
-    if (o.action != ApplyOutcome::Action::kUnchanged)
-      events_.append(
-          "service.applied", o.name, "",
-          std::string(applyActionName(o.action)) + ", generation " + std::to_string(o.generation));
+    if (o.action != orchestrator::ApplyOutcome::Action::kUnchanged)
+      events_.append("service.applied", o.name, "",
+                     std::string(orchestrator::applyActionName(o.action)) + ", generation " +
+                         std::to_string(o.generation));
   return result;
 }
 
@@ -364,7 +365,8 @@ Result<int64_t> Node::remove(const std::string& name, bool dry_run) {
   return gen;
 }
 
-Result<ServiceRecord> Node::rollback(const std::string& name, std::optional<int64_t> to) {
+Result<orchestrator::ServiceRecord> Node::rollback(const std::string& name,
+                                                   std::optional<int64_t> to) {
   std::lock_guard<std::mutex> lock(apply_mu_);
   auto rec = store_->rollback(name, to);
   if (!rec.isOk()) return rec;
@@ -398,7 +400,7 @@ nlohmann::json Node::gatewayRoutes() {
 }
 
 std::string Node::metricsText() {
-  return orchestrator::metricsText(*this);
+  return edged::metricsText(*this);
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged
