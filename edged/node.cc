@@ -77,6 +77,8 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
     RETURN_IF_ERROR(node->store_->putMeta("node_id", node->id_));
   }
 
+  node->image_loader_ =
+      std::make_unique<orchestrator::ImageLoader>(*node->runtime_, node->events_, node->name_);
   node->health_ = std::make_unique<orchestrator::HealthMonitor>(*node->clock_, node->prober_);
   orchestrator::ReconcilerOptions opts;
   opts.node_id = label_id;
@@ -293,54 +295,9 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
     return result;
   }
   std::vector<orchestrator::ServiceManifest> services = std::move(parsed.services);
-  for (size_t i = 0; i < services.size(); ++i) {
-    orchestrator::ServiceManifest& m = services[i];
-    int doc = static_cast<int>(i) + 1;
-    if (!m.image_is_tarball) {
-      auto img = runtime_->inspectImage(m.image);
-      if (!img.isOk() && img.status().code() == StatusCode::kNotFound)
-        result.warnings.push_back(m.name + ": image " + m.image +
-                                  " is not on this node yet; instances start once it is "
-                                  "loaded (edgectl images load FILE)");
-      continue;
-    }
-    std::filesystem::path path(m.image);
-    if (path.is_relative()) {
-      if (manifest_dir.empty() || std::filesystem::path(manifest_dir).is_relative()) {
-        result.errors.push_back(orchestrator::FieldError{
-            .doc = doc,
-            .path = "spec.image",
-            .message = "\"" + m.image +
-                       "\" is a relative tarball path and the request did not say where the "
-                       "manifest lives; use an absolute path, or apply the file with edgectl"});
-        continue;
-      }
-      path = std::filesystem::path(manifest_dir) / path;
-    }
-    path = path.lexically_normal();
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) {
-      result.errors.push_back(orchestrator::FieldError{
-          .doc = doc,
-          .path = "spec.image",
-          .message = "\"" + m.image + "\": no such file " + path.string() + " on node " + name_});
-      continue;
-    }
-    if (dry_run) continue;
-    auto loaded = runtime_->loadImage(path.string());
-    if (!loaded.isOk() || loaded->empty()) {
-      result.errors.push_back(orchestrator::FieldError{
-          .doc = doc,
-          .path = "spec.image",
-          .message = "cannot load " + path.string() + ": " +
-                     (loaded.isOk() ? "the archive holds no image" : loaded.status().message())});
-      continue;
-    }
-    const auto& img = loaded->front();
-    m.image = img.tags.empty() ? img.id : img.tags.front();
-    m.image_is_tarball = false;
-    events_.append("image.loaded", m.name, "", m.image + " from " + path.string());
-  }
+  orchestrator::ImageLoad images = image_loader_->load(services, manifest_dir, dry_run);
+  result.warnings = std::move(images.warnings);
+  result.errors = std::move(images.errors);
   if (!result.errors.empty()) return result;
 
   auto outcomes = store_->apply(services, dry_run);

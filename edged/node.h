@@ -28,6 +28,7 @@
 #include "identity/identity.h"
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
+#include "orchestrator/image_loader.h"
 #include "orchestrator/manifest.h"
 #include "orchestrator/reconciler.h"
 #include "orchestrator/store.h"
@@ -166,6 +167,7 @@ class Node final : public NodeApi {
   orchestrator::EventLog events_;
   orchestrator::StateStorePtr store_;
   runtime::ContainerRuntimePtr runtime_;
+  std::unique_ptr<orchestrator::ImageLoader> image_loader_;
   orchestrator::SystemProber prober_;
   std::unique_ptr<orchestrator::HealthMonitor> health_;
   std::unique_ptr<orchestrator::Reconciler> reconciler_;
