@@ -88,7 +88,50 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
       *node->runtime_, *node->clock_, *node->health_, node->events_, opts);
   node->health_->setOnChange(
       [r = node->reconciler_.get()](const std::string&, orchestrator::Health) { r->wake(); });
+  node->addSubsystems();
   return node;
+}
+
+// Started in this order and stopped in two passes, each in reverse (subsystem.h): leave()
+// takes the node off the cluster (the cluster port, the gateway, the backend link,
+// discovery), then stop() ends the API, the reconciler and health checks.
+void Node::addSubsystems() {
+  // First: discovery_ is set before any API request can read it, and the reconciler's
+  // first refreshDesired() puts the services in the profile.
+  subsystems_.add(makeSubsystem({.name = "discovery",
+                                 .start = [this] { return startDiscovery(); },
+                                 .leave =
+                                     [this] {
+                                       // Members are told, a supernode hands over.
+                                       if (discovery_) discovery_->stop();
+                                     }}));
+  subsystems_.add(makeSubsystem({.name = "health checks",
+                                 .start =
+                                     [this] {
+                                       health_->start();
+                                       return Status::ok();
+                                     },
+                                 .stop = [this] { health_->stop(); }}));
+  subsystems_.add(makeSubsystem({.name = "reconciler",
+                                 .start = [this] { return startReconciler(); },
+                                 .stop = [this] { stopReconciler(); }}));
+  subsystems_.add(makeSubsystem({.name = "node API on " + config_.api_socket,
+                                 .start = [this] { return startApi(); },
+                                 .stop =
+                                     [this] {
+                                       if (api_) api_->stop();
+                                     }}));
+  subsystems_.add(makeSubsystem({.name = "backend",
+                                 .start = [this] { return backend_->start(discovery_.get()); },
+                                 .leave = [this] { backend_->stop(); }}));
+  subsystems_.add(makeSubsystem({.name = "gateway",
+                                 .start = [this] { return gateway_->start(discovery_.get()); },
+                                 .leave = [this] { gateway_->stop(); }}));
+  // Last: it accepts once the gateway has started; connections wait in its backlog until
+  // then. It stops first: no connection is handed to what stops after it.
+  subsystems_.add(makeSubsystem({.name = "cluster port " + config_.listen,
+                                 .start = [this] { return port_->start(); },
+                                 .leave = [this] { port_->stop(); }}));
 }
 
 discovery::ClusterSnapshot Node::clusterSnapshot() const {
@@ -135,7 +178,7 @@ Status Node::startDiscovery() {
       [this](const std::string& type, const std::string& node, const std::string& message) {
         events_.appendNode(type, node, message);
       });
-  if (!d.isOk()) return d.status().withContext("discovery");
+  if (!d.isOk()) return d.status();  // named "discovery" by its subsystem
   discovery_ = std::move(*d);
   return discovery_->start();
 }
@@ -181,8 +224,8 @@ Status Node::start() {
   gateway_ =
       std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_, *backend_);
   // One listener on the cluster port, discovery on or off: it classifies each connection
-  // and hands it over; it accepts once the gateway has started (below), the connections
-  // wait in its backlog until then. A taken port fails here.
+  // and hands it over once it accepts (its subsystem, the last to start). A taken port
+  // fails here.
   auto port = net::ClusterPort::listen(config_.listen, {});
   if (!port.isOk()) return port.status().withContext(config_.discovery ? "discovery" : "gateway");
   port_ = std::move(*port);
@@ -196,14 +239,33 @@ Status Node::start() {
     gateway_->adopt(fd, std::move(already_read), /*tls=*/false);
   });
   backend_->setClusterPort(port_.get());
-  // Discovery first: discovery_ is set before any API request can read it, and the
-  // first refreshDesired() below puts the services in the profile.
-  RETURN_IF_ERROR(startDiscovery());
-  Status loaded = refreshDesired();
-  if (!loaded.isOk()) {
-    if (discovery_) discovery_->stop();
-    return loaded;
-  }
+  RETURN_IF_ERROR(subsystems_.start());
+  // The gateway learns the services (the store was read a moment ago: a failure now is
+  // retried by the next change).
+  Status fed = refreshDesired();
+  if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
+  events_.append("node.started", "", "",
+                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
+                     (discovery_ ? ", discovery on" : ", discovery off"));
+  return Status::ok();
+}
+
+Status Node::startReconciler() {
+  // The desired state before the first pass, or that pass removes every instance.
+  RETURN_IF_ERROR(refreshDesired());
+  reconciler_->start();
+  return Status::ok();
+}
+
+void Node::stopReconciler() {
+  reconciler_->stop();
+  // A deletion in progress finishes rather than leave a stopped container behind
+  // (stops wait for the stop timeout, 10 s by default).
+  if (!reconciler_->waitForRemovals(std::chrono::seconds(15)))
+    LOG_WARN("stopping with instance removals still running; the next start finishes them");
+}
+
+Status Node::startApi() {
   http::ApiServer::Options ao;
   ao.unix_socket = config_.api_socket;
   ao.socket_group = config_.api_socket_group;
@@ -216,66 +278,11 @@ Status Node::start() {
   dopts.temp_dir = config_.data_dir + "/tmp";
   dopts.on_change = [this] { reconciler_->wake(); };
   registerDockerApi(*api_, *runtime_, dopts);
-  health_->start();
-  reconciler_->start();
-  Status listening = api_->start();
-  if (!listening.isOk()) {
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return listening.withContext("node API on " + config_.api_socket);
-  }
-  Status linked = backend_->start(discovery_.get());
-  if (!linked.isOk()) {
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return linked.withContext("backend");
-  }
-  Status gw = gateway_->start(discovery_.get());
-  if (!gw.isOk()) {
-    backend_->stop();
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return gw.withContext("gateway");
-  }
-  // The gateway learns the services (the store was read a moment ago: a failure now is
-  // retried by the next change).
-  Status accepting = port_->start();
-  if (!accepting.isOk()) {
-    gateway_->stop();
-    backend_->stop();
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return accepting.withContext("cluster port " + config_.listen);
-  }
-  Status fed = refreshDesired();
-  if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
-  events_.append("node.started", "", "",
-                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
-                     (discovery_ ? ", discovery on" : ", discovery off"));
-  return Status::ok();
+  return api_->start();
 }
 
 void Node::stop() {
-  if (port_) port_->stop();  // no connection is handed to what stops below
-  if (gateway_) gateway_->stop();
-  if (backend_) backend_->stop();
-  if (discovery_) discovery_->stop();  // members are told, a supernode hands over
-  if (api_) api_->stop();
-  if (reconciler_) {
-    reconciler_->stop();
-    // A deletion in progress finishes rather than leave a stopped container behind
-    // (stops wait for the stop timeout, 10 s by default).
-    if (!reconciler_->waitForRemovals(std::chrono::seconds(15)))
-      LOG_WARN("stopping with instance removals still running; the next start finishes them");
-  }
-  if (health_) health_->stop();
+  subsystems_.stop();
   events_.close();
 }
 

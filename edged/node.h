@@ -1,9 +1,11 @@
 // Node: one edged — the desired-state store, the runtime, the reconciler, health checks,
-// the event log and the node API, wired together.
+// the event log, the node API, discovery, the backend link and the gateway, wired together.
 //
 // Lifecycle: create() opens the store and the runtime (failing with the reason when
-// either cannot work), start() loads the desired state, starts the reconciler and
-// serves the API; stop() ends all of that but leaves every workload running, so a
+// either cannot work); start() binds the cluster port and starts the subsystems
+// (subsystem.h) in the order addSubsystems() lists them — discovery, health checks, the
+// reconciler with the desired state loaded, the node API, the backend link, the gateway,
+// the cluster port's accepting; stop() stops them but leaves every workload running, so a
 // restarted edged adopts them. Operations (apply, delete, ...) are the ones the REST
 // API exposes; they persist first, then wake the reconciler.
 //
@@ -25,6 +27,7 @@
 #include "edged/backend_link.h"
 #include "edged/node_api.h"
 #include "edged/node_gateway.h"
+#include "edged/subsystem.h"
 #include "identity/identity.h"
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
@@ -157,7 +160,11 @@ class Node final : public NodeApi {
 
  private:
   explicit Node(const NodeConfig& config);
+  void addSubsystems();
   Status startDiscovery();
+  Status startReconciler();
+  void stopReconciler();
+  Status startApi();
 
   NodeConfig config_;
   std::string name_;
@@ -179,6 +186,9 @@ class Node final : public NodeApi {
   std::unique_ptr<discovery::Discovery> discovery_;
   std::unique_ptr<BackendLink> backend_;
   std::unique_ptr<NodeGateway> gateway_;
+  // Discovery, health checks, the reconciler, the API, the backend link, the gateway and
+  // the cluster port's accepting, in start order (addSubsystems()).
+  Subsystems subsystems_;
   std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> request_errors_{0};
