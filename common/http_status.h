@@ -1,5 +1,5 @@
 // The HTTP status each Status code answers with, in every API Edgecloud serves: the node's
-// REST API (orchestrator/api/rest_api.cc), its Docker API subset (docker_api.cc) and
+// REST API (edged/api/rest_api.cc), its Docker API subset (docker_api.cc) and
 // edge-backend (backend/http_util.cc). One table, so a code means the same answer
 // everywhere, and two documented departures from it for clients that read statuses
 // their own way.

@@ -15,7 +15,7 @@
 #include "mesh/peer_server.h"
 #include "mesh/relay_client.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -462,4 +462,4 @@ Result<json> BackendLink::verifyPeerToken(std::string_view token, std::string_vi
   return claimsJson(*check.claims);
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -48,7 +48,7 @@ namespace edge::gateway {
 class TokenVerifier;
 }  // namespace edge::gateway
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 class BackendLink {
  public:
@@ -161,4 +161,4 @@ class BackendLink {
   std::shared_ptr<gateway::TokenVerifier> verifier_;
 };
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

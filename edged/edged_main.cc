@@ -22,10 +22,10 @@
 
 namespace {
 
-using edge::orchestrator::EdgedConfig;
+using edge::edged::EdgedConfig;
 
 struct Flags {
-  std::string config_path = edge::orchestrator::kDefaultConfigPath;
+  std::string config_path = edge::edged::kDefaultConfigPath;
   std::optional<std::string> data_dir, run_dir, api_socket, api_socket_group, runtime,
       docker_endpoint, log_level, node_name, listen, discovery_interfaces, backend,
       backend_join_token_file, gateway_socket, global_gateway, account_key_file;
@@ -45,7 +45,7 @@ void applyFlags(const Flags& f, EdgedConfig* c) {
   if (f.listen) c->node.listen = *f.listen;
   if (f.no_discovery) c->node.discovery = false;
   if (f.discovery_interfaces)
-    c->node.discovery_interfaces = edge::orchestrator::splitList(*f.discovery_interfaces);
+    c->node.discovery_interfaces = edge::edged::splitList(*f.discovery_interfaces);
   if (f.backend) c->node.backend = *f.backend;
   if (f.backend_join_token_file) c->node.backend_join_token_file = *f.backend_join_token_file;
   if (f.gateway_socket) c->node.gateway_socket = *f.gateway_socket;
@@ -56,7 +56,7 @@ void applyFlags(const Flags& f, EdgedConfig* c) {
 
 edge::Status loadConfig(const Flags& f, bool config_given, EdgedConfig* out) {
   EdgedConfig c;
-  RETURN_IF_ERROR(edge::orchestrator::loadConfigFile(f.config_path, !config_given, &c));
+  RETURN_IF_ERROR(edge::edged::loadConfigFile(f.config_path, !config_given, &c));
   applyFlags(f, &c);
   edge::log::Level level;
   if (!edge::log::parseLevel(c.log_level, &level))
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto node = edge::orchestrator::Node::create(config.node);
+  auto node = edge::edged::Node::create(config.node);
   if (!node.isOk()) {
     std::fprintf(stderr, "edged: %s\n", node.status().message().c_str());
     return 1;

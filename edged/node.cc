@@ -13,7 +13,7 @@
 #include "edged/api/rest_api.h"
 #include "runtime-shim/factory.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
 constexpr char kRestartMetaPrefix[] = "restart/";
@@ -43,7 +43,7 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
   if (ec)
     return Status::failedPrecondition("cannot create the data dir " + config.data_dir + ": " +
                                       ec.message());
-  auto store = StateStore::open(config.data_dir + "/state.db", *node->clock_);
+  auto store = orchestrator::StateStore::open(config.data_dir + "/state.db", *node->clock_);
   if (!store.isOk()) return store.status().withContext("desired-state store");
   node->store_ = std::move(*store);
 
@@ -77,16 +77,61 @@ Result<std::unique_ptr<Node>> Node::create(const NodeConfig& config) {
     RETURN_IF_ERROR(node->store_->putMeta("node_id", node->id_));
   }
 
-  node->health_ = std::make_unique<HealthMonitor>(*node->clock_, node->prober_);
-  ReconcilerOptions opts;
+  node->image_loader_ =
+      std::make_unique<orchestrator::ImageLoader>(*node->runtime_, node->events_, node->name_);
+  node->health_ = std::make_unique<orchestrator::HealthMonitor>(*node->clock_, node->prober_);
+  orchestrator::ReconcilerOptions opts;
   opts.node_id = label_id;
   opts.port_range_first = config.port_range_first;
   opts.port_range_last = config.port_range_last;
-  node->reconciler_ = std::make_unique<Reconciler>(*node->runtime_, *node->clock_, *node->health_,
-                                                   node->events_, opts);
+  node->reconciler_ = std::make_unique<orchestrator::Reconciler>(
+      *node->runtime_, *node->clock_, *node->health_, node->events_, opts);
   node->health_->setOnChange(
-      [r = node->reconciler_.get()](const std::string&, Health) { r->wake(); });
+      [r = node->reconciler_.get()](const std::string&, orchestrator::Health) { r->wake(); });
+  node->addSubsystems();
   return node;
+}
+
+// Started in this order and stopped in two passes, each in reverse (subsystem.h): leave()
+// takes the node off the cluster (the cluster port, the gateway, the backend link,
+// discovery), then stop() ends the API, the reconciler and health checks.
+void Node::addSubsystems() {
+  // First: discovery_ is set before any API request can read it, and the reconciler's
+  // first refreshDesired() puts the services in the profile.
+  subsystems_.add(makeSubsystem({.name = "discovery",
+                                 .start = [this] { return startDiscovery(); },
+                                 .leave =
+                                     [this] {
+                                       // Members are told, a supernode hands over.
+                                       if (discovery_) discovery_->stop();
+                                     }}));
+  subsystems_.add(makeSubsystem({.name = "health checks",
+                                 .start =
+                                     [this] {
+                                       health_->start();
+                                       return Status::ok();
+                                     },
+                                 .stop = [this] { health_->stop(); }}));
+  subsystems_.add(makeSubsystem({.name = "reconciler",
+                                 .start = [this] { return startReconciler(); },
+                                 .stop = [this] { stopReconciler(); }}));
+  subsystems_.add(makeSubsystem({.name = "node API on " + config_.api_socket,
+                                 .start = [this] { return startApi(); },
+                                 .stop =
+                                     [this] {
+                                       if (api_) api_->stop();
+                                     }}));
+  subsystems_.add(makeSubsystem({.name = "backend",
+                                 .start = [this] { return backend_->start(discovery_.get()); },
+                                 .leave = [this] { backend_->stop(); }}));
+  subsystems_.add(makeSubsystem({.name = "gateway",
+                                 .start = [this] { return gateway_->start(discovery_.get()); },
+                                 .leave = [this] { gateway_->stop(); }}));
+  // Last: it accepts once the gateway has started; connections wait in its backlog until
+  // then. It stops first: no connection is handed to what stops after it.
+  subsystems_.add(makeSubsystem({.name = "cluster port " + config_.listen,
+                                 .start = [this] { return port_->start(); },
+                                 .leave = [this] { port_->stop(); }}));
 }
 
 discovery::ClusterSnapshot Node::clusterSnapshot() const {
@@ -133,7 +178,7 @@ Status Node::startDiscovery() {
       [this](const std::string& type, const std::string& node, const std::string& message) {
         events_.appendNode(type, node, message);
       });
-  if (!d.isOk()) return d.status().withContext("discovery");
+  if (!d.isOk()) return d.status();  // named "discovery" by its subsystem
   discovery_ = std::move(*d);
   return discovery_->start();
 }
@@ -141,11 +186,11 @@ Status Node::startDiscovery() {
 Status Node::refreshDesired() {
   auto records = store_->list();
   if (!records.isOk()) return records.status();
-  std::vector<DesiredService> desired;
-  std::vector<ServiceManifest> manifests;
+  std::vector<orchestrator::DesiredService> desired;
+  std::vector<orchestrator::ServiceManifest> manifests;
   for (auto& r : *records) {
     manifests.push_back(r.manifest);
-    DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
+    orchestrator::DesiredService d{.manifest = std::move(r.manifest), .generation = r.generation};
     auto meta = store_->getMeta(kRestartMetaPrefix + r.name);
     if (meta.isOk() && meta->has_value()) {
       WallTime t;
@@ -179,8 +224,8 @@ Status Node::start() {
   gateway_ =
       std::make_unique<NodeGateway>(go, *identity_, *clock_, *reconciler_, events_, *backend_);
   // One listener on the cluster port, discovery on or off: it classifies each connection
-  // and hands it over; it accepts once the gateway has started (below), the connections
-  // wait in its backlog until then. A taken port fails here.
+  // and hands it over once it accepts (its subsystem, the last to start). A taken port
+  // fails here.
   auto port = net::ClusterPort::listen(config_.listen, {});
   if (!port.isOk()) return port.status().withContext(config_.discovery ? "discovery" : "gateway");
   port_ = std::move(*port);
@@ -194,14 +239,33 @@ Status Node::start() {
     gateway_->adopt(fd, std::move(already_read), /*tls=*/false);
   });
   backend_->setClusterPort(port_.get());
-  // Discovery first: discovery_ is set before any API request can read it, and the
-  // first refreshDesired() below puts the services in the profile.
-  RETURN_IF_ERROR(startDiscovery());
-  Status loaded = refreshDesired();
-  if (!loaded.isOk()) {
-    if (discovery_) discovery_->stop();
-    return loaded;
-  }
+  RETURN_IF_ERROR(subsystems_.start());
+  // The gateway learns the services (the store was read a moment ago: a failure now is
+  // retried by the next change).
+  Status fed = refreshDesired();
+  if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
+  events_.append("node.started", "", "",
+                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
+                     (discovery_ ? ", discovery on" : ", discovery off"));
+  return Status::ok();
+}
+
+Status Node::startReconciler() {
+  // The desired state before the first pass, or that pass removes every instance.
+  RETURN_IF_ERROR(refreshDesired());
+  reconciler_->start();
+  return Status::ok();
+}
+
+void Node::stopReconciler() {
+  reconciler_->stop();
+  // A deletion in progress finishes rather than leave a stopped container behind
+  // (stops wait for the stop timeout, 10 s by default).
+  if (!reconciler_->waitForRemovals(std::chrono::seconds(15)))
+    LOG_WARN("stopping with instance removals still running; the next start finishes them");
+}
+
+Status Node::startApi() {
   http::ApiServer::Options ao;
   ao.unix_socket = config_.api_socket;
   ao.socket_group = config_.api_socket_group;
@@ -214,66 +278,11 @@ Status Node::start() {
   dopts.temp_dir = config_.data_dir + "/tmp";
   dopts.on_change = [this] { reconciler_->wake(); };
   registerDockerApi(*api_, *runtime_, dopts);
-  health_->start();
-  reconciler_->start();
-  Status listening = api_->start();
-  if (!listening.isOk()) {
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return listening.withContext("node API on " + config_.api_socket);
-  }
-  Status linked = backend_->start(discovery_.get());
-  if (!linked.isOk()) {
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return linked.withContext("backend");
-  }
-  Status gw = gateway_->start(discovery_.get());
-  if (!gw.isOk()) {
-    backend_->stop();
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return gw.withContext("gateway");
-  }
-  // The gateway learns the services (the store was read a moment ago: a failure now is
-  // retried by the next change).
-  Status accepting = port_->start();
-  if (!accepting.isOk()) {
-    gateway_->stop();
-    backend_->stop();
-    api_->stop();
-    reconciler_->stop();
-    health_->stop();
-    if (discovery_) discovery_->stop();
-    return accepting.withContext("cluster port " + config_.listen);
-  }
-  Status fed = refreshDesired();
-  if (!fed.isOk()) LOG_WARN("gateway.services").kv("error", fed.message());
-  events_.append("node.started", "", "",
-                 "runtime " + runtime_->kind() + ", API on " + config_.api_socket +
-                     (discovery_ ? ", discovery on" : ", discovery off"));
-  return Status::ok();
+  return api_->start();
 }
 
 void Node::stop() {
-  if (port_) port_->stop();  // no connection is handed to what stops below
-  if (gateway_) gateway_->stop();
-  if (backend_) backend_->stop();
-  if (discovery_) discovery_->stop();  // members are told, a supernode hands over
-  if (api_) api_->stop();
-  if (reconciler_) {
-    reconciler_->stop();
-    // A deletion in progress finishes rather than leave a stopped container behind
-    // (stops wait for the stop timeout, 10 s by default).
-    if (!reconciler_->waitForRemovals(std::chrono::seconds(15)))
-      LOG_WARN("stopping with instance removals still running; the next start finishes them");
-  }
-  if (health_) health_->stop();
+  subsystems_.stop();
   events_.close();
 }
 
@@ -282,64 +291,20 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
   std::lock_guard<std::mutex> lock(apply_mu_);
   ApplyResult result;
   result.dry_run = dry_run;
-  ManifestParse parsed = parseManifestsDetailed(text, "request");
+  orchestrator::ManifestParse parsed = orchestrator::parseManifestsDetailed(text, "request");
   if (!parsed.errors.empty()) {
     result.errors = std::move(parsed.errors);
     return result;
   }
   if (parsed.services.empty()) {
-    result.errors.push_back(FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
+    result.errors.push_back(
+        orchestrator::FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
     return result;
   }
-  std::vector<ServiceManifest> services = std::move(parsed.services);
-  for (size_t i = 0; i < services.size(); ++i) {
-    ServiceManifest& m = services[i];
-    int doc = static_cast<int>(i) + 1;
-    if (!m.image_is_tarball) {
-      auto img = runtime_->inspectImage(m.image);
-      if (!img.isOk() && img.status().code() == StatusCode::kNotFound)
-        result.warnings.push_back(m.name + ": image " + m.image +
-                                  " is not on this node yet; instances start once it is "
-                                  "loaded (edgectl images load FILE)");
-      continue;
-    }
-    std::filesystem::path path(m.image);
-    if (path.is_relative()) {
-      if (manifest_dir.empty() || std::filesystem::path(manifest_dir).is_relative()) {
-        result.errors.push_back(FieldError{
-            .doc = doc,
-            .path = "spec.image",
-            .message = "\"" + m.image +
-                       "\" is a relative tarball path and the request did not say where the "
-                       "manifest lives; use an absolute path, or apply the file with edgectl"});
-        continue;
-      }
-      path = std::filesystem::path(manifest_dir) / path;
-    }
-    path = path.lexically_normal();
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) {
-      result.errors.push_back(FieldError{
-          .doc = doc,
-          .path = "spec.image",
-          .message = "\"" + m.image + "\": no such file " + path.string() + " on node " + name_});
-      continue;
-    }
-    if (dry_run) continue;
-    auto loaded = runtime_->loadImage(path.string());
-    if (!loaded.isOk() || loaded->empty()) {
-      result.errors.push_back(FieldError{
-          .doc = doc,
-          .path = "spec.image",
-          .message = "cannot load " + path.string() + ": " +
-                     (loaded.isOk() ? "the archive holds no image" : loaded.status().message())});
-      continue;
-    }
-    const auto& img = loaded->front();
-    m.image = img.tags.empty() ? img.id : img.tags.front();
-    m.image_is_tarball = false;
-    events_.append("image.loaded", m.name, "", m.image + " from " + path.string());
-  }
+  std::vector<orchestrator::ServiceManifest> services = std::move(parsed.services);
+  orchestrator::ImageLoad images = image_loader_->load(services, manifest_dir, dry_run);
+  result.warnings = std::move(images.warnings);
+  result.errors = std::move(images.errors);
   if (!result.errors.empty()) return result;
 
   auto outcomes = store_->apply(services, dry_run);
@@ -348,10 +313,10 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
   if (dry_run) return result;
   RETURN_IF_ERROR(refreshDesired());
   for (const auto& o : result.outcomes)
-    if (o.action != ApplyOutcome::Action::kUnchanged)
-      events_.append(
-          "service.applied", o.name, "",
-          std::string(applyActionName(o.action)) + ", generation " + std::to_string(o.generation));
+    if (o.action != orchestrator::ApplyOutcome::Action::kUnchanged)
+      events_.append("service.applied", o.name, "",
+                     std::string(orchestrator::applyActionName(o.action)) + ", generation " +
+                         std::to_string(o.generation));
   return result;
 }
 
@@ -364,7 +329,8 @@ Result<int64_t> Node::remove(const std::string& name, bool dry_run) {
   return gen;
 }
 
-Result<ServiceRecord> Node::rollback(const std::string& name, std::optional<int64_t> to) {
+Result<orchestrator::ServiceRecord> Node::rollback(const std::string& name,
+                                                   std::optional<int64_t> to) {
   std::lock_guard<std::mutex> lock(apply_mu_);
   auto rec = store_->rollback(name, to);
   if (!rec.isOk()) return rec;
@@ -398,7 +364,7 @@ nlohmann::json Node::gatewayRoutes() {
 }
 
 std::string Node::metricsText() {
-  return orchestrator::metricsText(*this);
+  return edged::metricsText(*this);
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -1,9 +1,11 @@
 // Node: one edged — the desired-state store, the runtime, the reconciler, health checks,
-// the event log and the node API, wired together.
+// the event log, the node API, discovery, the backend link and the gateway, wired together.
 //
 // Lifecycle: create() opens the store and the runtime (failing with the reason when
-// either cannot work), start() loads the desired state, starts the reconciler and
-// serves the API; stop() ends all of that but leaves every workload running, so a
+// either cannot work); start() binds the cluster port and starts the subsystems
+// (subsystem.h) in the order addSubsystems() lists them — discovery, health checks, the
+// reconciler with the desired state loaded, the node API, the backend link, the gateway,
+// the cluster port's accepting; stop() stops them but leaves every workload running, so a
 // restarted edged adopts them. Operations (apply, delete, ...) are the ones the REST
 // API exposes; they persist first, then wake the reconciler.
 //
@@ -25,9 +27,11 @@
 #include "edged/backend_link.h"
 #include "edged/node_api.h"
 #include "edged/node_gateway.h"
+#include "edged/subsystem.h"
 #include "identity/identity.h"
 #include "orchestrator/events.h"
 #include "orchestrator/health.h"
+#include "orchestrator/image_loader.h"
 #include "orchestrator/manifest.h"
 #include "orchestrator/reconciler.h"
 #include "orchestrator/store.h"
@@ -37,7 +41,7 @@ namespace edge::http {
 class ApiServer;
 }
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 struct NodeConfig {
   std::string node_name;  // "" = the host name
@@ -93,7 +97,8 @@ class Node final : public NodeApi {
   Result<ApplyResult> apply(std::string_view text, const std::string& manifest_dir,
                             bool dry_run) override;
   Result<int64_t> remove(const std::string& name, bool dry_run) override;
-  Result<ServiceRecord> rollback(const std::string& name, std::optional<int64_t> to) override;
+  Result<orchestrator::ServiceRecord> rollback(const std::string& name,
+                                               std::optional<int64_t> to) override;
   // Restarts every instance of a service, one at a time. Returns how many.
   Result<int> restart(const std::string& name) override;
 
@@ -104,23 +109,27 @@ class Node final : public NodeApi {
   WallTime startedAt() const override { return started_at_; }
   const std::string& dataDir() const override { return config_.data_dir; }
   const std::string& apiSocket() const override { return config_.api_socket; }
-  StateStore& store() { return *store_; }
+  orchestrator::StateStore& store() { return *store_; }
   runtime::ContainerRuntime& runtime() override { return *runtime_; }
-  Reconciler& reconciler() { return *reconciler_; }
-  EventLog& events() override { return events_; }
+  orchestrator::Reconciler& reconciler() { return *reconciler_; }
+  orchestrator::EventLog& events() override { return events_; }
   Clock& clock() override { return *clock_; }
 
   // NodeApi's read views and pass-throughs (node_api.h).
-  Result<std::vector<ServiceRecord>> services() override { return store_->list(); }
-  Result<ServiceRecord> service(const std::string& name) override { return store_->get(name); }
-  Result<std::vector<ServiceRecord>> history(const std::string& name) override {
+  Result<std::vector<orchestrator::ServiceRecord>> services() override { return store_->list(); }
+  Result<orchestrator::ServiceRecord> service(const std::string& name) override {
+    return store_->get(name);
+  }
+  Result<std::vector<orchestrator::ServiceRecord>> history(const std::string& name) override {
     return store_->history(name);
   }
   int64_t storeRevision() override { return store_->revision(); }
-  std::optional<ServiceStatus> serviceStatus(const std::string& name) override {
+  std::optional<orchestrator::ServiceStatus> serviceStatus(const std::string& name) override {
     return reconciler_->service(name);
   }
-  std::vector<InstanceStatus> instances() override { return reconciler_->instances(); }
+  std::vector<orchestrator::InstanceStatus> instances() override {
+    return reconciler_->instances();
+  }
   void wakeReconciler() override { reconciler_->wake(); }
   nlohmann::json gatewayRoutes() override;
   bool backendConfigured() override { return backend_->configured(); }
@@ -151,19 +160,24 @@ class Node final : public NodeApi {
 
  private:
   explicit Node(const NodeConfig& config);
+  void addSubsystems();
   Status startDiscovery();
+  Status startReconciler();
+  void stopReconciler();
+  Status startApi();
 
   NodeConfig config_;
   std::string name_;
   std::string id_;
   ClockPtr clock_;
   WallTime started_at_{};
-  EventLog events_;
-  StateStorePtr store_;
+  orchestrator::EventLog events_;
+  orchestrator::StateStorePtr store_;
   runtime::ContainerRuntimePtr runtime_;
-  SystemProber prober_;
-  std::unique_ptr<HealthMonitor> health_;
-  std::unique_ptr<Reconciler> reconciler_;
+  std::unique_ptr<orchestrator::ImageLoader> image_loader_;
+  orchestrator::SystemProber prober_;
+  std::unique_ptr<orchestrator::HealthMonitor> health_;
+  std::unique_ptr<orchestrator::Reconciler> reconciler_;
   std::unique_ptr<http::ApiServer> api_;
   std::optional<identity::NodeIdentity> identity_;
   // The cluster port (`listen`): the one listener of discovery sessions, peer channels
@@ -172,9 +186,12 @@ class Node final : public NodeApi {
   std::unique_ptr<discovery::Discovery> discovery_;
   std::unique_ptr<BackendLink> backend_;
   std::unique_ptr<NodeGateway> gateway_;
+  // Discovery, health checks, the reconciler, the API, the backend link, the gateway and
+  // the cluster port's accepting, in start order (addSubsystems()).
+  Subsystems subsystems_;
   std::mutex apply_mu_;  // applies, deletes, rollbacks one at a time
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> request_errors_{0};
 };
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

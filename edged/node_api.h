@@ -1,7 +1,7 @@
 // NodeApi: what the node's REST API (api/rest_api.cc) asks of a node, and nothing more:
 // the desired-state operations, read views of what is stored and what runs, the runtime
 // for images and logs, the event log, and the cluster, gateway and backend answers it
-// passes on. Node implements it; tests/orchestrator/rest_api_test.cc serves the REST API
+// passes on. Node implements it; tests/edged/rest_api_test.cc serves the REST API
 // over a fake of it, with no store, reconciler or network behind.
 //
 // Errors are the Status codes the REST API turns into HTTP statuses
@@ -30,13 +30,13 @@
 #include "orchestrator/store.h"
 #include "runtime-shim/runtime.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 struct ApplyResult {
   bool dry_run = false;
-  std::vector<ApplyOutcome> outcomes;
+  std::vector<orchestrator::ApplyOutcome> outcomes;
   std::vector<std::string> warnings;
-  std::vector<FieldError> errors;  // non-empty = nothing was applied
+  std::vector<orchestrator::FieldError> errors;  // non-empty = nothing was applied
 };
 
 class NodeApi {
@@ -60,26 +60,27 @@ class NodeApi {
   // The new generation of the desired state.
   virtual Result<int64_t> remove(const std::string& name, bool dry_run) = 0;
   // To generation `to`, or the one before the current one.
-  virtual Result<ServiceRecord> rollback(const std::string& name, std::optional<int64_t> to) = 0;
+  virtual Result<orchestrator::ServiceRecord> rollback(const std::string& name,
+                                                       std::optional<int64_t> to) = 0;
   // Restarts every instance of a service, one at a time. Returns how many.
   virtual Result<int> restart(const std::string& name) = 0;
 
   // The desired state as stored.
-  virtual Result<std::vector<ServiceRecord>> services() = 0;
-  virtual Result<ServiceRecord> service(const std::string& name) = 0;
+  virtual Result<std::vector<orchestrator::ServiceRecord>> services() = 0;
+  virtual Result<orchestrator::ServiceRecord> service(const std::string& name) = 0;
   // Newest first.
-  virtual Result<std::vector<ServiceRecord>> history(const std::string& name) = 0;
+  virtual Result<std::vector<orchestrator::ServiceRecord>> history(const std::string& name) = 0;
   virtual int64_t storeRevision() = 0;
 
   // What runs, as the reconciler last saw it.
-  virtual std::optional<ServiceStatus> serviceStatus(const std::string& name) = 0;
-  virtual std::vector<InstanceStatus> instances() = 0;
+  virtual std::optional<orchestrator::ServiceStatus> serviceStatus(const std::string& name) = 0;
+  virtual std::vector<orchestrator::InstanceStatus> instances() = 0;
   // After a change the reconciler should see now (an image loaded).
   virtual void wakeReconciler() = 0;
 
   // Images, containers made by hand, logs.
   virtual runtime::ContainerRuntime& runtime() = 0;
-  virtual EventLog& events() = 0;
+  virtual orchestrator::EventLog& events() = 0;
 
   // The clusters of this node's links; enabled=false when discovery is off.
   virtual discovery::ClusterSnapshot clusterSnapshot() const = 0;
@@ -99,4 +100,4 @@ class NodeApi {
   virtual void countRequest(bool error) = 0;
 };
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

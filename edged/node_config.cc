@@ -9,7 +9,7 @@
 
 #include "common/log.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
 Status parsePortRange(const std::string& text, NodeConfig* node) {
@@ -234,4 +234,4 @@ Status loadConfigFile(const std::string& path, bool optional, EdgedConfig* confi
   return applyConfigText(ss.str(), path, config);
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

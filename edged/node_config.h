@@ -12,7 +12,7 @@
 #include "common/status.h"
 #include "edged/node.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 inline constexpr char kDefaultConfigPath[] = "/etc/edged/config.yaml";
 
@@ -31,4 +31,4 @@ std::vector<std::string> splitList(const std::string& text);
 // Reads `path` and applies it. A missing file is an error unless `optional`.
 Status loadConfigFile(const std::string& path, bool optional, EdgedConfig* config);
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -24,7 +24,7 @@
 #include "gateway/token_verifier.h"
 #include "orchestrator/health.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 namespace {
 
@@ -38,7 +38,7 @@ constexpr auto kProbeInterval = 10ms;
 constexpr auto kStartTimeout = 60s;
 
 // The manifest's retry settings in the gateway's terms (both validated the same way).
-gateway::RetryPolicy toGatewayPolicy(const RetryPolicy& r) {
+gateway::RetryPolicy toGatewayPolicy(const orchestrator::RetryPolicy& r) {
   gateway::RetryPolicy p;
   std::string on;
   for (const auto& c : r.on) on += (on.empty() ? "" : ",") + c;
@@ -47,16 +47,17 @@ gateway::RetryPolicy toGatewayPolicy(const RetryPolicy& r) {
   p.attempts = r.attempts;
   p.per_try_timeout = r.per_try_timeout;
   p.timeout = r.timeout;
-  p.backoff_base = std::max(r.backoff_base, Millis(1));
+  p.backoff_base = std::max(r.backoff_base, orchestrator::Millis(1));
   p.backoff_max = std::max(r.backoff_max, p.backoff_base);
   p.retry_non_idempotent = r.non_idempotent;
   return p;
 }
 
 // The host port the gateway forwards to: the instance's first declared port.
-std::optional<int> servicePort(const ServiceManifest& m, const InstanceStatus& i) {
+std::optional<int> servicePort(const orchestrator::ServiceManifest& m,
+                               const orchestrator::InstanceStatus& i) {
   if (m.ports.empty()) return std::nullopt;
-  const PortSpec& p = m.ports.front();
+  const orchestrator::PortSpec& p = m.ports.front();
   std::string key = p.name.empty() ? std::to_string(p.container_port) : p.name;
   auto it = i.ports.find(key);
   if (it == i.ports.end() || it->second <= 0) return std::nullopt;
@@ -83,17 +84,18 @@ std::vector<std::string> splitOn(const std::string& text, char sep) {
 // check when it has one, else a TCP connect to the port, each with a short timeout so the
 // 10 ms probe loop stays responsive. The reconciler's own health checks use the same
 // SystemProber.
-bool probeInstance(const ServiceManifest& m, int port) {
-  HealthCheck check;
-  if (m.health_check && m.health_check->kind == HealthCheck::Kind::kHttp) {
-    check.kind = HealthCheck::Kind::kHttp;
+bool probeInstance(const orchestrator::ServiceManifest& m, int port) {
+  orchestrator::HealthCheck check;
+  if (m.health_check && m.health_check->kind == orchestrator::HealthCheck::Kind::kHttp) {
+    check.kind = orchestrator::HealthCheck::Kind::kHttp;
     check.http_path = m.health_check->http_path;
   } else {
-    check.kind = HealthCheck::Kind::kTcp;
+    check.kind = orchestrator::HealthCheck::Kind::kTcp;
   }
-  check.timeout = Millis(200);
+  check.timeout = orchestrator::Millis(200);
   std::string detail;
-  return SystemProber().probe(check, ProbeTarget{.pid = 0, .port = port}, &detail);
+  return orchestrator::SystemProber().probe(
+      check, orchestrator::ProbeTarget{.pid = 0, .port = port}, &detail);
 }
 
 }  // namespace
@@ -116,7 +118,8 @@ constexpr auto kReadyTrust = std::chrono::seconds(3);
 }  // namespace
 
 NodeGateway::NodeGateway(Options options, const identity::NodeIdentity& identity, Clock& clock,
-                         Reconciler& reconciler, EventLog& events, BackendLink& backend)
+                         orchestrator::Reconciler& reconciler, orchestrator::EventLog& events,
+                         BackendLink& backend)
     : options_(std::move(options)),
       identity_(identity),
       clock_(clock),
@@ -255,7 +258,7 @@ void NodeGateway::stop() {
     for (auto& w : od->waiters) w(Status::unavailable("edged is stopping"));
 }
 
-void NodeGateway::setServices(const std::vector<ServiceManifest>& services) {
+void NodeGateway::setServices(const std::vector<orchestrator::ServiceManifest>& services) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     services_ = services;
@@ -281,9 +284,9 @@ void NodeGateway::adopt(int fd, std::string already_read, bool tls) {
 }
 
 std::vector<std::string> NodeGateway::announcedServices(
-    const std::vector<ServiceManifest>& services) {
+    const std::vector<orchestrator::ServiceManifest>& services) {
   std::vector<std::string> out;
-  const RetryPolicy defaults;
+  const orchestrator::RetryPolicy defaults;
   for (const auto& m : services) {
     std::string base = m.route.base_path.empty() ? "/" + m.name : m.route.base_path;
     std::string entry = base == "/" + m.name ? m.name : m.name + "=" + base;
@@ -293,7 +296,7 @@ std::vector<std::string> NodeGateway::announcedServices(
       for (size_t i = 0; i < m.route.scopes.size(); ++i)
         extra += (i ? "," : "") + m.route.scopes[i];
     }
-    const RetryPolicy& r = m.route.retry;
+    const orchestrator::RetryPolicy& r = m.route.retry;
     if (r.attempts != defaults.attempts || r.per_try_timeout != defaults.per_try_timeout ||
         r.timeout != defaults.timeout || r.on != defaults.on ||
         r.non_idempotent != defaults.non_idempotent) {
@@ -324,17 +327,17 @@ NodeGateway::Announced NodeGateway::parseAnnounced(const std::string& entry) {
     } else if (f.rfind("retry=", 0) == 0) {
       auto parts = splitOn(f.substr(6), ',');
       if (parts.size() < 4) continue;
-      RetryPolicy r;
+      orchestrator::RetryPolicy r;
       char* end = nullptr;
       long attempts = std::strtol(parts[0].c_str(), &end, 10);
       long per_try = std::strtol(parts[1].c_str(), nullptr, 10);
       long timeout = std::strtol(parts[2].c_str(), nullptr, 10);
       if (*end != 0 || attempts < 0 || attempts > 10 || per_try <= 0 || timeout < per_try) continue;
       r.attempts = static_cast<int>(attempts);
-      r.per_try_timeout = Millis(per_try);
-      r.timeout = Millis(timeout);
+      r.per_try_timeout = orchestrator::Millis(per_try);
+      r.timeout = orchestrator::Millis(timeout);
       r.on.clear();
-      const auto& allowed = retryConditions();
+      const auto& allowed = orchestrator::retryConditions();
       for (auto& c : splitOn(parts[3], '+'))
         if (std::find(allowed.begin(), allowed.end(), c) != allowed.end()) r.on.push_back(c);
       r.non_idempotent = parts.size() > 4 && parts[4] == "ni";
@@ -382,7 +385,7 @@ void NodeGateway::learnIssuer() {
 }
 
 void NodeGateway::rebuildRoutes() {
-  std::vector<ServiceManifest> services;
+  std::vector<orchestrator::ServiceManifest> services;
   {
     std::lock_guard<std::mutex> lock(mu_);
     services = services_;
@@ -401,10 +404,10 @@ void NodeGateway::rebuildRoutes() {
     gateway::RouteSpec s;
     s.service = m.name;
     s.base_path = m.route.base_path.empty() ? "/" + m.name : m.route.base_path;
-    s.scope = m.route.scope == Route::Scope::kGlobal ? gateway::RouteScope::kGlobal
-                                                     : gateway::RouteScope::kLocal;
+    s.scope = m.route.scope == orchestrator::Route::Scope::kGlobal ? gateway::RouteScope::kGlobal
+                                                                   : gateway::RouteScope::kLocal;
     s.required_scopes = m.route.scopes;
-    s.on_demand = m.lifecycle.mode == Lifecycle::Mode::kOnDemand;
+    s.on_demand = m.lifecycle.mode == orchestrator::Lifecycle::Mode::kOnDemand;
     s.retry = toGatewayPolicy(m.route.retry);
     for (const auto& i : instances) {
       if (i.service != m.name || i.state != runtime::ContainerState::kRunning || !i.ready) continue;
@@ -535,17 +538,17 @@ void NodeGateway::callEnded(const std::string& service) {
 }
 
 void NodeGateway::serviceOnDemand(SteadyTime now) {
-  std::vector<ServiceManifest> services;
+  std::vector<orchestrator::ServiceManifest> services;
   std::map<std::string, bool> starting;  // service -> has waiters
   {
     std::lock_guard<std::mutex> lock(mu_);
     services = services_;
     for (const auto& [name, od] : on_demand_) starting[name] = !od->waiters.empty();
   }
-  std::vector<InstanceStatus> instances;
+  std::vector<orchestrator::InstanceStatus> instances;
   bool have_instances = false;
   for (const auto& m : services) {
-    if (m.lifecycle.mode != Lifecycle::Mode::kOnDemand) continue;
+    if (m.lifecycle.mode != orchestrator::Lifecycle::Mode::kOnDemand) continue;
     auto st = starting.find(m.name);
     if (st != starting.end() && st->second) {
       // Probe the running instances: the first that answers releases the waiting calls.
@@ -660,4 +663,4 @@ void NodeGateway::renderMetrics(std::string& out) const {
   if (metrics_) metrics_->renderPrometheus(out);
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

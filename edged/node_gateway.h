@@ -45,7 +45,7 @@ class TokenSource;
 class TokenVerifier;
 }  // namespace edge::gateway
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 class BackendLink;
 
@@ -63,7 +63,8 @@ class NodeGateway {
   };
 
   NodeGateway(Options options, const identity::NodeIdentity& identity, Clock& clock,
-              Reconciler& reconciler, EventLog& events, BackendLink& backend);
+              orchestrator::Reconciler& reconciler, orchestrator::EventLog& events,
+              BackendLink& backend);
   ~NodeGateway();
 
   // `discovery` may be null (discovery off); it must outlive this object.
@@ -71,7 +72,7 @@ class NodeGateway {
   void stop();
 
   // The services of this node's desired state (after every change).
-  void setServices(const std::vector<ServiceManifest>& services);
+  void setServices(const std::vector<orchestrator::ServiceManifest>& services);
   // A connection for the gateway from the cluster port: plain HTTP or TLS (`tls`: its
   // first byte was 0x16), with the bytes the port already read.
   void adopt(int fd, std::string already_read, bool tls);
@@ -84,13 +85,14 @@ class NodeGateway {
   //   name[=/base/path][;scopes=a,b][;retry=<attempts>,<perTryMs>,<timeoutMs>,<on>[,ni]]
   // with `on` as "connect-failure+reset+503"; the defaults are left out. An entry longer
   // than a profile allows (253 bytes) drops its scopes and policy, then is only "name".
-  static std::vector<std::string> announcedServices(const std::vector<ServiceManifest>& services);
+  static std::vector<std::string> announcedServices(
+      const std::vector<orchestrator::ServiceManifest>& services);
   // What a peer's entry says. A malformed field is ignored (the defaults stand).
   struct Announced {
     std::string service;
     std::string base_path;
     std::vector<std::string> scopes;
-    std::optional<RetryPolicy> retry;
+    std::optional<orchestrator::RetryPolicy> retry;
   };
   static Announced parseAnnounced(const std::string& entry);
 
@@ -109,8 +111,8 @@ class NodeGateway {
   Options options_;
   const identity::NodeIdentity& identity_;
   Clock& clock_;
-  Reconciler& reconciler_;
-  EventLog& events_;
+  orchestrator::Reconciler& reconciler_;
+  orchestrator::EventLog& events_;
   BackendLink& backend_;
   discovery::Discovery* discovery_ = nullptr;
 
@@ -124,7 +126,7 @@ class NodeGateway {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::vector<ServiceManifest> services_;                       // under mu_
+  std::vector<orchestrator::ServiceManifest> services_;         // under mu_
   std::map<std::string, std::unique_ptr<OnDemand>> on_demand_;  // under mu_
   std::string routes_digest_;                                   // feeder thread only
   // Nodes seen as members of our clusters, and when: a peer's TLS is accepted for a while
@@ -135,4 +137,4 @@ class NodeGateway {
   std::thread issuer_thread_;
 };
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

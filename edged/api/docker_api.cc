@@ -24,7 +24,7 @@
 #include "common/platform.h"
 #include "runtime-shim/docker/docker_wire.h"
 
-namespace edge::orchestrator::api {
+namespace edge::edged::api {
 namespace {
 
 using http::ApiServer;
@@ -879,9 +879,9 @@ void registerUnsupported(ApiServer& server, const StatePtr& st) {
 }
 
 }  // namespace
-}  // namespace edge::orchestrator::api
+}  // namespace edge::edged::api
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 using http::ApiServer;
 using namespace api;  // the helpers above
@@ -968,4 +968,4 @@ void registerDockerApi(ApiServer& server, runtime::ContainerRuntime& rt, DockerA
   registerUnsupported(server, st);
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -27,7 +27,7 @@
 #include "edged/api/docker_codec.h"
 #include "runtime-shim/runtime.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 struct DockerApiOptions {
   std::string node_name;  // /info Name
@@ -45,4 +45,4 @@ struct DockerApiOptions {
 void registerDockerApi(http::ApiServer& server, runtime::ContainerRuntime& runtime,
                        DockerApiOptions options);
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

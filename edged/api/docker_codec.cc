@@ -8,7 +8,7 @@
 
 #include "runtime-shim/docker/docker_wire.h"
 
-namespace edge::orchestrator::api {
+namespace edge::edged::api {
 namespace {
 
 using json::Json;
@@ -765,4 +765,4 @@ bool matchesFilters(const ContainerInfo& c, const ContainerFilters& f,
   return ok;
 }
 
-}  // namespace edge::orchestrator::api
+}  // namespace edge::edged::api

@@ -20,7 +20,7 @@
 #include "common/status.h"
 #include "runtime-shim/runtime.h"
 
-namespace edge::orchestrator::api {
+namespace edge::edged::api {
 
 struct CreateRequest {
   runtime::ContainerSpec spec;
@@ -57,4 +57,4 @@ bool matchesFilters(const runtime::ContainerInfo& c, const ContainerFilters& f,
 json::Json imageSummaryJson(const runtime::ImageInfo& img);
 json::Json imageInspectJson(const runtime::ImageInfo& img);
 
-}  // namespace edge::orchestrator::api
+}  // namespace edge::edged::api

@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "edged/node.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
 using http::ApiServer;
@@ -45,14 +45,14 @@ bool flag(const httplib::Request& req, const char* name) {
   return v.empty() || v == "1" || v == "true" || v == "yes";
 }
 
-json fieldErrorsJson(const std::vector<FieldError>& errors) {
+json fieldErrorsJson(const std::vector<orchestrator::FieldError>& errors) {
   json arr = json::array();
   for (const auto& e : errors)
     arr.push_back(json{{"doc", e.doc}, {"path", e.path}, {"message", e.message}});
   return arr;
 }
 
-json instanceJson(const InstanceStatus& i) {
+json instanceJson(const orchestrator::InstanceStatus& i) {
   json ports = json::object();
   for (const auto& [k, v] : i.ports) ports[k] = v;
   return json{{"id", i.id},
@@ -63,7 +63,7 @@ json instanceJson(const InstanceStatus& i) {
               {"managed", true},
               {"image", i.image},
               {"state", std::string(runtime::containerStateName(i.state))},
-              {"health", std::string(healthName(i.health))},
+              {"health", std::string(orchestrator::healthName(i.health))},
               {"ready", i.ready},
               {"restarts", i.restarts},
               {"exit_code", i.exit_code},
@@ -96,12 +96,12 @@ json unmanagedJson(const runtime::ContainerInfo& c) {
               {"next_restart_at", nullptr}};
 }
 
-json manifestJson(const ServiceRecord& r) {
+json manifestJson(const orchestrator::ServiceRecord& r) {
   json doc = json::parse(r.manifest_json, nullptr, false);
   return doc.is_discarded() ? json(r.manifest_json) : doc;
 }
 
-json serviceJson(NodeApi& node, const ServiceRecord& r) {
+json serviceJson(NodeApi& node, const orchestrator::ServiceRecord& r) {
   json out{{"name", r.name},
            {"generation", r.generation},
            {"applied_at", timeText(r.applied_at)},
@@ -417,7 +417,7 @@ void registerServices(ApiServer& server, NodeApi& node) {
     for (const auto& o : result->outcomes)
       services.push_back(json{{"name", o.name},
                               {"generation", o.generation},
-                              {"action", std::string(applyActionName(o.action))}});
+                              {"action", std::string(orchestrator::applyActionName(o.action))}});
     sendJson(res, 200,
              json{{"dryRun", dry}, {"services", services}, {"warnings", result->warnings}});
   });
@@ -612,7 +612,7 @@ void registerImages(ApiServer& server, NodeApi& node) {
         });
 }
 
-json eventJson(const NodeEvent& e) {
+json eventJson(const orchestrator::NodeEvent& e) {
   json j{{"seq", e.seq},         {"time", timeText(e.time)}, {"type", e.type},
          {"service", e.service}, {"instance", e.instance},   {"message", e.message}};
   if (!e.node.empty()) j["node"] = e.node;
@@ -744,4 +744,4 @@ void registerRestApi(ApiServer& server, NodeApi& node) {
   });
 }
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -12,7 +12,7 @@ namespace edge::http {
 class ApiServer;
 }
 
-namespace edge::orchestrator {
+namespace edge::edged {
 
 class Node;
 class NodeApi;
@@ -22,4 +22,4 @@ void registerRestApi(http::ApiServer& server, NodeApi& node);
 // The Prometheus text of /metrics for a node (Node::metricsText()).
 std::string metricsText(Node& node);
 
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

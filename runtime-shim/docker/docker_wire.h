@@ -1,7 +1,7 @@
 // What both ends of the Docker Engine API agree on, apart from the JSON shapes: API
 // versions and their negotiation, and how times are written. The driver
 // (docker_json.h, the client side) and the node's Docker API server
-// (orchestrator/api/docker_codec.h, the server side) both build on it; neither reaches
+// (edged/api/docker_codec.h, the server side) both build on it; neither reaches
 // into the other.
 //
 // Library edge_docker_wire: depends on edge_common only.

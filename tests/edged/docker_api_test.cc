@@ -22,7 +22,7 @@
 #include "edged/api/docker_api.h"
 #include "runtime-shim/docker/docker_frames.h"
 
-namespace edge::orchestrator::api {
+namespace edge::edged::api {
 namespace {
 
 using http::ApiServer;
@@ -923,4 +923,4 @@ TEST_F(ApiServerTest, ConnectionsBeyondTheCapAreTurnedAway) {
 }
 
 }  // namespace
-}  // namespace edge::orchestrator::api
+}  // namespace edge::edged::api

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   }
   {
     http::ApiServer server(so);
-    orchestrator::DockerApiOptions o;
+    edged::DockerApiOptions o;
     o.node_name = "harness";
     o.version = "0.0.0-harness";
     o.data_dir = ro.data_dir;

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
 TEST(NodeConfig, DefaultsJoinEveryLinkOnThePortOfTheContract) {
@@ -96,4 +96,4 @@ TEST(NodeConfig, SplitList) {
 }
 
 }  // namespace
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -4,17 +4,17 @@
 
 #include <gtest/gtest.h>
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
-ServiceManifest parse(const std::string& spec) {
-  auto m = parseManifests(
+orchestrator::ServiceManifest parse(const std::string& spec) {
+  auto m = orchestrator::parseManifests(
       "apiVersion: edge/v1\nkind: Service\nmetadata: {name: orders}\nspec:\n"
       "  image: a\n" +
           spec,
       "test.yaml");
   EXPECT_TRUE(m.isOk()) << m.status().toString();
-  return m.isOk() ? m->front() : ServiceManifest{};
+  return m.isOk() ? m->front() : orchestrator::ServiceManifest{};
 }
 
 TEST(NodeGatewayAnnounceTest, DefaultsAnnounceTheNameAlone) {
@@ -29,7 +29,7 @@ TEST(NodeGatewayAnnounceTest, DefaultsAnnounceTheNameAlone) {
 }
 
 TEST(NodeGatewayAnnounceTest, BasePathScopesAndRetryPolicyTravel) {
-  ServiceManifest m = parse(
+  orchestrator::ServiceManifest m = parse(
       "  route:\n    basePath: /api/orders\n    scopes: [orders.write, orders.read]\n"
       "    retry: {attempts: 3, perTryTimeout: 2s, timeout: 10s, on: [connect-failure, reset, "
       "\"503\"], nonIdempotent: true}\n");
@@ -65,4 +65,4 @@ TEST(NodeGatewayAnnounceTest, MalformedFieldsFromAPeerAreIgnored) {
 }
 
 }  // namespace
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

@@ -1,4 +1,4 @@
-// The node's REST API (orchestrator/api/rest_api.cc) served on 127.0.0.1:0 over a fake
+// The node's REST API (edged/api/rest_api.cc) served on 127.0.0.1:0 over a fake
 // NodeApi: what a client sees for each kind of answer the node gives, with no store,
 // reconciler, runtime daemon or network behind.
 #include "edged/api/rest_api.h"
@@ -20,7 +20,7 @@
 #include "edged/node_api.h"
 #include "tests/orchestrator/fake_runtime.h"
 
-namespace edge::orchestrator {
+namespace edge::edged {
 namespace {
 
 using nlohmann::json;
@@ -30,9 +30,9 @@ class FakeNodeApi final : public NodeApi {
   FakeNodeApi() : runtime_(clock_), events_(clock_) {}
 
   // What the test arranges.
-  std::map<std::string, std::vector<ServiceRecord>> histories;  // newest first
-  std::map<std::string, ServiceStatus> statuses;
-  std::vector<InstanceStatus> running;
+  std::map<std::string, std::vector<orchestrator::ServiceRecord>> histories;  // newest first
+  std::map<std::string, orchestrator::ServiceStatus> statuses;
+  std::vector<orchestrator::InstanceStatus> running;
   Result<ApplyResult> next_apply = ApplyResult{};
   Status next_change = Status::ok();  // remove, restart and rollback answer this when set
   bool backend = false;
@@ -52,8 +52,9 @@ class FakeNodeApi final : public NodeApi {
     return counted.wait_for(lock, std::chrono::seconds(10), [&] { return requests >= n; });
   }
 
-  static ServiceRecord record(const std::string& name, int64_t generation, int replicas) {
-    ServiceRecord r;
+  static orchestrator::ServiceRecord record(const std::string& name, int64_t generation,
+                                            int replicas) {
+    orchestrator::ServiceRecord r;
     r.name = name;
     r.generation = generation;
     r.manifest_json = json{{"name", name}, {"replicas", replicas}}.dump();
@@ -77,47 +78,48 @@ class FakeNodeApi final : public NodeApi {
   }
   Result<int64_t> remove(const std::string& name, bool) override {
     RETURN_IF_ERROR(next_change);
-    ASSIGN_OR_RETURN(ServiceRecord r, service(name));
+    ASSIGN_OR_RETURN(orchestrator::ServiceRecord r, service(name));
     return r.generation + 1;
   }
-  Result<ServiceRecord> rollback(const std::string& name, std::optional<int64_t> to) override {
+  Result<orchestrator::ServiceRecord> rollback(const std::string& name,
+                                               std::optional<int64_t> to) override {
     RETURN_IF_ERROR(next_change);
     auto& h = histories[name];
-    ServiceRecord back = h.at(to ? h.size() - static_cast<size_t>(*to) : 1);
+    orchestrator::ServiceRecord back = h.at(to ? h.size() - static_cast<size_t>(*to) : 1);
     back.generation = h.front().generation + 1;
     h.insert(h.begin(), back);
     return back;
   }
   Result<int> restart(const std::string& name) override {
     RETURN_IF_ERROR(next_change);
-    ASSIGN_OR_RETURN(ServiceRecord r, service(name));
+    ASSIGN_OR_RETURN(orchestrator::ServiceRecord r, service(name));
     return r.manifest.replicas;
   }
-  Result<std::vector<ServiceRecord>> services() override {
-    std::vector<ServiceRecord> out;
+  Result<std::vector<orchestrator::ServiceRecord>> services() override {
+    std::vector<orchestrator::ServiceRecord> out;
     for (const auto& [_, h] : histories) out.push_back(h.front());
     return out;
   }
-  Result<ServiceRecord> service(const std::string& name) override {
+  Result<orchestrator::ServiceRecord> service(const std::string& name) override {
     auto it = histories.find(name);
     if (it == histories.end()) return Status::notFound("no service named " + name);
     return it->second.front();
   }
-  Result<std::vector<ServiceRecord>> history(const std::string& name) override {
+  Result<std::vector<orchestrator::ServiceRecord>> history(const std::string& name) override {
     auto it = histories.find(name);
     if (it == histories.end()) return Status::notFound("no service named " + name);
     return it->second;
   }
   int64_t storeRevision() override { return 7; }
-  std::optional<ServiceStatus> serviceStatus(const std::string& name) override {
+  std::optional<orchestrator::ServiceStatus> serviceStatus(const std::string& name) override {
     auto it = statuses.find(name);
     if (it == statuses.end()) return std::nullopt;
     return it->second;
   }
-  std::vector<InstanceStatus> instances() override { return running; }
+  std::vector<orchestrator::InstanceStatus> instances() override { return running; }
   void wakeReconciler() override {}
   runtime::ContainerRuntime& runtime() override { return runtime_; }
-  EventLog& events() override { return events_; }
+  orchestrator::EventLog& events() override { return events_; }
   discovery::ClusterSnapshot clusterSnapshot() const override {
     return {.node_id = id_, .node_name = name_};
   }
@@ -149,7 +151,7 @@ class FakeNodeApi final : public NodeApi {
 
   FakeClock clock_;
   testing::FakeRuntime runtime_;
-  EventLog events_;
+  orchestrator::EventLog events_;
 
  private:
   std::string name_ = "n1";
@@ -224,7 +226,8 @@ TEST_F(RestApiTest, ServicesShowTheReconcilersViewOrPending) {
 
 TEST_F(RestApiTest, ApplyPassesTheManifestOnAndReportsFieldErrorsAs400) {
   ApplyResult ok;
-  ok.outcomes.push_back({.name = "web", .generation = 4, .action = ApplyOutcome::Action::kUpdated});
+  ok.outcomes.push_back(
+      {.name = "web", .generation = 4, .action = orchestrator::ApplyOutcome::Action::kUpdated});
   ok.warnings.push_back("port 80 is shared");
   node_.next_apply = ok;
   json j = sendJson({.method = "POST",
@@ -324,4 +327,4 @@ TEST_F(RestApiTest, InstancesListManagedAndHandMadeContainers) {
 }
 
 }  // namespace
-}  // namespace edge::orchestrator
+}  // namespace edge::edged

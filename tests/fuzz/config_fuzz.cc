@@ -11,8 +11,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
-  edge::orchestrator::EdgedConfig config;
-  edge::Status s = edge::orchestrator::applyConfigText(text, "fuzz.yaml", &config);
+  edge::edged::EdgedConfig config;
+  edge::Status s = edge::edged::applyConfigText(text, "fuzz.yaml", &config);
   if (!s.isOk()) {
     FUZZ_CHECK(s.message().find("fuzz.yaml") != std::string::npos,
                "error does not name the file: " + s.message());

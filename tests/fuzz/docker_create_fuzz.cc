@@ -30,8 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     name = std::string(in.substr(0, std::min<size_t>(nul, kMaxName)));
     body = in.substr(nul + 1);
   }
-  edge::Result<edge::orchestrator::api::CreateRequest> r =
-      edge::orchestrator::api::parseCreateRequest(body, name);
+  edge::Result<edge::edged::api::CreateRequest> r =
+      edge::edged::api::parseCreateRequest(body, name);
   if (!r.isOk()) {
     FUZZ_CHECK(r.status().code() == edge::StatusCode::kInvalidArgument,
                "refused with another code than kInvalidArgument: " + r.status().toString());

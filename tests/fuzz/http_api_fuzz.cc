@@ -153,11 +153,11 @@ Harness& start() {
   o.max_body_bytes = 1 << 20;
   o.stop_grace = 100ms;
   harness->server = std::make_unique<http::ApiServer>(o);
-  orchestrator::registerDockerApi(*harness->server, harness->runtime,
-                                  {.node_name = "fuzz",
-                                   .version = "0.0.0",
-                                   .data_dir = harness->dir,
-                                   .temp_dir = harness->dir + "/uploads"});
+  edged::registerDockerApi(*harness->server, harness->runtime,
+                           {.node_name = "fuzz",
+                            .version = "0.0.0",
+                            .data_dir = harness->dir,
+                            .temp_dir = harness->dir + "/uploads"});
   Status s = harness->server->start();
   FUZZ_CHECK(s.isOk(), "server did not start: " + s.toString());
   std::atexit(shutDown);
