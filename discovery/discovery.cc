@@ -39,6 +39,10 @@ constexpr auto kRescanEvery = std::chrono::seconds(5);
 constexpr size_t kMaxSessions = 1024;
 constexpr size_t kMaxHandshakesPerAddress = 8;
 constexpr size_t kMaxPendingOutput = 4 << 20;
+// Re-announcing the profile: free storage is read again this often, and the links hear
+// at most one new profile per interval (a burst of service changes becomes one).
+constexpr auto kRefreshEvery = std::chrono::seconds(30);
+constexpr auto kMinAnnounceInterval = std::chrono::seconds(2);
 
 bool parseHostPort(const std::string& text, sockaddr_in* out) {
   auto colon = text.rfind(':');
@@ -144,6 +148,7 @@ class DiscoveryImpl final : public Discovery {
 
   Status start() override {
     started_at_ = clock_.wallNow();
+    next_refresh_ = clock_.now() + kRefreshEvery;
     {
       std::lock_guard<std::mutex> lock(mu_);
       addLinks();
@@ -196,7 +201,8 @@ class DiscoveryImpl final : public Discovery {
     services.erase(std::unique(services.begin(), services.end()), services.end());
     if (services == services_) return;
     services_ = std::move(services);
-    for (auto& l : links_) l->agent->updateProfile(profileFor(*l));
+    announce_pending_ = true;
+    maybeAnnounce(clock_.now());
   }
 
   void reportRefusal(const std::string& node_id, const std::string& what) override {
@@ -416,6 +422,27 @@ class DiscoveryImpl final : public Discovery {
     }
   }
 
+  // What changes while the node runs (free storage; services come through setServices)
+  // is read again now and then and announced when it moved enough (mu_ held).
+  void refreshProfile(SteadyTime now) {
+    next_refresh_ = now + kRefreshEvery;
+    int64_t free = freeStorageBytes(options_.profile.data_dir);
+    if (free > 0 && storageChangedMuch(base_profile_.storage_free_bytes, free)) {
+      base_profile_.storage_free_bytes = free;
+      announce_pending_ = true;
+    }
+  }
+
+  // Sends a pending profile change to every link, at most once per kMinAnnounceInterval
+  // (mu_ held).
+  void maybeAnnounce(SteadyTime now) {
+    if (!announce_pending_ || now < last_announce_ + kMinAnnounceInterval) return;
+    announce_pending_ = false;
+    last_announce_ = now;
+    for (auto& l : links_) l->agent->updateProfile(profileFor(*l));
+    settle();
+  }
+
   Link* linkByIndex(int ifindex) {
     for (auto& l : links_)
       if (l->ifindex == ifindex) return l.get();
@@ -440,6 +467,8 @@ class DiscoveryImpl final : public Discovery {
       std::lock_guard<std::mutex> lock(mu_);
       SteadyTime now = clock_.now();
       if (options_.interfaces.empty() && now - last_scan_ > kRescanEvery) addLinks();
+      if (now >= next_refresh_) refreshProfile(now);
+      maybeAnnounce(now);
       for (auto& l : links_) l->agent->tick();
       expireConns(now);
       settle();
@@ -737,6 +766,9 @@ class DiscoveryImpl final : public Discovery {
   std::vector<Failure> failed_;
   std::vector<SessionId> closing_now_;
   SteadyTime last_scan_{};
+  SteadyTime next_refresh_{};
+  SteadyTime last_announce_{};
+  bool announce_pending_ = false;
 };
 
 void Link::multicast(const std::string& datagram) {

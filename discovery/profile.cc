@@ -76,12 +76,6 @@ int cpuCount() {
   return n > 0 ? static_cast<int>(n) : 0;
 }
 
-int64_t freeStorage(const std::string& dir) {
-  struct statvfs st {};
-  if (dir.empty() || ::statvfs(dir.c_str(), &st) != 0) return 0;
-  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
-}
-
 std::string hostName() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "";
@@ -197,7 +191,7 @@ NodeProfile collectProfile(const ProfileInputs& in, WallTime started_at) {
       std::chrono::duration_cast<std::chrono::seconds>(started_at.time_since_epoch()).count();
   p.cpus = cpuCount();
   p.memory_bytes = parseMemTotal(readHostFile("/proc/meminfo"));
-  p.storage_free_bytes = freeStorage(in.data_dir);
+  p.storage_free_bytes = freeStorageBytes(in.data_dir);
   struct utsname u {};
   if (::uname(&u) == 0) {
     p.os = lower(u.sysname);
@@ -231,6 +225,17 @@ NodeProfile collectProfile(const ProfileInputs& in, WallTime started_at) {
   if (p.addresses.size() > kMaxProfileAddresses) p.addresses.resize(kMaxProfileAddresses);
   if (p.services.size() > kMaxProfileServices) p.services.resize(kMaxProfileServices);
   return p;
+}
+
+int64_t freeStorageBytes(const std::string& dir) {
+  struct statvfs st {};
+  if (dir.empty() || ::statvfs(dir.c_str(), &st) != 0) return 0;
+  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+}
+
+bool storageChangedMuch(int64_t before, int64_t now) {
+  int64_t threshold = std::max<int64_t>(int64_t{1} << 30, before / 20);
+  return now > before + threshold || now < before - threshold;
 }
 
 }  // namespace edge::discovery

@@ -60,6 +60,12 @@ bool isContainerPlumbing(std::string_view interface_name);
 // not IPv4 or the prefix is outside 0..32.
 std::string networkOf(const InterfaceAddress& a);
 
+// Free space for unprivileged users in the file system of `dir`, bytes; 0 when unknown.
+int64_t freeStorageBytes(const std::string& dir);
+// Whether free storage moved enough to be re-announced: by 1 GiB or 5 %, whichever is
+// more (a profile is not re-announced for every log line written).
+bool storageChangedMuch(int64_t before, int64_t now);
+
 // True when facts that cannot change without a reboot or a restart of edged differ
 // (arch, cpus, memory, boot id, start time): the blacklist's test for contradictory
 // re-announcements.

@@ -187,5 +187,16 @@ TEST(CollectProfileTest, NamedInterfacesAreTheOnlyOnes) {
   for (const auto& a : p.addresses) EXPECT_EQ(a.interface, all.front().interface);
 }
 
+TEST(Profile, FreeStorageIsReannouncedOnlyWhenItMovedMuch) {
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  EXPECT_FALSE(storageChangedMuch(10 * kGiB, 10 * kGiB + kGiB / 2));  // a log file grew
+  EXPECT_TRUE(storageChangedMuch(10 * kGiB, 8 * kGiB));
+  EXPECT_FALSE(storageChangedMuch(100 * kGiB, 96 * kGiB));  // under 5 %
+  EXPECT_TRUE(storageChangedMuch(100 * kGiB, 94 * kGiB));
+  EXPECT_TRUE(storageChangedMuch(0, 2 * kGiB));  // was unknown
+  EXPECT_GT(freeStorageBytes("/"), 0);
+  EXPECT_EQ(freeStorageBytes("/no/such/dir"), 0);
+}
+
 }  // namespace
 }  // namespace edge::discovery
