@@ -611,12 +611,14 @@ TEST(LinkAgent, ContradictoryReannouncementIsBlacklisted) {
   for (int i = 0; i < 3; ++i) net.add();
   for (int i = 0; i < 3; ++i) net.start(net.node(i));
   ASSERT_TRUE(net.runUntil([&] { return net.agreed(range(0, 3)); }, 5s));
-  int member = net.indexOf(net.node(0).agent->supernodeId()) == 0 ? 1 : 0;
+  int super = net.indexOf(net.node(0).agent->supernodeId());
+  ASSERT_GE(super, 0);
+  int member = super == 0 ? 1 : 0;
+  int other = 3 - member - super;  // the third node, a member that did nothing wrong
   NodeProfile p = net.node(member).profile;
   p.cpus = 64;  // same boot, same start: CPUs cannot have appeared
   net.node(member).agent->updateProfile(p);
   net.run(500ms);
-  int other = 3 - member - net.indexOf(net.node(0).agent->supernodeId());
   auto view = net.node(other).agent->view();
   ASSERT_EQ(view.blacklist.size(), 1u);
   EXPECT_EQ(view.blacklist[0].node_id, net.node(member).identity.id());
