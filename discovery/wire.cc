@@ -879,6 +879,37 @@ Status scanMessagePack(std::string_view b) {
   return Status::ok();
 }
 
+bool hasBadText(const json& j) {
+  if (j.is_string()) return firstBadUtf8(j.get_ref<const std::string&>()) != std::string_view::npos;
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (firstBadUtf8(it.key()) != std::string_view::npos || hasBadText(*it)) return true;
+    return false;
+  }
+  if (j.is_array())
+    for (const auto& e : j)
+      if (hasBadText(e)) return true;
+  return false;
+}
+
+// `j` with U+FFFD for every byte of text that is not UTF-8, as edge::json::dump replaces
+// it on the JSON wire.
+json sanitizedText(const json& j) {
+  if (j.is_string()) return utf8Sanitized(j.get_ref<const std::string&>());
+  if (j.is_object()) {
+    json out = json::object();
+    for (auto it = j.begin(); it != j.end(); ++it)
+      out[utf8Sanitized(it.key())] = sanitizedText(*it);
+    return out;
+  }
+  if (j.is_array()) {
+    json out = json::array();
+    for (const auto& e : j) out.push_back(sanitizedText(e));
+    return out;
+  }
+  return j;
+}
+
 }  // namespace
 
 std::string encodeProfile(const NodeProfile& p) {
@@ -905,7 +936,12 @@ Result<NodeProfile> decodeProfile(std::string_view bytes) {
 
 std::string encodeMessage(const nlohmann::json& message) {
   std::string out(1, static_cast<char>(kWireMessageVersion));
-  json::to_msgpack(message, nlohmann::detail::output_adapter<char>(out));
+  // Text is checked first and copied only when some of it is not UTF-8 (a local name),
+  // which decodeMessage would refuse.
+  if (hasBadText(message))
+    json::to_msgpack(sanitizedText(message), nlohmann::detail::output_adapter<char>(out));
+  else
+    json::to_msgpack(message, nlohmann::detail::output_adapter<char>(out));
   return out;
 }
 

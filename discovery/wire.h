@@ -41,7 +41,8 @@ inline constexpr int kMaxWireDepth = 8;
 
 // The profile's encoding, signature included when it has one. Text that is not UTF-8 is
 // written with U+FFFD in place of each bad byte (a locally configured name), so sender and
-// receiver compute the same signing bytes. Expects a profile that validateProfile accepts;
+// receiver compute the same signing bytes. The endpoint's port is written as a number (a
+// leading zero in the text is not kept). Expects a profile that validateProfile accepts;
 // what cannot be represented (an endpoint that is not IPv4:port, a non-IPv4 interface
 // address) is left out, and the receiver then refuses the profile.
 std::string encodeProfile(const NodeProfile& p);
@@ -50,8 +51,9 @@ std::string profileSigningBytesV2(const NodeProfile& p);
 // Decodes and validates (validateProfile); node_id is derived from the public key.
 Result<NodeProfile> decodeProfile(std::string_view bytes);
 
-// The message (a JSON object) as version byte + MessagePack. The caller keeps it within
-// kMaxWireMessage and kMaxWireDepth; decodeMessage refuses anything beyond.
+// The message (a JSON object) as version byte + MessagePack. Text that is not UTF-8 is
+// written with U+FFFD for each bad byte, as on the JSON wire. The caller keeps the message
+// within kMaxWireMessage and kMaxWireDepth; decodeMessage refuses anything beyond.
 std::string encodeMessage(const nlohmann::json& message);
 // Refuses: another version, more than kMaxWireMessage bytes, nesting deeper than
 // kMaxWireDepth, text that is not UTF-8, anything but one MessagePack map.

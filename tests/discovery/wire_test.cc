@@ -237,6 +237,8 @@ TEST(WireProfileTest, LargestValuesRoundTripWithinTheCap) {
   sign(&p);
   std::string bytes = encodeProfile(p);
   EXPECT_LE(bytes.size(), kMaxWireProfile);
+  EXPECT_GT(bytes.size(), kMaxWireProfile / 2);  // the cap leaves room, not much more
+  std::cout << "a profile at every limit: " << bytes.size() << " bytes\n";
   auto back = decodeProfile(bytes);
   ASSERT_TRUE(back.isOk()) << back.status().toString();
   expectSame(*back, p);
@@ -625,6 +627,15 @@ TEST(WireMessageTest, RoundTripWithProfilesAsBinary) {
   auto q = profileFromWire((*back)["members"][0]["profile"]);
   ASSERT_TRUE(q.isOk()) << q.status().toString();
   expectSame(*q, p);
+}
+
+TEST(WireMessageTest, TextThatIsNotUtf8IsReplacedOnTheWayOut) {
+  json m{{"t", "profile"}, {"name", "bad\xff"}, {"k\xfe", json::array({"ok", "x\xc3"})}};
+  auto back = decodeMessage(encodeMessage(m));
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(*back, (json{{"t", "profile"},
+                         {"name", "bad\xef\xbf\xbd"},
+                         {"k\xef\xbf\xbd", json::array({"ok", "x\xef\xbf\xbd"})}}));
 }
 
 TEST(WireMessageTest, ProfileFromWireWantsABinary) {
