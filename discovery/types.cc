@@ -135,15 +135,18 @@ class Checker {
  public:
   const Status& status() const { return status_; }
 
-  void fail(const std::string& field, const std::string& message) {
-    if (status_.isOk()) status_ = Status::invalidArgument("profile." + field + ": " + message);
+  // Field names are views: nothing is built unless a check fails (every beacon's profile
+  // passes through here).
+  void fail(std::string_view field, const std::string& message) {
+    if (status_.isOk())
+      status_ = Status::invalidArgument("profile." + std::string(field) + ": " + message);
   }
-  bool text(const std::string& field, std::string_view s, size_t max) {
-    std::string problem = textProblem(s, max);
-    if (!problem.empty()) fail(field, problem);
-    return problem.empty();
+  bool text(std::string_view field, std::string_view s, size_t max) {
+    if (s.size() <= max && !hasControl(s)) return true;
+    fail(field, textProblem(s, max));
+    return false;
   }
-  void range(const std::string& field, int64_t n, int64_t min, int64_t max) {
+  void range(std::string_view field, int64_t n, int64_t min, int64_t max) {
     if (n < min || n > max) fail(field, rangeText(min, max) + ", got " + std::to_string(n));
   }
 
@@ -434,6 +437,9 @@ Status validateProfile(const NodeProfile& p) {
                             std::to_string(p.addresses.size()));
   for (size_t i = 0; i < p.addresses.size() && c.status().isOk(); ++i) {
     const InterfaceAddress& a = p.addresses[i];
+    if (!a.interface.empty() && a.interface.size() <= kMaxInterface && !hasControl(a.interface) &&
+        isIpv4(a.address) && a.prefix_len >= 0 && a.prefix_len <= 32)
+      continue;
     std::string at = "addresses[" + std::to_string(i) + "]";
     if (c.text(at + ".interface", a.interface, kMaxInterface) && a.interface.empty())
       c.fail(at + ".interface", "must not be empty");
@@ -467,6 +473,8 @@ Status validateProfile(const NodeProfile& p) {
     c.fail("labels", "expected at most " + std::to_string(kMaxLabels) + " entries, got " +
                          std::to_string(p.labels.size()));
   for (auto it = p.labels.begin(); it != p.labels.end() && c.status().isOk(); ++it) {
+    if (isLabelKey(it->first) && it->second.size() <= kMaxLabelValue && !hasControl(it->second))
+      continue;
     std::string at = "labels[" + shownText(it->first) + "]";
     if (!isLabelKey(it->first))
       c.fail(at, "expected a key of 1.." + std::to_string(kMaxLabelKey) +

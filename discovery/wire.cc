@@ -432,7 +432,7 @@ class ProfileDecoder {
         return refuse("profile: the tag of the field at byte " + std::to_string(start + 1) +
                       " is " + varintProblem(e));
       }
-      field_ = fieldName(tag);
+      tag_ = tag;
       if (auto e = c_.varint(&len); e != Cursor::VarintError::kNone) {
         return refuse(where() + "the length is " + varintProblem(e));
       }
@@ -476,7 +476,8 @@ class ProfileDecoder {
     bad(message);
     return status_;
   }
-  std::string where() const { return "profile." + field_ + ": "; }
+  // The current field's name, built only for an error message.
+  std::string where() const { return "profile." + fieldName(tag_) + ": "; }
   bool seen(uint64_t tag) const { return seen_[tag == kSignature ? 0 : tag]; }
   std::string body(size_t start) const { return std::string(raw_.substr(start, c_.pos() - start)); }
 
@@ -733,7 +734,7 @@ class ProfileDecoder {
   std::string_view raw_;
   NodeProfile p_;
   Status status_;
-  std::string field_;
+  uint64_t tag_ = 0;  // of the field being read
   bool seen_[kAllocMemoryBytes + 1] = {};
   size_t extensions_ = 0;
 };
