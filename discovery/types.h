@@ -1,8 +1,9 @@
 // The data of discovery: node profiles, cluster members, the blacklist, and the
 // snapshot the node API and `edgectl` show. Plain values; no locking.
 //
-// JSON forms (types.cc) are the wire form of profiles and the API form of snapshots;
-// the field names are part of the contract (docs/api.md, docs/discovery.md).
+// JSON forms (types.cc) are the wire form of profiles (until the agent moves to the binary
+// form of wire.h) and the API form of snapshots; the field names are part of the contract
+// (docs/api.md, docs/discovery.md). validateProfile holds the checks both forms share.
 #pragma once
 
 #include <cstdint>
