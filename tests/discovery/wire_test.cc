@@ -577,6 +577,43 @@ TEST(WireProfileTest, EveryValidationErrorNamesTheField) {
   }
 }
 
+// Both forms share validateProfile: a profile the binary form can carry is refused by
+// both decoders with the same message, or accepted by both.
+TEST(WireProfileTest, BinaryAndJsonRefuseTheSameProfiles) {
+  std::vector<std::pair<std::string, std::function<void(NodeProfile&)>>> mutations = {
+      {"name long", [](NodeProfile& p) { p.name = std::string(254, 'n'); }},
+      {"name escape", [](NodeProfile& p) { p.name = "evil\x1b[2J"; }},
+      {"boot_id long", [](NodeProfile& p) { p.boot_id = std::string(1025, 'b'); }},
+      {"cpus", [](NodeProfile& p) { p.cpus = 4097; }},
+      {"os newline", [](NodeProfile& p) { p.os = "a\nb"; }},
+      {"runtime long", [](NodeProfile& p) { p.runtime = std::string(1025, 'r'); }},
+      {"interface empty", [](NodeProfile& p) { p.addresses[1].interface = ""; }},
+      {"interface long", [](NodeProfile& p) { p.addresses[0].interface = std::string(16, 'i'); }},
+      {"prefix", [](NodeProfile& p) { p.addresses[1].prefix_len = 40; }},
+      {"public_address", [](NodeProfile& p) { p.public_address = "not an address!"; }},
+      {"service empty", [](NodeProfile& p) { p.services.push_back(""); }},
+      {"services", [](NodeProfile& p) { p.services.assign(257, "s"); }},
+      {"account", [](NodeProfile& p) { p.account_id = "a\x7f"; }},
+      {"location", [](NodeProfile& p) { p.longitude = 181; }},
+      {"label key", [](NodeProfile& p) { p.labels["a b"] = "v"; }},
+      {"label value", [](NodeProfile& p) { p.labels["zone"] = std::string(254, 'v'); }},
+      {"cpu millis", [](NodeProfile& p) { p.allocatable_cpu_millis = 4'096'001; }},
+      {"valid: empty name", [](NodeProfile& p) { p.name = ""; }},
+      {"valid: upper-case boot id", [](NodeProfile& p) { p.boot_id = "ABC"; }},
+  };
+  for (const auto& [what, mutate] : mutations) {
+    NodeProfile p = fullProfile();
+    mutate(p);
+    auto from_json = profileFromJson(profileToJson(p));
+    auto from_wire = decodeProfile(encodeProfile(p));
+    EXPECT_EQ(from_json.isOk(), from_wire.isOk()) << what;
+    EXPECT_EQ(from_json.status(), from_wire.status()) << what;
+    EXPECT_EQ(from_wire.status(), validateProfile(p)) << what;
+    EXPECT_EQ(what.rfind("valid: ", 0) == 0, from_wire.isOk())
+        << what << ": " << from_wire.status().toString();
+  }
+}
+
 // Random bytes and random mutations of a real encoding: never a crash, and what decodes
 // is canonical.
 TEST(WireProfileTest, HostileBytesNeverCrash) {
