@@ -775,6 +775,33 @@ TEST(WireSizeTest, EncodedIsSmallerThanJson) {
   std::cout << "profile of this host: JSON " << as_json << " bytes, encoded " << encoded
             << " bytes (" << (100 * encoded / as_json) << "%)\n";
   EXPECT_LT(encoded * 2, as_json);
+  // A member's register message, and a beacon body (the agent's fields; in the binary
+  // form the key is 32 bytes and the id, derived from it, is left out).
+  {
+    json reg{{"t", "register"}, {"cluster", "198.18.0.0/24"}};
+    json a = reg, b = reg;
+    a["profile"] = profileToJson(p);
+    b["profile"] = profileToWire(p);
+    size_t j = a.dump().size(), w = encodeMessage(b).size();
+    std::cout << "register: JSON " << j << " bytes, encoded " << w << " bytes\n";
+    EXPECT_LT(w * 2, j);
+    json beacon{{"t", "beacon"},
+                {"cluster", "198.18.0.0/24"},
+                {"score", 87},
+                {"members", 5},
+                {"version", 12},
+                {"endpoint", "198.18.0.2:8083"},
+                {"boot", "9f2c4e1a77d0b3e5"},
+                {"seq", 1234}};
+    json ja = beacon, jb = beacon;
+    ja["id"] = key().id();
+    ja["pub"] = identity::toHex(key().publicKey());
+    jb["pub"] =
+        json::binary(std::vector<std::uint8_t>(key().publicKey().begin(), key().publicKey().end()));
+    j = ja.dump().size(), w = encodeMessage(jb).size();
+    std::cout << "beacon body: JSON " << j << " bytes, encoded " << w << " bytes\n";
+    EXPECT_LT(w, j);
+  }
   for (int n : {5, 100}) {
     json members_json = json::array(), members_wire = json::array();
     for (int i = 0; i < n; ++i) {
