@@ -20,6 +20,13 @@ constexpr size_t kMaxService = 253;
 constexpr size_t kMaxString = 1024;
 constexpr size_t kMaxInterface = 15;  // IFNAMSIZ - 1
 constexpr int64_t kMaxCpus = 4096;
+constexpr int64_t kMaxCpuMillis = kMaxCpus * 1000;
+constexpr size_t kMaxLabels = 64;
+constexpr size_t kMaxLabelKey = 63;
+constexpr size_t kMaxLabelValue = 253;
+constexpr size_t kPublicKeyBytes = 32;
+constexpr size_t kSignatureBytes = 64;
+constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
 constexpr size_t kNodeIdHex = 16;
 constexpr size_t kPublicKeyHex = 64;
 constexpr size_t kSignatureHex = 128;
@@ -99,6 +106,54 @@ std::string shownText(std::string_view s) {
   return "\"" + shown + (s.size() > kShown ? "...\"" : "\"");
 }
 
+// "expected 0..4096" ("expected 0.." without an upper bound).
+std::string rangeText(int64_t min, int64_t max) {
+  return "expected " + std::to_string(min) + ".." +
+         (max == kNoMax ? std::string() : std::to_string(max));
+}
+
+// What is wrong with a text field, "" when nothing: at most `max` bytes, no control
+// characters.
+std::string textProblem(std::string_view s, size_t max) {
+  if (s.size() > max)
+    return "expected at most " + std::to_string(max) + " bytes, got " + std::to_string(s.size());
+  if (hasControl(s)) return "control characters are not allowed, got " + shownText(s);
+  return "";
+}
+
+bool isLabelKey(std::string_view s) {
+  if (s.empty() || s.size() > kMaxLabelKey) return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '/' || c == '-'))
+      return false;
+  return true;
+}
+
+// The validation of one profile: the first problem, in field order, as "field: message".
+class Checker {
+ public:
+  const Status& status() const { return status_; }
+
+  // Field names are views: nothing is built unless a check fails (every beacon's profile
+  // passes through here).
+  void fail(std::string_view field, const std::string& message) {
+    if (status_.isOk())
+      status_ = Status::invalidArgument("profile." + std::string(field) + ": " + message);
+  }
+  bool text(std::string_view field, std::string_view s, size_t max) {
+    if (s.size() <= max && !hasControl(s)) return true;
+    fail(field, textProblem(s, max));
+    return false;
+  }
+  void range(std::string_view field, int64_t n, int64_t min, int64_t max) {
+    if (n < min || n > max) fail(field, rangeText(min, max) + ", got " + std::to_string(n));
+  }
+
+ private:
+  Status status_;
+};
+
 // Reads the members of one JSON object, each check naming the field's path. The first
 // error wins; later reads are no-ops, so parsing code reads straight through.
 class Reader {
@@ -127,25 +182,15 @@ class Reader {
     return v;
   }
 
-  // A string of at most `max` bytes, no control characters.
-  bool string(std::string_view key, std::string* out, size_t max, bool required = false) {
+  // A string; its content is checked by validateProfile, whatever the encoding.
+  bool string(std::string_view key, std::string* out, bool required = false) {
     const json* v = require(key, required);
     if (v == nullptr) return false;
     if (!v->is_string()) {
       fail(key, "expected a string, got " + std::string(v->type_name()));
       return false;
     }
-    const auto& s = v->get_ref<const std::string&>();
-    if (s.size() > max) {
-      fail(key,
-           "expected at most " + std::to_string(max) + " bytes, got " + std::to_string(s.size()));
-      return false;
-    }
-    if (hasControl(s)) {
-      fail(key, "control characters are not allowed, got " + shownText(s));
-      return false;
-    }
-    *out = s;
+    *out = v->get_ref<const std::string&>();
     return true;
   }
 
@@ -154,10 +199,7 @@ class Reader {
   bool integer(std::string_view key, T* out, int64_t min, int64_t max, bool required = false) {
     const json* v = require(key, required);
     if (v == nullptr) return false;
-    auto range = [&] {
-      return "expected " + std::to_string(min) + ".." +
-             (max == std::numeric_limits<int64_t>::max() ? std::string() : std::to_string(max));
-    };
+    auto range = [&] { return rangeText(min, max); };
     int64_t n = 0;
     if (v->is_number_unsigned()) {
       uint64_t u = v->get<uint64_t>();
@@ -197,7 +239,7 @@ class Reader {
   // Lower-case hex of exactly `chars` characters; "" accepted when `empty_ok`.
   bool hex(std::string_view key, std::string* out, size_t chars, bool required, bool empty_ok) {
     std::string s;
-    if (!string(key, &s, kMaxString, required)) return false;
+    if (!string(key, &s, required)) return false;
     if (s.empty() && empty_ok) {
       *out = "";
       return true;
@@ -237,10 +279,8 @@ Status parseAddress(const json& j, const std::string& path, InterfaceAddress* ou
   if (!j.is_object())
     return Status::invalidArgument(path + ": expected an object, got " + j.type_name());
   Reader r(j, path);
-  if (r.string("interface", &out->interface, kMaxInterface, true) && out->interface.empty())
-    r.fail("interface", "must not be empty");
-  if (r.string("address", &out->address, kMaxString, true) && !isIpv4(out->address))
-    r.fail("address", "expected an IPv4 address, got " + shownText(out->address));
+  r.string("interface", &out->interface, true);
+  r.string("address", &out->address, true);
   r.integer("prefix_len", &out->prefix_len, 0, 32, true);
   return r.status();
 }
@@ -254,19 +294,18 @@ Status parseProfile(const json& j, NodeProfile* p) {
   std::string key_hex;
   if (r.hex("public_key", &key_hex, kPublicKeyHex, true, false))
     p->public_key = fromHexLower(key_hex);
-  r.string("name", &p->name, kMaxName, true);
-  r.integer("seq", &p->seq, 0, std::numeric_limits<int64_t>::max(), true);
-  r.string("boot_id", &p->boot_id, kMaxString);
-  r.integer("started_at", &p->started_at, 0, std::numeric_limits<int64_t>::max(), true);
+  r.string("name", &p->name, true);
+  r.integer("seq", &p->seq, 0, kNoMax, true);
+  r.string("boot_id", &p->boot_id);
+  r.integer("started_at", &p->started_at, 0, kNoMax, true);
   r.integer("cpus", &p->cpus, 0, kMaxCpus);
-  r.integer("memory_bytes", &p->memory_bytes, 0, std::numeric_limits<int64_t>::max());
-  r.integer("storage_free_bytes", &p->storage_free_bytes, 0, std::numeric_limits<int64_t>::max());
-  r.string("os", &p->os, kMaxString);
-  r.string("os_release", &p->os_release, kMaxString);
-  r.string("arch", &p->arch, kMaxString);
-  r.string("runtime", &p->runtime, kMaxString);
-  if (r.string("power", &p->power, kMaxString) && p->power != "mains" && p->power != "battery")
-    r.fail("power", "expected \"mains\" or \"battery\", got " + shownText(p->power));
+  r.integer("memory_bytes", &p->memory_bytes, 0, kNoMax);
+  r.integer("storage_free_bytes", &p->storage_free_bytes, 0, kNoMax);
+  r.string("os", &p->os);
+  r.string("os_release", &p->os_release);
+  r.string("arch", &p->arch);
+  r.string("runtime", &p->runtime);
+  r.string("power", &p->power);
   r.boolean("persistent", &p->persistent);
   if (const json* a = r.array("addresses", kMaxAddresses)) {
     for (size_t i = 0; i < a->size() && r.ok(); ++i) {
@@ -276,29 +315,18 @@ Status parseProfile(const json& j, NodeProfile* p) {
       p->addresses.push_back(std::move(ia));
     }
   }
-  if (r.string("endpoint", &p->endpoint, kMaxString, true) && !isIpv4Endpoint(p->endpoint))
-    r.fail("endpoint", "expected an IPv4 address and a port 1..65535 (\"198.18.0.2:8083\"), got " +
-                           shownText(p->endpoint));
-  if (r.string("public_address", &p->public_address, kMaxName) && !p->public_address.empty() &&
-      !isIpv4(p->public_address) && !isIpv6(p->public_address) && !isHostName(p->public_address))
-    r.fail("public_address",
-           "expected an IP address or a host name, got " + shownText(p->public_address));
+  r.string("endpoint", &p->endpoint, true);
+  r.string("public_address", &p->public_address);
   if (const json* a = r.array("services", kMaxServices)) {
     for (size_t i = 0; i < a->size() && r.ok(); ++i) {
-      std::string at = r.path("services") + "[" + std::to_string(i) + "]";
       const json& s = (*a)[i];
       if (!s.is_string())
-        return Status::invalidArgument(at + ": expected a string, got " + s.type_name());
-      const auto& name = s.get_ref<const std::string&>();
-      if (name.empty() || name.size() > kMaxService || hasControl(name))
-        return Status::invalidArgument(at + ": expected a service name of 1.." +
-                                       std::to_string(kMaxService) + " printable bytes, got " +
-                                       shownText(name) + " (" + std::to_string(name.size()) +
-                                       " bytes)");
-      p->services.push_back(name);
+        return Status::invalidArgument(r.path("services") + "[" + std::to_string(i) +
+                                       "]: expected a string, got " + s.type_name());
+      p->services.push_back(s.get<std::string>());
     }
   }
-  r.string("account_id", &p->account_id, kMaxString);
+  r.string("account_id", &p->account_id);
   if (const json* loc = r.find("location")) {
     const json* lat = loc->is_object() && loc->contains("lat") ? &(*loc)["lat"] : nullptr;
     const json* lon = loc->is_object() && loc->contains("lon") ? &(*loc)["lon"] : nullptr;
@@ -308,14 +336,30 @@ Status parseProfile(const json& j, NodeProfile* p) {
       p->latitude = lat->get<double>();
       p->longitude = lon->get<double>();
       p->has_location = true;
-      if (!(p->latitude >= -90 && p->latitude <= 90 && p->longitude >= -180 && p->longitude <= 180))
-        r.fail("location", "lat must lie in -90..90 and lon in -180..180");
     }
   }
+  if (const json* l = r.find("labels")) {
+    if (!l->is_object()) {
+      r.fail("labels", "expected an object of strings, got " + std::string(l->type_name()));
+    } else if (l->size() > kMaxLabels) {
+      r.fail("labels", "expected at most " + std::to_string(kMaxLabels) + " entries, got " +
+                           std::to_string(l->size()));
+    } else {
+      for (auto it = l->begin(); it != l->end(); ++it) {
+        if (!it->is_string())
+          return Status::invalidArgument(r.path("labels") + "[" + shownText(it.key()) +
+                                         "]: expected a string, got " + it->type_name());
+        p->labels[it.key()] = it->get<std::string>();
+      }
+    }
+  }
+  r.integer("allocatable_cpu_millis", &p->allocatable_cpu_millis, 0, kMaxCpuMillis);
+  r.integer("allocatable_memory_bytes", &p->allocatable_memory_bytes, 0, kNoMax);
   std::string sig_hex;
   if (r.hex("signature", &sig_hex, kSignatureHex, false, true))
     p->signature = fromHexLower(sig_hex);
-  return r.status();
+  if (!r.ok()) return r.status();
+  return validateProfile(*p);
 }
 
 }  // namespace
@@ -346,6 +390,11 @@ nlohmann::json profileToJson(const NodeProfile& p) {
          {"services", p.services},
          {"account_id", p.account_id}};
   if (p.has_location) j["location"] = json{{"lat", p.latitude}, {"lon", p.longitude}};
+  // Only when set: today's profiles keep the JSON (and the signing bytes) they had before
+  // these fields existed, so nodes of the previous release still verify them.
+  if (!p.labels.empty()) j["labels"] = p.labels;
+  if (p.allocatable_cpu_millis != 0) j["allocatable_cpu_millis"] = p.allocatable_cpu_millis;
+  if (p.allocatable_memory_bytes != 0) j["allocatable_memory_bytes"] = p.allocatable_memory_bytes;
   // Unsigned profiles carry no signature key at all, so they read the same before and
   // after signing apart from that one key.
   if (!p.signature.empty()) j["signature"] = toHexLower(p.signature);
@@ -363,6 +412,85 @@ Result<NodeProfile> profileFromJson(const nlohmann::json& j) {
     // take the node down through a path the checks missed.
     return Status::invalidArgument(std::string("profile: unusable JSON: ") + e.what());
   }
+}
+
+Status validateProfile(const NodeProfile& p) {
+  Checker c;
+  if (p.public_key.size() != kPublicKeyBytes)
+    c.fail("public_key", "expected " + std::to_string(kPublicKeyBytes) + " bytes, got " +
+                             std::to_string(p.public_key.size()));
+  c.text("name", p.name, kMaxName);
+  c.range("seq", p.seq, 0, kNoMax);
+  c.text("boot_id", p.boot_id, kMaxString);
+  c.range("started_at", p.started_at, 0, kNoMax);
+  c.range("cpus", p.cpus, 0, kMaxCpus);
+  c.range("memory_bytes", p.memory_bytes, 0, kNoMax);
+  c.range("storage_free_bytes", p.storage_free_bytes, 0, kNoMax);
+  c.text("os", p.os, kMaxString);
+  c.text("os_release", p.os_release, kMaxString);
+  c.text("arch", p.arch, kMaxString);
+  c.text("runtime", p.runtime, kMaxString);
+  if (c.text("power", p.power, kMaxString) && p.power != "mains" && p.power != "battery")
+    c.fail("power", "expected \"mains\" or \"battery\", got " + shownText(p.power));
+  if (p.addresses.size() > kMaxAddresses)
+    c.fail("addresses", "expected at most " + std::to_string(kMaxAddresses) + " entries, got " +
+                            std::to_string(p.addresses.size()));
+  for (size_t i = 0; i < p.addresses.size() && c.status().isOk(); ++i) {
+    const InterfaceAddress& a = p.addresses[i];
+    if (!a.interface.empty() && a.interface.size() <= kMaxInterface && !hasControl(a.interface) &&
+        isIpv4(a.address) && a.prefix_len >= 0 && a.prefix_len <= 32)
+      continue;
+    std::string at = "addresses[" + std::to_string(i) + "]";
+    if (c.text(at + ".interface", a.interface, kMaxInterface) && a.interface.empty())
+      c.fail(at + ".interface", "must not be empty");
+    if (c.text(at + ".address", a.address, kMaxString) && !isIpv4(a.address))
+      c.fail(at + ".address", "expected an IPv4 address, got " + shownText(a.address));
+    c.range(at + ".prefix_len", a.prefix_len, 0, 32);
+  }
+  if (c.text("endpoint", p.endpoint, kMaxString) && !isIpv4Endpoint(p.endpoint))
+    c.fail("endpoint", "expected an IPv4 address and a port 1..65535 (\"198.18.0.2:8083\"), got " +
+                           shownText(p.endpoint));
+  if (c.text("public_address", p.public_address, kMaxName) && !p.public_address.empty() &&
+      !isIpv4(p.public_address) && !isIpv6(p.public_address) && !isHostName(p.public_address))
+    c.fail("public_address",
+           "expected an IP address or a host name, got " + shownText(p.public_address));
+  if (p.services.size() > kMaxServices)
+    c.fail("services", "expected at most " + std::to_string(kMaxServices) + " entries, got " +
+                           std::to_string(p.services.size()));
+  for (size_t i = 0; i < p.services.size() && c.status().isOk(); ++i) {
+    const std::string& name = p.services[i];
+    if (name.empty() || name.size() > kMaxService || hasControl(name))
+      c.fail("services[" + std::to_string(i) + "]",
+             "expected a service name of 1.." + std::to_string(kMaxService) +
+                 " printable bytes, got " + shownText(name) + " (" + std::to_string(name.size()) +
+                 " bytes)");
+  }
+  c.text("account_id", p.account_id, kMaxString);
+  if (p.has_location &&
+      !(p.latitude >= -90 && p.latitude <= 90 && p.longitude >= -180 && p.longitude <= 180))
+    c.fail("location", "lat must lie in -90..90 and lon in -180..180");
+  if (p.labels.size() > kMaxLabels)
+    c.fail("labels", "expected at most " + std::to_string(kMaxLabels) + " entries, got " +
+                         std::to_string(p.labels.size()));
+  for (auto it = p.labels.begin(); it != p.labels.end() && c.status().isOk(); ++it) {
+    if (isLabelKey(it->first) && it->second.size() <= kMaxLabelValue && !hasControl(it->second))
+      continue;
+    std::string at = "labels[" + shownText(it->first) + "]";
+    if (!isLabelKey(it->first))
+      c.fail(at, "expected a key of 1.." + std::to_string(kMaxLabelKey) +
+                     " characters from a-z A-Z 0-9 . _ / -, got " + shownText(it->first) + " (" +
+                     std::to_string(it->first.size()) + " bytes)");
+    else if (it->second.size() > kMaxLabelValue || hasControl(it->second))
+      c.fail(at, "expected a value of at most " + std::to_string(kMaxLabelValue) +
+                     " printable bytes, got " + shownText(it->second) + " (" +
+                     std::to_string(it->second.size()) + " bytes)");
+  }
+  c.range("allocatable_cpu_millis", p.allocatable_cpu_millis, 0, kMaxCpuMillis);
+  c.range("allocatable_memory_bytes", p.allocatable_memory_bytes, 0, kNoMax);
+  if (!p.signature.empty() && p.signature.size() != kSignatureBytes)
+    c.fail("signature", "expected " + std::to_string(kSignatureBytes) + " bytes or none, got " +
+                            std::to_string(p.signature.size()));
+  return c.status();
 }
 
 std::string profileSigningBytes(const NodeProfile& p) {

@@ -1,8 +1,9 @@
 // The data of discovery: node profiles, cluster members, the blacklist, and the
 // snapshot the node API and `edgectl` show. Plain values; no locking.
 //
-// JSON forms (types.cc) are the wire form of profiles and the API form of snapshots;
-// the field names are part of the contract (docs/api.md, docs/discovery.md).
+// JSON forms (types.cc) are the wire form of profiles (until the agent moves to the binary
+// form of wire.h) and the API form of snapshots; the field names are part of the contract
+// (docs/api.md, docs/discovery.md). validateProfile holds the checks both forms share.
 #pragma once
 
 #include <cstdint>
@@ -52,14 +53,33 @@ struct NodeProfile {
   std::string account_id;  // "" = none configured
   // Where the node is (configured; proximity queries of the global discovery use it).
   bool has_location = false;
-  double latitude = 0;    // -90..90
-  double longitude = 0;   // -180..180
-  std::string signature;  // Ed25519 over canonical JSON without it (64 bytes raw)
+  double latitude = 0;   // -90..90
+  double longitude = 0;  // -180..180
+  // What cluster-wide placement (issue 15) schedules on: configured labels and the share
+  // of the host a node offers to workloads.
+  std::map<std::string, std::string> labels;  // <= 64; key [a-zA-Z0-9._/-]{1,63}, value <= 253
+  int64_t allocatable_cpu_millis = 0;         // 0 = unknown
+  int64_t allocatable_memory_bytes = 0;       // 0 = unknown
+  // Tagged fields of a later release that this one does not know (discovery/wire.h), raw
+  // and in tag order: kept so the profile re-encodes to exactly the bytes its signature
+  // covers, and reaches newer peers whole when a supernode relays it. Empty for profiles
+  // that came as JSON.
+  std::string wire_extensions;
+  // Ed25519 over profileSigningBytes (JSON) or profileSigningBytesV2 (wire.h); 64 bytes raw.
+  std::string signature;
 };
 
+// labels, allocatable_cpu_millis and allocatable_memory_bytes appear only when set, so a
+// profile that does not use them has the same JSON (and signing bytes) as before they
+// existed.
 nlohmann::json profileToJson(const NodeProfile& p);
 // Validates every field (types, ranges, sizes); errors name the field.
 Result<NodeProfile> profileFromJson(const nlohmann::json& j);
+// The checks every decoded profile passes, whatever its encoding (JSON here, binary in
+// wire.h): sizes, ranges, formats and printable text, in field order; the first failure is
+// returned as InvalidArgument "profile.<field>: <what was wrong and what is allowed>".
+// node_id is not checked (the JSON form checks its syntax; the binary form derives it).
+Status validateProfile(const NodeProfile& p);
 // The bytes a profile signature covers: the canonical JSON without "signature".
 std::string profileSigningBytes(const NodeProfile& p);
 

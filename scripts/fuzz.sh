@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 usage() {
   echo "usage: scripts/fuzz.sh [--seconds N] [--build-dir DIR] [target...]" >&2
-  echo "targets: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz backend_fuzz http1_fuzz (default: all)" >&2
+  echo "targets: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz discovery_wire_fuzz backend_fuzz http1_fuzz (default: all)" >&2
   exit 2
 }
 
@@ -53,11 +53,11 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz backend_fuzz http1_fuzz)
+  targets=(manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz discovery_wire_fuzz backend_fuzz http1_fuzz)
 fi
 for t in "${targets[@]}"; do
   if [ ! -d "tests/fuzz/corpus/$t" ]; then
-    echo "fuzz.sh: no target '$t' (no tests/fuzz/corpus/$t); known: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz backend_fuzz http1_fuzz" >&2
+    echo "fuzz.sh: no target '$t' (no tests/fuzz/corpus/$t); known: manifest_fuzz docker_create_fuzz config_fuzz http_api_fuzz discovery_fuzz discovery_wire_fuzz backend_fuzz http1_fuzz" >&2
     exit 2
   fi
 done

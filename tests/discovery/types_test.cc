@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <random>
 
 namespace edge::discovery {
@@ -85,6 +86,64 @@ TEST(ProfileJsonTest, KeysAreTheStructMemberNames) {
                 "os_release",        "persistent",   "power",    "public_address", "public_key",
                 "runtime",           "seq",          "services", "signature",      "started_at",
                 "storage_free_bytes"}));
+}
+
+// The placement fields (issue 15) are signed and announced like the rest, and appear only
+// when set, so a profile that does not use them keeps the JSON it had before them.
+TEST(ProfileJsonTest, PlacementFieldsRoundTripAndAppearOnlyWhenSet) {
+  NodeProfile p = sampleProfile();
+  std::string before = profileSigningBytes(p);
+  EXPECT_FALSE(profileToJson(p).contains("labels"));
+  EXPECT_FALSE(profileToJson(p).contains("allocatable_cpu_millis"));
+  EXPECT_FALSE(profileToJson(p).contains("allocatable_memory_bytes"));
+  p.labels = {{"zone", "eu-west/2"}, {"gpu", ""}, {"example.com/tier", "edge"}};
+  p.allocatable_cpu_millis = 3500;
+  p.allocatable_memory_bytes = int64_t{6} << 30;
+  json j = profileToJson(p);
+  EXPECT_EQ(j["labels"], (json{{"zone", "eu-west/2"}, {"gpu", ""}, {"example.com/tier", "edge"}}));
+  EXPECT_EQ(j["allocatable_cpu_millis"], 3500);
+  EXPECT_EQ(j["allocatable_memory_bytes"], int64_t{6} << 30);
+  auto back = profileFromJson(json::parse(j.dump()));
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(back->labels, p.labels);
+  EXPECT_EQ(back->allocatable_cpu_millis, 3500);
+  EXPECT_EQ(back->allocatable_memory_bytes, int64_t{6} << 30);
+  EXPECT_EQ(profileToJson(*back), j);
+  // Signed: changing a label changes the signing bytes.
+  std::string with = profileSigningBytes(p);
+  EXPECT_NE(with, before);
+  p.labels["zone"] = "eu-west/3";
+  EXPECT_NE(profileSigningBytes(p), with);
+  // 64 labels and the largest values are allowed.
+  p.labels.clear();
+  for (int i = 0; i < 64; ++i) p.labels["k" + std::to_string(i)] = std::string(253, 'v');
+  p.labels[std::string(63, 'K')] = "";
+  p.labels.erase("k0");
+  p.allocatable_cpu_millis = 4'096'000;
+  p.allocatable_memory_bytes = std::numeric_limits<int64_t>::max();
+  EXPECT_TRUE(profileFromJson(profileToJson(p)).isOk());
+  EXPECT_TRUE(validateProfile(p).isOk());
+}
+
+TEST(ProfileJsonTest, ValidateProfileChecksTheStructItself) {
+  NodeProfile p = sampleProfile();
+  EXPECT_TRUE(validateProfile(p).isOk()) << validateProfile(p).toString();
+  p.public_key = "short";
+  EXPECT_THAT(validateProfile(p).message(),
+              HasSubstr("profile.public_key: expected 32 bytes, got 5"));
+  p = sampleProfile();
+  p.signature = "x";
+  EXPECT_THAT(validateProfile(p).message(),
+              HasSubstr("profile.signature: expected 64 bytes or none, got 1"));
+  p = sampleProfile();
+  p.cpus = -1;
+  p.name = std::string(300, 'n');
+  // The first field in order wins.
+  EXPECT_THAT(validateProfile(p).message(), HasSubstr("profile.name: expected at most 253"));
+  p = sampleProfile();
+  p.addresses[1].prefix_len = 33;
+  EXPECT_THAT(validateProfile(p).message(),
+              HasSubstr("profile.addresses[1].prefix_len: expected 0..32, got 33"));
 }
 
 TEST(ProfileJsonTest, UnsignedProfileHasNoSignatureAndReadsBack) {
@@ -257,6 +316,57 @@ TEST(ProfileJsonTest, EveryValidationErrorNamesTheFieldAndWhatIsAllowed) {
        "profile.services[0]: expected a service name of 1..253"},
       {"account type", [](json& j) { j["account_id"] = 5; },
        "profile.account_id: expected a string, got number"},
+      {"labels type", [](json& j) { j["labels"] = json::array(); },
+       "profile.labels: expected an object of strings, got array"},
+      {"labels too many",
+       [](json& j) {
+         for (int i = 0; i < 65; ++i) j["labels"]["k" + std::to_string(i)] = "v";
+       },
+       "profile.labels: expected at most 64 entries, got 65"},
+      {"label value type",
+       [](json& j) {
+         j["labels"] = json{{"zone", 3}};
+       },
+       "profile.labels[\"zone\"]: expected a string, got number"},
+      {"label key charset",
+       [](json& j) {
+         j["labels"] = json{{"bad key", "v"}};
+       },
+       "profile.labels[\"bad key\"]: expected a key of 1..63 characters from a-z A-Z 0-9 . _ / "
+       "-, got \"bad key\" (7 bytes)"},
+      {"label key empty",
+       [](json& j) {
+         j["labels"] = json{{"", "v"}};
+       },
+       "profile.labels[\"\"]: expected a key of 1..63"},
+      {"label key long",
+       [](json& j) {
+         j["labels"] = json{{std::string(64, 'k'), "v"}};
+       },
+       "expected a key of 1..63 characters"},
+      {"label value long",
+       [](json& j) {
+         j["labels"] = json{{"zone", std::string(254, 'v')}};
+       },
+       "profile.labels[\"zone\"]: expected a value of at most 253 printable bytes"},
+      {"label value control",
+       [](json& j) {
+         j["labels"] = json{{"zone", "a\tb"}};
+       },
+       "profile.labels[\"zone\"]: expected a value of at most 253 printable bytes, got \"a?b\""},
+      {"cpu millis big", [](json& j) { j["allocatable_cpu_millis"] = 4'096'001; },
+       "profile.allocatable_cpu_millis: expected 0..4096000, got 4096001"},
+      {"cpu millis negative", [](json& j) { j["allocatable_cpu_millis"] = -1; },
+       "profile.allocatable_cpu_millis: expected 0..4096000, got -1"},
+      {"allocatable memory type", [](json& j) { j["allocatable_memory_bytes"] = "1G"; },
+       "profile.allocatable_memory_bytes: expected an integer, got string"},
+      {"allocatable memory negative", [](json& j) { j["allocatable_memory_bytes"] = -1; },
+       "profile.allocatable_memory_bytes: expected 0.., got -1"},
+      {"location range",
+       [](json& j) {
+         j["location"] = json{{"lat", 91}, {"lon", 0}};
+       },
+       "profile.location: lat must lie in -90..90 and lon in -180..180"},
   };
   for (const auto& c : cases) {
     json j = sampleJson();
