@@ -13,6 +13,7 @@
 #include "discovery/codec.h"
 #include "discovery/election.h"
 #include "discovery/profile.h"
+#include "discovery/wire.h"
 #include "identity/secure.h"
 
 namespace edge::discovery {
@@ -60,7 +61,7 @@ void LinkAgent::signSelf() {
   self_.node_id = identity_.id();
   self_.public_key = identity_.publicKey();
   self_.signature.clear();
-  self_.signature = identity_.sign(profileSigningBytes(self_));
+  self_.signature = identity_.sign(profileSigningBytesV2(self_));
 }
 
 void LinkAgent::emit(const std::string& type, const std::string& node, const std::string& message) {
@@ -110,7 +111,7 @@ void LinkAgent::updateProfile(NodeProfile self) {
   self_.seq = seq;
   signSelf();
   if (state_ == State::kMember && super_session_) {
-    io_.send(super_session_, json{{"t", "profile"}, {"profile", profileToJson(self_)}});
+    io_.send(super_session_, json{{"t", "profile"}, {"profile", profileToWire(self_)}});
   } else if (state_ == State::kSupernode) {
     auto& m = members_[identity_.id()];
     m.profile = self_;
@@ -120,7 +121,7 @@ void LinkAgent::updateProfile(NodeProfile self) {
     ++version_;
     json updated = json::array();
     updated.push_back(
-        json{{"profile", profileToJson(self_)}, {"score", m.score}, {"joined_at", m.joined_at}});
+        json{{"profile", profileToWire(self_)}, {"score", m.score}, {"joined_at", m.joined_at}});
     publishDelta(json{{"updated", updated}, {"roles", roles}});
   }
 }

@@ -168,6 +168,7 @@ class LinkAgent {
 
   // Shared.
   Status verifyProfile(const nlohmann::json& j, const std::string& expected_id, NodeProfile* out);
+  static Status verifyDecodedProfile(const NodeProfile& p, const std::string& expected_id);
   void setSupernode(const std::string& id);
   void emit(const std::string& type, const std::string& node, const std::string& message);
   std::string endpointOf(const std::string& id) const;

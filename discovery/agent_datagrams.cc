@@ -13,6 +13,7 @@
 #include "discovery/codec.h"
 #include "discovery/election.h"
 #include "discovery/profile.h"
+#include "discovery/wire.h"
 #include "identity/secure.h"
 
 namespace edge::discovery {
@@ -24,19 +25,18 @@ void LinkAgent::addKeyProof(json* body) const {
   if (options_.cluster_key.empty()) return;
   std::string data =
       identity_.id() + "|" + boot_nonce_ + "|" + std::to_string((*body)["seq"].get<uint64_t>());
-  (*body)["proof"] = identity::toHex(identity::clusterKeyProof(options_.cluster_key, data));
+  (*body)["proof"] = binaryValue(identity::clusterKeyProof(options_.cluster_key, data));
 }
 
 void LinkAgent::sendProbe() {
   json body{{"t", "probe"},
-            {"id", identity_.id()},
-            {"pub", identity::toHex(identity_.publicKey())},
+            {"pub", binaryValue(identity_.publicKey())},
             {"cluster", options_.cluster_id},
             {"score", selfScore()},
             {"boot", boot_nonce_},
             {"seq", ++beacon_seq_}};
   addKeyProof(&body);
-  auto dg = encodeDatagram(DatagramType::kProbe, body.dump(), identity_);
+  auto dg = encodeDatagram(DatagramType::kProbe, encodeMessage(body), identity_);
   if (dg.isOk()) io_.multicast(*dg);
   ++probes_sent_;
   next_probe_ = clock_.now() + (probe_deadline_ - clock_.now()) / 2;
@@ -54,8 +54,7 @@ int64_t LinkAgent::activeMembers() const {
 
 void LinkAgent::sendBeacon() {
   json body{{"t", "beacon"},
-            {"id", identity_.id()},
-            {"pub", identity::toHex(identity_.publicKey())},
+            {"pub", binaryValue(identity_.publicKey())},
             {"cluster", options_.cluster_id},
             {"score", selfScore()},
             {"members", activeMembers()},
@@ -65,7 +64,7 @@ void LinkAgent::sendBeacon() {
             {"seq", ++beacon_seq_}};
   if (!lost_supernode_.empty()) body["takeover_from"] = lost_supernode_;
   addKeyProof(&body);
-  auto dg = encodeDatagram(DatagramType::kBeacon, body.dump(), identity_);
+  auto dg = encodeDatagram(DatagramType::kBeacon, encodeMessage(body), identity_);
   if (dg.isOk()) io_.multicast(*dg);
   next_beacon_ = clock_.now() + options_.beacon_interval;
 }
@@ -107,11 +106,11 @@ void LinkAgent::onDatagram(std::string_view bytes) {
     return;
   }
   if (!options_.cluster_key.empty()) {
-    auto proof = identity::fromHex(str(*j, "proof"));
-    if (!proof.isOk() ||
+    std::string proof = bytesOf(*j, "proof");
+    if (proof.empty() ||
         !identity::checkClusterKeyProof(
             options_.cluster_key, id + "|" + str(*j, "boot") + "|" + std::to_string(num(*j, "seq")),
-            *proof)) {
+            proof)) {
       ++counters_.dropped_forged;  // not a holder of this cluster's key
       return;
     }
@@ -278,7 +277,7 @@ void LinkAgent::handleDelta(const Datagram& d) {
     ++counters_.dropped_forged;
     return;
   }
-  auto j = edge::json::parse(*plain, "delta");
+  auto j = decodeMessage(*plain);
   if (!j.isOk() || !j->is_object()) {
     ++counters_.dropped_malformed;
     return;

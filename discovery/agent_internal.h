@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "discovery/types.h"
@@ -50,6 +51,19 @@ inline const json& arr(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_array()) return kEmpty;
   return *it;
+}
+
+// Raw bytes as a MessagePack binary value, and back ("" when the field is not one).
+inline json binaryValue(std::string_view bytes) {
+  return json::binary(std::vector<uint8_t>(bytes.begin(), bytes.end()));
+}
+
+inline std::string bytesOf(const json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_binary()) return {};
+  const auto& b = it->get_binary();
+  return std::string(b.begin(), b.end());
 }
 
 inline constexpr size_t kMaxEarlyDeltas = 32;

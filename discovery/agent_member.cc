@@ -14,6 +14,7 @@
 #include "discovery/codec.h"
 #include "discovery/election.h"
 #include "discovery/profile.h"
+#include "discovery/wire.h"
 #include "identity/secure.h"
 
 namespace edge::discovery {
@@ -108,7 +109,7 @@ void LinkAgent::onSessionUp(SessionId session, const std::string& peer_id) {
     joinFailed("endpoint answered as " + shortId(peer_id) + ", not " + shortId(join_target_));
     return;
   }
-  json reg{{"t", "register"}, {"cluster", options_.cluster_id}, {"profile", profileToJson(self_)}};
+  json reg{{"t", "register"}, {"cluster", options_.cluster_id}, {"profile", profileToWire(self_)}};
   if (!join_succession_of_.empty()) reg["succession_of"] = join_succession_of_;
   io_.send(session, reg);
 }
@@ -283,21 +284,25 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
   for (const auto& e : arr(m, "members")) {
     const json& pj = e.is_object() && e.contains("profile") ? e["profile"] : json();
     Member mem;
+    auto decoded = profileFromWire(pj);
+    if (!decoded.isOk()) {
+      ++counters_.dropped_malformed;
+      continue;
+    }
     // A profile we already hold, with the same signature, was verified when it came:
-    // after a failover every member receives the whole list again, and checking fifty
-    // signatures each time is what made re-registration slow.
-    auto known = members_.find(str(pj, "node_id"));
+    // after a failover every member receives the whole list again, and checking a
+    // hundred signatures each time is what made re-registration slow.
+    auto known = members_.find(decoded->node_id);
     if (known != members_.end() && !known->second.profile.signature.empty() &&
-        str(pj, "signature") == identity::toHex(known->second.profile.signature) &&
-        num(pj, "seq", -1) == known->second.profile.seq) {
+        decoded->signature == known->second.profile.signature &&
+        decoded->seq == known->second.profile.seq) {
       mem.profile = known->second.profile;
     } else {
-      NodeProfile p;
-      if (!verifyProfile(pj, "", &p).isOk()) {
+      if (!verifyDecodedProfile(*decoded, "").isOk()) {
         ++counters_.dropped_forged;
         continue;
       }
-      mem.profile = std::move(p);
+      mem.profile = std::move(*decoded);
     }
     mem.roles = stringList(e.value("roles", json::array()));
     mem.score = static_cast<int>(num(e, "score"));

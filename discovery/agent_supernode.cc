@@ -14,6 +14,7 @@
 #include "discovery/codec.h"
 #include "discovery/election.h"
 #include "discovery/profile.h"
+#include "discovery/wire.h"
 #include "identity/secure.h"
 
 namespace edge::discovery {
@@ -75,17 +76,21 @@ void LinkAgent::yieldTo(const std::string& winner_id, const std::string& endpoin
 }
 
 Status LinkAgent::verifyProfile(const json& j, const std::string& expected_id, NodeProfile* out) {
-  auto p = profileFromJson(j);
+  auto p = profileFromWire(j);
   if (!p.isOk()) return p.status();
-  if (identity::nodeIdFromPublicKey(p->public_key) != p->node_id)
-    return Status::permissionDenied("profile id " + p->node_id +
-                                    " does not derive from its public key");
-  if (!expected_id.empty() && p->node_id != expected_id)
-    return Status::permissionDenied("profile claims id " + p->node_id +
-                                    " but the session is authenticated as " + expected_id);
-  if (!identity::verifySignature(p->public_key, profileSigningBytes(*p), p->signature))
-    return Status::permissionDenied("profile signature of " + p->node_id + " does not verify");
+  RETURN_IF_ERROR(verifyDecodedProfile(*p, expected_id));
   *out = std::move(*p);
+  return Status::ok();
+}
+
+Status LinkAgent::verifyDecodedProfile(const NodeProfile& p, const std::string& expected_id) {
+  // decodeProfile derives the id from the key, so only the session's id and the
+  // signature are left to check.
+  if (!expected_id.empty() && p.node_id != expected_id)
+    return Status::permissionDenied("profile claims id " + p.node_id +
+                                    " but the session is authenticated as " + expected_id);
+  if (!identity::verifySignature(p.public_key, profileSigningBytesV2(p), p.signature))
+    return Status::permissionDenied("profile signature of " + p.node_id + " does not verify");
   return Status::ok();
 }
 
@@ -282,7 +287,7 @@ void LinkAgent::admit(const std::string& id) {
   sendWelcome(member_sessions_[id]);
   json joined = json::array();
   joined.push_back(json{
-      {"profile", profileToJson(mem.profile)}, {"score", mem.score}, {"joined_at", mem.joined_at}});
+      {"profile", profileToWire(mem.profile)}, {"score", mem.score}, {"joined_at", mem.joined_at}});
   publishDelta(json{{"joined", joined}, {"roles", roles}});
   maybeHandOver(id);
 }
@@ -348,7 +353,7 @@ void LinkAgent::handleProfileUpdate(const std::string& peer, const json& m) {
   recomputeRoles(&roles);
   ++version_;
   json updated = json::array();
-  updated.push_back(json{{"profile", profileToJson(it->second.profile)},
+  updated.push_back(json{{"profile", profileToWire(it->second.profile)},
                          {"score", it->second.score},
                          {"joined_at", it->second.joined_at}});
   publishDelta(json{{"updated", updated}, {"roles", roles}});
@@ -441,7 +446,7 @@ void LinkAgent::publishDelta(json delta) {
   delta["t"] = "delta";
   delta["version"] = version_;
   delta["from"] = version_ - 1;
-  std::string plain = delta.dump();
+  std::string plain = encodeMessage(delta);
   std::string sealed = identity::sealGroup(group_key_, options_.cluster_id, plain);
   auto dg = encodeDatagram(DatagramType::kDelta,
                            encodeDeltaBody(identity_.id(), group_epoch_, sealed), identity_);
@@ -458,7 +463,7 @@ void LinkAgent::publishDelta(json delta) {
 json LinkAgent::memberListJson() const {
   json list = json::array();
   for (const auto& [id, m] : members_)
-    list.push_back(json{{"profile", profileToJson(m.profile)},
+    list.push_back(json{{"profile", profileToWire(m.profile)},
                         {"roles", m.roles},
                         {"score", m.score},
                         {"joined_at", m.joined_at}});

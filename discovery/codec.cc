@@ -1,6 +1,7 @@
 #include "discovery/codec.h"
 
 #include "common/json.h"
+#include "discovery/wire.h"
 #include "identity/identity.h"
 
 namespace edge::discovery {
@@ -8,6 +9,7 @@ namespace {
 
 constexpr char kMagic[] = "ECD1";
 constexpr size_t kIdSize = 16;
+constexpr size_t kPublicKeySize = 32;
 
 }  // namespace
 
@@ -55,31 +57,35 @@ Result<Datagram> decodeDatagram(std::string_view bytes) {
   return d;
 }
 
+namespace {
+
+std::string publicKeyOf(const nlohmann::json& body) {
+  auto pub = body.find("pub");
+  if (pub == body.end() || !pub->is_binary() || pub->get_binary().size() != kPublicKeySize)
+    return {};
+  const auto& b = pub->get_binary();
+  return std::string(b.begin(), b.end());
+}
+
+}  // namespace
+
 Result<nlohmann::json> parseSignedJson(const Datagram& d) {
-  auto j = json::parse(d.body, "datagram body");
-  if (!j.isOk()) return Status::invalidArgument("body is not JSON: " + j.status().message());
-  if (!j->is_object()) return Status::invalidArgument("body is not a JSON object");
-  auto id = j->find("id");
-  auto pub = j->find("pub");
-  if (id == j->end() || !id->is_string() || !identity::isNodeId(id->get_ref<const std::string&>()))
-    return Status::invalidArgument("\"id\" must be 16 lower-case hex characters");
-  if (pub == j->end() || !pub->is_string() || pub->get_ref<const std::string&>().size() != 64 ||
-      !identity::fromHex(pub->get_ref<const std::string&>()).isOk())
-    return Status::invalidArgument("\"pub\" must be 64 hex characters");
+  auto j = decodeMessage(d.body);
+  if (!j.isOk()) return Status::invalidArgument("body: " + j.status().message());
+  std::string pub = publicKeyOf(*j);
+  if (pub.empty())
+    return Status::invalidArgument("\"pub\" must be a binary of " +
+                                   std::to_string(kPublicKeySize) + " bytes");
+  (*j)["id"] = identity::nodeIdFromPublicKey(pub);  // the sender is who holds the key
   return std::move(*j);
 }
 
 Status verifySignedJson(const Datagram& d, const nlohmann::json& body) {
-  if (!body.is_object() || !body.contains("id") || !body["id"].is_string() ||
-      !body.contains("pub") || !body["pub"].is_string())
-    return Status::invalidArgument("body without \"id\" and \"pub\" (not from parseSignedJson)");
-  const auto& id = body["id"].get_ref<const std::string&>();
-  auto raw = identity::fromHex(body["pub"].get_ref<const std::string&>());
-  if (!raw.isOk()) return Status::invalidArgument("\"pub\": " + raw.status().message());
-  if (identity::nodeIdFromPublicKey(*raw) != id)
-    return Status::permissionDenied("id " + id + " does not derive from the key it carries");
-  if (!identity::verifySignature(*raw, d.signed_part, d.signature))
-    return Status::permissionDenied("signature of " + id + " does not verify");
+  std::string pub = body.is_object() ? publicKeyOf(body) : std::string();
+  if (pub.empty()) return Status::invalidArgument("body without \"pub\" (not from parseSignedJson)");
+  if (!identity::verifySignature(pub, d.signed_part, d.signature))
+    return Status::permissionDenied("signature of " + identity::nodeIdFromPublicKey(pub) +
+                                    " does not verify");
   return Status::ok();
 }
 

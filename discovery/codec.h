@@ -4,10 +4,11 @@
 //
 //   "ECD1" | type u8 | 0 u8 | body length u16 (big-endian) | body | Ed25519 signature (64)
 //
-// The signature covers everything before it. Probe and beacon bodies are JSON objects
-// carrying the sender's public key ("pub") and id ("id"): the id must derive from the
-// key and the key must verify the signature, or the datagram is forged. A delta body is
-// the supernode's id (16 bytes) | key epoch u32 (big-endian) | sealed JSON.
+// The signature covers everything before it. Probe and beacon bodies are messages of the
+// binary wire (wire.h: a version byte and a MessagePack map) carrying the sender's raw
+// Ed25519 public key ("pub", 32 bytes); the sender's id is derived from it, and the key
+// must verify the signature, or the datagram is forged. A delta body is the supernode's
+// id (16 bytes) | key epoch u32 (big-endian) | a sealed message of the binary wire.
 //
 // Decoding never throws: every failure is a Status naming what was wrong, which the
 // caller counts as malformed or forged and drops.
@@ -46,15 +47,15 @@ Result<std::string> encodeDatagram(DatagramType type, std::string_view body,
 // Splits a datagram; checks magic, type, sizes. Does not verify the signature.
 Result<Datagram> decodeDatagram(std::string_view bytes);
 
-// For probes and beacons: parses the JSON body and checks that "id" derives from "pub"
-// and that "pub" verifies the signature. kPermissionDenied = forged; kInvalidArgument =
+// For probes and beacons: decodes the body, sets "id" to the id derived from "pub", and
+// checks that "pub" verifies the signature. kPermissionDenied = forged; kInvalidArgument =
 // malformed.
 Result<nlohmann::json> openSignedJson(const Datagram& d);
 
 // openSignedJson in two steps, so a receiver can drop what it would ignore anyway before
 // paying for a signature check (with a hundred nodes on a link, most beacons a node hears
-// change nothing for it): parseSignedJson checks the form only ("id" and "pub" present
-// and well-formed), verifySignedJson the cryptography (kPermissionDenied when forged).
+// change nothing for it): parseSignedJson checks the form only (a message with a 32-byte
+// "pub"; it adds "id"), verifySignedJson the signature (kPermissionDenied when forged).
 // Nothing read from a parsed but unverified body may change state.
 Result<nlohmann::json> parseSignedJson(const Datagram& d);
 Status verifySignedJson(const Datagram& d, const nlohmann::json& body);

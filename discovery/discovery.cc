@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "discovery/agent.h"
 #include "discovery/profile.h"
+#include "discovery/wire.h"
 #include "identity/identity.h"
 #include "identity/secure.h"
 
@@ -280,7 +281,7 @@ class DiscoveryImpl final : public Discovery {
     if (it == conns_.end() || it->second.closing) return;
     Conn& c = it->second;
     if (!c.sec->established()) return;
-    if (!c.sec->send(edge::json::dump(message)).isOk()) return;
+    if (!c.sec->send(encodeMessage(message)).isOk()) return;
     c.sec->appendOutput(&c.out);
     if (c.link) ++c.link->agent->counters().messages_sent;
     if (c.out.size() > kMaxPendingOutput) {
@@ -713,10 +714,10 @@ class DiscoveryImpl final : public Discovery {
         auto cit = conns_.find(id);
         if (cit == conns_.end() || cit->second.closing) return false;
         Conn& cc = cit->second;
-        auto j = edge::json::parse(text, "session message");
+        auto j = decodeMessage(text);
         if (!j.isOk() || !j->is_object()) {
           if (cc.link) ++cc.link->agent->counters().dropped_malformed;
-          failConn(id, Status::invalidArgument("a message that is not a JSON object"));
+          failConn(id, Status::invalidArgument("a session message that does not decode"));
           return false;
         }
         if (!cc.link) {
@@ -727,7 +728,7 @@ class DiscoveryImpl final : public Discovery {
           if (!link) {
             // Not a cluster of ours: say so, then hang up.
             json r{{"t", "reject"}, {"reason", "this node is in no cluster by that id"}};
-            if (cc.sec->send(edge::json::dump(r)).isOk()) cc.sec->appendOutput(&cc.out);
+            if (cc.sec->send(encodeMessage(r)).isOk()) cc.sec->appendOutput(&cc.out);
             cc.closing = true;
             writeConn(id);
             return false;

@@ -13,6 +13,7 @@
 
 #include "discovery/codec.h"
 #include "discovery/election.h"
+#include "discovery/wire.h"
 #include "identity/identity.h"
 
 namespace edge::discovery {
@@ -257,11 +258,13 @@ void FakeIo::send(SessionId session, const json& message) {
   if (it == net_.sessions_.end() || !it->second.open) return;
   int from = index_;
   int to = it->second.a == from ? it->second.b : it->second.a;
-  std::string text = message.dump();  // what goes on the wire
-  net_.after(1ms, [this, session, from, to, text] {
+  std::string bytes = encodeMessage(message);  // what goes on the wire
+  net_.after(1ms, [this, session, from, to, bytes] {
     auto s = net_.sessions_.find(session);
     if (s == net_.sessions_.end() || !net_.reachable(from, to)) return;
-    net_.node(to).agent->onMessage(session, net_.node(from).identity.id(), json::parse(text));
+    auto m = decodeMessage(bytes);
+    ASSERT_TRUE(m.isOk()) << m.status().message();
+    net_.node(to).agent->onMessage(session, net_.node(from).identity.id(), *m);
   });
 }
 
@@ -675,10 +678,12 @@ TEST(LinkAgent, ForgedAndMalformedDatagramsAreCountedAndDropped) {
   auto other = identity::NodeIdentity::generate();
   auto liar = identity::NodeIdentity::generate();
   ASSERT_TRUE(other.isOk() && liar.isOk());
-  // Claims another node's id with its own key.
+  auto bin = [](const std::string& s) {
+    return json::binary(std::vector<uint8_t>(s.begin(), s.end()));
+  };
+  // Carries another node's key, signed with its own.
   json body{{"t", "beacon"},
-            {"id", other->id()},
-            {"pub", identity::toHex(liar->publicKey())},
+            {"pub", bin(other->publicKey())},
             {"cluster", "198.18.0.0/24"},
             {"score", 100},
             {"members", 50},
@@ -686,15 +691,15 @@ TEST(LinkAgent, ForgedAndMalformedDatagramsAreCountedAndDropped) {
             {"endpoint", "198.18.0.99:8083"},
             {"boot", "x"},
             {"seq", 1}};
-  auto dg = encodeDatagram(DatagramType::kBeacon, body.dump(), *liar);
+  auto dg = encodeDatagram(DatagramType::kBeacon, encodeMessage(body), *liar);
   ASSERT_TRUE(dg.isOk());
   a.agent->onDatagram(*dg);
   // Bit flip in a validly signed one.
-  body["id"] = liar->id();
-  auto good = encodeDatagram(DatagramType::kBeacon, body.dump(), *liar);
+  body["pub"] = bin(liar->publicKey());
+  auto good = encodeDatagram(DatagramType::kBeacon, encodeMessage(body), *liar);
   ASSERT_TRUE(good.isOk());
   std::string flipped = *good;
-  flipped[flipped.find("198.18.0.99") + 10] ^= 1;  // still JSON, no longer what was signed
+  flipped[flipped.find("198.18.0.99") + 10] ^= 1;  // still a message, no longer what was signed
   a.agent->onDatagram(flipped);
   for (size_t len = 0; len < 200; len += 7) a.agent->onDatagram(std::string(len, '\x01'));
   a.agent->onDatagram("ECD1\x02\x00\x00\x05hello" + std::string(64, 'x'));
@@ -705,13 +710,12 @@ TEST(LinkAgent, ForgedAndMalformedDatagramsAreCountedAndDropped) {
   // A replay of a probe already answered is dropped too. (A replayed beacon this node
   // would ignore anyway is dropped before any check, uncounted.)
   json probe{{"t", "probe"},
-             {"id", liar->id()},
-             {"pub", identity::toHex(liar->publicKey())},
+             {"pub", bin(liar->publicKey())},
              {"cluster", "198.18.0.0/24"},
              {"score", 1},
              {"boot", "y"},
              {"seq", 1}};
-  auto p = encodeDatagram(DatagramType::kProbe, probe.dump(), *liar);
+  auto p = encodeDatagram(DatagramType::kProbe, encodeMessage(probe), *liar);
   ASSERT_TRUE(p.isOk());
   a.agent->onDatagram(*p);
   net.run(10ms);

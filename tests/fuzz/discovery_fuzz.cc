@@ -16,6 +16,7 @@
 #include "discovery/agent.h"
 #include "discovery/codec.h"
 #include "discovery/types.h"
+#include "discovery/wire.h"
 #include "identity/identity.h"
 #include "identity/secure.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -85,8 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 2: {
-      auto j = nlohmann::json::parse(rest, nullptr, false);
-      if (!j.is_discarded()) w.agent->onMessage(data[0] >> 3, w.peer.id(), j);
+      auto j = decodeMessage(rest);  // as a session delivers it
+      if (j.isOk()) w.agent->onMessage(data[0] >> 3, w.peer.id(), *j);
       break;
     }
     case 3: {
