@@ -8,22 +8,23 @@
 //      |                                        ^                            |
 //      +--no beacon in the window--> supernode <+---- successor is self -----+
 //
-// Timers (AgentOptions, defaults chosen for the 2 s failover target):
-// - the supernode multicasts a beacon every 250 ms (one datagram per cluster, whatever its
+// Timers (AgentOptions, defaults chosen for failover within 1 s of a cut link):
+// - the supernode multicasts a beacon every 200 ms (one datagram per cluster, whatever its
 //   size) and answers a probe at once;
-// - a member that hears neither a beacon nor its session for 1 s (four beacons) takes
-//   the supernode for gone; a killed supernode's sessions close at once, so a crash is
-//   usually seen in milliseconds and a cut link in 1 s;
+// - a member that hears neither a beacon nor its session for 700 ms (three beacons and
+//   a half) takes the supernode for gone; a killed supernode's sessions close at once, so
+//   a crash is usually seen in milliseconds and a cut link in 0.7 s;
 // - the successor is computed from the member list every member holds (election.h), so
 //   no vote is needed: members connect to it directly, it takes over when the first one
 //   arrives (or when it sees the loss itself) and the rest re-register; a successor that
-//   does not answer within 1 s is skipped;
+//   does not answer within 1 s (join_timeout) is skipped;
 // - members ping the supernode every second over their session; a member silent for 4 s
 //   has vanished and is expired (a closed session expires it at once).
 //
 // Cost per join: a probe, a beacon, one session (handshake + register + welcome), one
-// reachability check of the advertised endpoint, and one sealed delta datagram to the
-// group: O(1) messages, whatever the size of the cluster.
+// sealed delta datagram to the group, and one check that the advertised endpoint answers
+// as this node (off the join's path when the session comes from the endpoint's address:
+// the node is admitted first): O(1) messages, whatever the size of the cluster.
 //
 // Not thread-safe: one thread drives it (the owner locks around calls).
 #pragma once
@@ -72,8 +73,11 @@ class LinkIo {
 struct AgentOptions {
   std::string interface;
   std::string cluster_id;
-  std::chrono::milliseconds beacon_interval{250};
-  std::chrono::milliseconds supernode_timeout{1000};
+  std::chrono::milliseconds beacon_interval{200};
+  std::chrono::milliseconds supernode_timeout{700};
+  // How long a node it joins (a successor taking a hundred re-registrations at once, a
+  // winner of a merge) has to answer; twice that for a first join.
+  std::chrono::milliseconds join_timeout{1000};
   std::chrono::milliseconds member_timeout{4000};
   std::chrono::milliseconds ping_interval{1000};
   std::chrono::seconds blacklist_period{600};

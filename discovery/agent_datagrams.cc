@@ -204,7 +204,7 @@ void LinkAgent::handleBeacon(const json& j) {
     case State::kIdle:
       return;
     case State::kProbing:
-      join(id, endpoint, "", 2 * options_.supernode_timeout);
+      join(id, endpoint, "", 2 * options_.join_timeout);
       return;
     case State::kJoining:
       return;
@@ -213,7 +213,7 @@ void LinkAgent::handleBeacon(const json& j) {
       if (id != lost_supernode_ && id != join_target_) {
         if (join_session_) io_.close(join_session_);
         join_session_ = 0;
-        join(id, endpoint, lost_supernode_, options_.supernode_timeout);
+        join(id, endpoint, lost_supernode_, options_.join_timeout);
       }
       return;
     case State::kMember: {
@@ -235,7 +235,7 @@ void LinkAgent::handleBeacon(const json& j) {
           now - last_heard_super_ > 2 * options_.beacon_interval) {
         if (super_session_) io_.close(super_session_);
         super_session_ = 0;
-        join(id, endpoint, supernode_id_, options_.supernode_timeout);
+        join(id, endpoint, supernode_id_, options_.join_timeout);
       }
       return;
     }

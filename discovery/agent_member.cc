@@ -99,7 +99,7 @@ void LinkAgent::electNext() {
     becomeSupernode(lost_supernode_, "successor of " + shortId(lost_supernode_));
     return;
   }
-  join(next, endpointOf(next), lost_supernode_, options_.supernode_timeout);
+  join(next, endpointOf(next), lost_supernode_, options_.join_timeout);
 }
 
 void LinkAgent::onSessionUp(SessionId session, const std::string& peer_id) {
@@ -193,7 +193,7 @@ void LinkAgent::onMessage(SessionId s, const std::string& peer, const json& m) {
         }
       } else {
         if (state_ == State::kMember) state_ = State::kJoining;
-        join(to, ep, "", options_.supernode_timeout);
+        join(to, ep, "", options_.join_timeout);
       }
     } else if (t == "promote" && s == super_session_) {
       std::string old = supernode_id_;
@@ -214,7 +214,7 @@ void LinkAgent::onMessage(SessionId s, const std::string& peer, const json& m) {
       if (next == identity_.id()) {
         becomeSupernode(old, "named successor of " + shortId(old));
       } else if (!next.empty() && members_.count(next)) {
-        join(next, endpointOf(next), old, options_.supernode_timeout);
+        join(next, endpointOf(next), old, options_.join_timeout);
       } else {
         electNext();
       }
@@ -261,7 +261,7 @@ void LinkAgent::onMessage(SessionId s, const std::string& peer, const json& m) {
     last_heard_.clear();
     handing_over_to_.clear();
     state_ = State::kJoining;
-    join(peer, ep, "", 2 * options_.supernode_timeout);
+    join(peer, ep, "", 2 * options_.join_timeout);
   }
 }
 

@@ -72,7 +72,7 @@ void LinkAgent::yieldTo(const std::string& winner_id, const std::string& endpoin
   checks_.clear();
   lost_supernode_.clear();
   state_ = State::kJoining;
-  join(winner_id, endpoint, "", 2 * options_.supernode_timeout);
+  join(winner_id, endpoint, "", 2 * options_.join_timeout);
 }
 
 Status LinkAgent::verifyProfile(const json& j, const std::string& expected_id, NodeProfile* out) {

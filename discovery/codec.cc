@@ -74,15 +74,16 @@ Result<nlohmann::json> parseSignedJson(const Datagram& d) {
   if (!j.isOk()) return Status::invalidArgument("body: " + j.status().message());
   std::string pub = publicKeyOf(*j);
   if (pub.empty())
-    return Status::invalidArgument("\"pub\" must be a binary of " +
-                                   std::to_string(kPublicKeySize) + " bytes");
+    return Status::invalidArgument("\"pub\" must be a binary of " + std::to_string(kPublicKeySize) +
+                                   " bytes");
   (*j)["id"] = identity::nodeIdFromPublicKey(pub);  // the sender is who holds the key
   return std::move(*j);
 }
 
 Status verifySignedJson(const Datagram& d, const nlohmann::json& body) {
   std::string pub = body.is_object() ? publicKeyOf(body) : std::string();
-  if (pub.empty()) return Status::invalidArgument("body without \"pub\" (not from parseSignedJson)");
+  if (pub.empty())
+    return Status::invalidArgument("body without \"pub\" (not from parseSignedJson)");
   if (!identity::verifySignature(pub, d.signed_part, d.signature))
     return Status::permissionDenied("signature of " + identity::nodeIdFromPublicKey(pub) +
                                     " does not verify");

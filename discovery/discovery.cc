@@ -409,6 +409,7 @@ class DiscoveryImpl final : public Discovery {
         ao.cluster_id += "@" + options_.profile.public_address;
       ao.beacon_interval = options_.beacon_interval;
       ao.supernode_timeout = options_.supernode_timeout;
+      ao.join_timeout = std::max(std::chrono::milliseconds(1000), options_.supernode_timeout);
       ao.member_timeout = options_.member_timeout;
       ao.blacklist_period = options_.blacklist_period;
       ao.cluster_key = options_.cluster_key;

@@ -40,8 +40,8 @@ struct DiscoveryOptions {
   // What the profile says about this node (name, runtime, power, account, ...); its
   // interfaces and endpoint are filled in per link.
   ProfileInputs profile;
-  std::chrono::milliseconds beacon_interval{250};
-  std::chrono::milliseconds supernode_timeout{1000};
+  std::chrono::milliseconds beacon_interval{200};
+  std::chrono::milliseconds supernode_timeout{700};
   std::chrono::milliseconds member_timeout{4000};
   std::chrono::seconds blacklist_period{600};
   // The cluster port (common/cluster_port.h) discovery sessions arrive on: discovery

@@ -66,8 +66,8 @@ struct NodeConfig {
   std::string public_address;
   std::string cluster_key_file;  // 32 random bytes shared by the cluster's nodes; "" = none
   int blacklist_seconds = 600;
-  int beacon_interval_ms = 250;
-  int supernode_timeout_ms = 1000;
+  int beacon_interval_ms = 200;
+  int supernode_timeout_ms = 700;
 
   // Central services (docs/backend.md): "" = none; the node and its link clusters work
   // without them.
