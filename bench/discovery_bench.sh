@@ -3,10 +3,33 @@
 # topology (one namespace per host on a bridge, tests/integration/lib/netns_cluster.sh)
 # and in the same run.
 #
-#   bench/discovery_bench.sh [--sizes 5,20,50] [--quick] [--window SECONDS] [--keep]
+#   bench/discovery_bench.sh [--sizes 5,20,50,100,200] [--quick] [--window SECONDS] [--keep]
 #                            [--only edged|serf]
 #   --quick: N=5 with a 1 s baseline window, under a minute (CI's smoke check)
 #   (root; EDGE_BUILD_DIR=build; Debian's `serf`, else the Serf half is skipped)
+#   The default run (5..200, both systems) takes about 10-20 min on 2 cores; every wait
+#   is bounded (see wait_bound) and each phase prints how long it took.
+#
+# Times: each system by its own clock, at the moment of the event where it can.
+#  edged        stamps its events itself when they happen (EventLog::add takes the wall
+#               clock as it appends; /api/v1/events gives them with nanoseconds): nothing
+#               on edged's side is stamped when read.
+#  serf         0.8.2 stamps nothing below a second: its log lines carry whole seconds,
+#               `serf monitor` streams the same lines, and neither the RPC stream's member
+#               events nor the event handlers' environment carry a time. So its log lines
+#               are stamped on arrival by ONE process for all agents (bench/serf_watch.py
+#               stamp: each agent writes to a FIFO, one epoll loop reads them all and
+#               stamps each line with time_ns(); no shell loop per agent). How late it can
+#               be is measured in every run: a probe writes its own time into a FIFO of
+#               the same loop every 50 ms, and the lag of those lines during the launch
+#               burst is printed (stamp lag: max and p90 ms). Serf's event handler
+#               time (date +%s%N in the handler, run after Serf's quiet second of
+#               coalescing) is shown beside it.
+# Watching: no polling storm. For edged one python3 process per wait (cluster_view.py
+#  wait) follows every node's /api/v1/events over its unix socket and fetches a node's
+#  /api/v1/cluster only after one of its cluster.* events (or 5 s without one), at most
+#  once a second; no edgectl, no fork per node. For Serf one process per wait reads the
+#  stamped lines as they grow. Their CPU seconds are printed (watcher_cpu_s).
 #
 # For each N:
 #  convergence  both the same way: node (agent) 1 started first and settled (edged: the
@@ -15,15 +38,12 @@
 #               from the launch of the N-1, process start-up included for both, until
 #               every node agrees. edged: per node, the time of the last
 #               cluster.supernode / cluster.member_joined event its final view needed
-#               (event timestamps, same host clock; one from before the launch counts as
-#               the launch); same supernode and N members everywhere. serf: per agent,
-#               when its log showed the last of the N members alive (EventMemberJoin,
-#               lines stamped on arrival). The worst node counts. Also shown: how long the
-#               launch loops took (they are timed too, and kept free of forks but the
+#               (one from before the launch counts as the launch); same supernode and N
+#               members everywhere. serf: per agent, the stamp of the log line that showed
+#               the last of the N members alive (EventMemberJoin). The worst node counts.
+#               Also shown: how long the launch loops took (kept free of forks but the
 #               process's own), edged from the last node's node.started event (without
-#               launch and process start-up, which dominate at N=50 on 2 cores), and
-#               Serf's event handler time (Serf coalesces member events for a quiet
-#               second before running handlers).
+#               launch and process start-up) and when the watcher saw agreement.
 #  cold_start   edged only (no Serf counterpart, no ratio): all N started at once; the
 #               first claim of the supernode role waits out a probe window (150-450 ms).
 #  failover     edged: kill -9 of the supernode; until every other node has a
@@ -35,11 +55,12 @@
 #  per join     with N-1 converged and quiet, the packets and bytes the nodes put on the
 #               wire (rx of the hub-side veths) over a baseline window, then over the
 #               join of node N until all N agree; per join = delta - baseline rate x
-#               duration. `msgs` is edged's own messages_sent counter, summed.
+#               duration. `msgs` is edged's own messages_sent counter, summed. Not run for
+#               edged when N nodes converged in neither start (N-1 would not either).
 # Prints a table and `ratio <what>_<N> <edged/serf>` lines (below 1: edged is better).
 # A requested figure that is missing or failed shows "-" (its ratio too), and the run
-# exits 1 listing them (the Serf half is requested unless --only edged: without serf
-# installed, run --only edged).
+# exits 1 listing each with why (the Serf half is requested unless --only edged: without
+# serf installed, run --only edged).
 # Every wait is bounded; everything is cleaned up on exit (also after a kill: the next
 # run sweeps the leftovers).
 set -uo pipefail
@@ -47,7 +68,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${EDGE_BUILD_DIR:-$ROOT/build}
 export NC_BIN=$BUILD/bin
-SIZES=5,20,50
+SIZES=5,20,50,100,200
 WINDOW=4
 QUIET=2
 ONLY=both
@@ -85,66 +106,88 @@ command -v serf >/dev/null || { HAVE_SERF=0; echo "discovery_bench: serf not ins
 # shellcheck source=../tests/integration/lib/netns_cluster.sh
 . "$ROOT/tests/integration/lib/netns_cluster.sh"
 VIEW=(python3 "$ROOT/tests/integration/lib/cluster_view.py")
+SERF_WATCH=(python3 "$ROOT/bench/serf_watch.py")
 nc_init discovery-bench || exit 2
-trap nc_cleanup EXIT
+SERF_STAMPER=
+bench_cleanup() {
+  if [ -n "$SERF_STAMPER" ]; then
+    kill -9 "$SERF_STAMPER" 2>/dev/null
+    wait "$SERF_STAMPER" 2>/dev/null
+  fi
+  nc_cleanup
+}
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 log() { echo "[bench $(date +%T)] $*" >&2; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+RUN_T0=$(now)
 
+# How long a phase may wait for agreement: 60 s plus 0.3 s a node (N=100: 90 s, 200: 120 s).
+wait_bound() { echo $((60 + $1 * 3 / 10)); }
+# The N-1 of a join-cost phase are its set-up, not a figure: a minute more. Serf needs it
+# now and then: an agent that lost one alive message in the launch burst learns of the
+# member at the next full-state sync, every 30 s scaled by log2(N/32) + 1 (90 s at N=99;
+# seen twice at N=100: one agent of 99 knew 98 after 89 s).
+join_pre_bound() { echo $(($(wait_bound "$1") + 60)); }
+
+# phase NAME CMD...: runs CMD (in this shell), logs and keeps how long it took.
+declare -a PHASES=()
+phase() {
+  local name=$1 t rc
+  shift
+  t=$(now)
+  "$@"
+  rc=$?
+  PHASES+=("$name $(secs "$t" "$(now)")s$( ((rc == 0)) || echo " (failed)")")
+  log "phase $name: $(secs "$t" "$(now)")s"
+  return $rc
+}
+
+setup_topology() {
+  nc_add_nodes $(seq "$MAXN") || return 1
+  # Serf's full mesh of 50 would overflow the ARP table all namespaces share.
+  nc_static_neighbours
+}
 log "topology: $MAXN nodes on one bridge ($NC_DIR)"
-for i in $(seq "$MAXN"); do nc_add_node "$i" || exit 2; done
-# Serf's full mesh of 50 would overflow the ARP table all namespaces share.
-nc_static_neighbours || exit 2
+phase "topology_$MAXN" setup_topology || exit 2
 
 declare -A R=()
 VD=$NC_DIR/views
+WATCH_CPU_EDGED=0
+
+add_cpu() {  # VAR SECONDS
+  printf -v "$1" '%s' "$(awk -v a="${!1}" -v b="$2" 'BEGIN { printf "%.3f", a + b }')"
+}
 
 # ---------------------------------------------------------------- edged
 
-snapshot() {  # WHAT(json|events|both) I...
-  local what=$1 i pids=()
-  shift
+# edged_wait_agree TIMEOUT N I...: one watcher (cluster_view.py wait) until nodes I...
+# agree on one cluster of N with one supernode; leaves their views and events in $VD,
+# what they show in $VD/agree.out and the time it saw agreement in SEEN_NS. Gives up at
+# once when an edged of I... exited.
+SEEN_NS=
+edged_wait_agree() {
+  local limit=$1 n=$2 i args=() rc cost
+  shift 2
+  for i in "$@"; do args+=("$i:${NC_PID[$i]:-0}"); done
+  rm -rf "$VD"
+  "${VIEW[@]}" wait "$VD" eth0 "$n" "$limit" "$NC_DIR/n{}/edged.sock" "${args[@]}" \
+    >"$NC_DIR/agree.out" 2>"$NC_DIR/watch.err"
+  rc=$?
   mkdir -p "$VD"
-  for i in "$@"; do
-    if [ "$what" != events ]; then
-      nc_json "$i" >"$VD/$i.json" 2>/dev/null &
-      pids+=($!)
-    fi
-    if [ "$what" != json ]; then
-      nc_events "$i" >"$VD/$i.events" 2>/dev/null &
-      pids+=($!)
-    fi
-  done
-  wait "${pids[@]}" 2>/dev/null
-}
-
-edged_agree() {  # N I...
-  local n=$1
-  shift
-  snapshot json "$@"
-  "${VIEW[@]}" agree "$VD" eth0 "$n" "$@" >"$VD/agree.out" 2>&1
-}
-
-edged_wait_agree() {  # TIMEOUT N I...
-  local limit=$1 deadline i
-  shift
-  deadline=$(($(now) + limit * 1000000000))
-  until edged_agree "$@"; do
-    # A crashed node never agrees: say so now rather than after the timeout.
-    for i in "${@:2}"; do
-      if ! nc_running "$i"; then
-        log "edged: n$i exited: $(tail -2 "$(nc_dir "$i")/edged.log" | tr '\n' ' ')"
-        return 1
-      fi
+  mv "$NC_DIR/agree.out" "$VD/agree.out"
+  cost=$(grep -o 'cpu_s=[0-9.]*' "$NC_DIR/watch.err" | cut -d= -f2)
+  add_cpu WATCH_CPU_EDGED "${cost:-0}"
+  SEEN_NS=$(grep -o 'seen_ns=[0-9]*' "$NC_DIR/watch.err" | cut -d= -f2)
+  if ((rc != 0)); then
+    log "edged: $(cat "$VD/agree.out") $(grep -v '^watch:' "$NC_DIR/watch.err" | tail -3)"
+    for i in "$@"; do
+      nc_running "$i" || log "edged: n$i exited: $(tail -2 "$(nc_dir "$i")/edged.log" | tr '\n' ' ')"
     done
-    if (($(now) > deadline)); then
-      log "edged: no agreement after ${limit}s: $(cat "$VD/agree.out")"
-      return 1
-    fi
-    sleep 0.3
-  done
+  fi
+  return $rc
 }
 
 keep_views() {  # NAME: with --keep, this phase's views and events stay for a post-mortem
@@ -180,55 +223,56 @@ print(next(m["name"] for m in c["members"] if m["node_id"] == c["supernode_id"])
 # Cold start (edged only, Serf has no counterpart): all N at once, so the first claim of
 # the supernode role waits out a probe window.
 edged_cold_start() {  # N
-  local n=$1 t0 tseen all
+  local n=$1 t0 all
   all=$(seq "$n")
   edged_fresh $all
   log "edged N=$n: cold start, $n nodes at once"
   t0=$(now)
   for i in $all; do nc_start "$i"; done
-  if ! edged_wait_agree 90 "$n" $all; then
-    R[edged_cold_$n]=fail
+  R[edged_cold_launch_$n]=$(secs "$t0" "$(now)")
+  if ! edged_wait_agree "$(wait_bound "$n")" "$n" $all; then
+    R[edged_cold_$n]="fail: no single cluster of $n after $(wait_bound "$n")s: $(head -c 300 "$VD/agree.out")"
+    keep_views "cold_$n"
     edged_stop_all
     return 1
   fi
-  tseen=$(now)
-  snapshot events $all
   read -r R[edged_cold_$n] R[edged_cold_own_$n] < <("${VIEW[@]}" converge "$VD" eth0 "$t0" $all 2>"$VD/converge.err") ||
     log "edged N=$n: cold start from events incomplete: $(cat "$VD/converge.err")"
   keep_views "cold_$n"
-  R[edged_cold_poll_$n]=$(secs "$t0" "$tseen")
-  log "edged N=$n: cold start converged in ${R[edged_cold_$n]}s by events (seen by polling at ${R[edged_cold_poll_$n]}s): $(cat "$VD/agree.out")"
+  R[edged_cold_poll_$n]=$(secs "$t0" "$SEEN_NS")
+  log "edged N=$n: cold start converged in ${R[edged_cold_$n]}s by events (seen by the watcher at ${R[edged_cold_poll_$n]}s): $(cat "$VD/agree.out")"
   edged_stop_all
 }
 
 # Measured as Serf's is: node 1 up and settled (supernode of a cluster of one), then the
 # N-1 others at once; from their launch until all N agree.
 edged_convergence() {  # N
-  local n=$1 t0 tseen all sup rest
+  local n=$1 t0 all sup rest
   all=$(seq "$n")
   edged_fresh $all
   log "edged N=$n: node 1, then $((n - 1)) nodes at once"
   nc_start 1
   if ! edged_wait_agree 15 1 1; then
-    R[edged_conv_$n]=fail
+    R[edged_conv_$n]="fail: node 1 alone did not settle in 15s: $(head -c 200 "$VD/agree.out")"
     edged_stop_all
     return 1
   fi
   t0=$(now)
   for i in $(seq 2 "$n"); do nc_start "$i"; done
   R[edged_launch_$n]=$(secs "$t0" "$(now)")
-  if ! edged_wait_agree 90 "$n" $all; then
-    R[edged_conv_$n]=fail
+  if ! edged_wait_agree "$(wait_bound "$n")" "$n" $all; then
+    R[edged_conv_$n]="fail: no single cluster of $n after $(wait_bound "$n")s: $(head -c 300 "$VD/agree.out")"
+    R[edged_fail_$n]="not run: the convergence before it failed"
+    R[edged_cut_$n]=${R[edged_fail_$n]}
+    keep_views "conv_$n"
     edged_stop_all
     return 1
   fi
-  tseen=$(now)
-  snapshot events $all
   read -r R[edged_conv_$n] R[edged_conv_own_$n] < <("${VIEW[@]}" converge "$VD" eth0 "$t0" $all 2>"$VD/converge.err") ||
     log "edged N=$n: convergence from events incomplete: $(cat "$VD/converge.err")"
   keep_views "conv_$n"
-  R[edged_conv_poll_$n]=$(secs "$t0" "$tseen")
-  log "edged N=$n: converged in ${R[edged_conv_$n]}s by events (seen by polling at ${R[edged_conv_poll_$n]}s): $(cat "$VD/agree.out")"
+  R[edged_conv_poll_$n]=$(secs "$t0" "$SEEN_NS")
+  log "edged N=$n: converged in ${R[edged_conv_$n]}s by events (seen by the watcher at ${R[edged_conv_poll_$n]}s): $(cat "$VD/agree.out")"
 
   sup=$(supernode_index 1)
   rest=$(for i in $all; do [ "$i" = "$sup" ] || echo "$i"; done)
@@ -236,14 +280,15 @@ edged_convergence() {  # N
   log "edged N=$n: kill -9 of the supernode n$sup"
   nc_kill9 "$sup"
   if edged_wait_agree 30 $((n - 1)) $rest; then
-    snapshot events $rest
     R[edged_fail_$n]=$("${VIEW[@]}" failover "$VD" eth0 "$NC_KILL_NS" $rest 2>"$VD/failover.err") ||
       log "edged N=$n: failover from events incomplete: $(cat "$VD/failover.err")"
     keep_views "fail_$n"
-    R[edged_fail_poll_$n]=$(secs "$NC_KILL_NS" "$(now)")
+    R[edged_fail_poll_$n]=$(secs "$NC_KILL_NS" "$SEEN_NS")
     log "edged N=$n: new supernode everywhere after ${R[edged_fail_$n]}s: $(cat "$VD/agree.out")"
   else
-    R[edged_fail_$n]=fail
+    R[edged_fail_$n]="fail: no agreement on a new supernode 30s after the kill: $(head -c 300 "$VD/agree.out")"
+    R[edged_cut_$n]="not run: the failover before it failed"
+    keep_views "fail_$n"
     edged_stop_all
     return 1
   fi
@@ -260,13 +305,13 @@ edged_convergence() {  # N
     t_cut=$(now)
     nc_cut "$sup2"
     if edged_wait_agree 30 $((n - 2)) $rest2; then
-      snapshot events $rest2
       R[edged_cut_$n]=$("${VIEW[@]}" failover "$VD" eth0 "$t_cut" $rest2 2>"$VD/failover.err") ||
         log "edged N=$n: failover after the cut, from events incomplete: $(cat "$VD/failover.err")"
       keep_views "cut_$n"
       log "edged N=$n: new supernode everywhere ${R[edged_cut_$n]}s after the cut: $(cat "$VD/agree.out")"
     else
-      R[edged_cut_$n]=fail
+      R[edged_cut_$n]="fail: no agreement on a new supernode 30s after the cut: $(head -c 300 "$VD/agree.out")"
+      keep_views "cut_$n"
     fi
     nc_restore "$sup2"
   fi
@@ -278,25 +323,25 @@ edged_join_cost() {  # N
   first=$(seq "$m")
   edged_fresh $(seq "$n")
   for i in $first; do nc_start "$i"; done
-  if ! edged_wait_agree 90 "$m" $first; then
-    R[edged_pkts_$n]=fail
-    R[edged_bytes_$n]=fail
+  if ! edged_wait_agree "$(join_pre_bound "$m")" "$m" $first; then
+    R[edged_pkts_$n]="fail: the first $m did not converge in $(join_pre_bound "$m")s"
+    R[edged_bytes_$n]=${R[edged_pkts_$n]}
     edged_stop_all
     return 1
   fi
   sleep "$QUIET"
-  snapshot json $first
+  edged_wait_agree 15 "$m" $first
   c0=$("${VIEW[@]}" counters "$VD" eth0 $first)
   read -r -a s0 <<<"$(nc_link_stats 1)"
   sleep "$WINDOW"
   read -r -a s1 <<<"$(nc_link_stats 1)"
-  snapshot json $first
+  edged_wait_agree 15 "$m" $first
   c1=$("${VIEW[@]}" counters "$VD" eth0 $first)
   t1=$(now)
   nc_start "$n"
   if ! edged_wait_agree 30 "$n" $(seq "$n"); then
-    R[edged_pkts_$n]=fail
-    R[edged_bytes_$n]=fail
+    R[edged_pkts_$n]="fail: node $n did not join in 30s: $(head -c 300 "$VD/agree.out")"
+    R[edged_bytes_$n]=${R[edged_pkts_$n]}
     edged_stop_all
     return 1
   fi
@@ -328,126 +373,82 @@ per_join() {  # WHO N "s0" "s1" "s2" T1 T2: baseline s0->s1 over WINDOW, join s1
 # ---------------------------------------------------------------- serf
 
 SERF_HANDLER=$NC_DIR/serf-handler.sh
-SERF_STAMP=$NC_DIR/serf-stamp.sh
-cat >"$SERF_HANDLER" <<'EOF'
+cat >"$SERF_HANDLER" <<'HANDLER'
 #!/bin/sh
 # Serf event handler: "<epoch ns> <event> <members>" appended to the file in $1.
 m=$(cut -f1 | tr '\n' ' ')
 echo "$(date +%s%N) $SERF_EVENT $m" >>"$1"
-EOF
-cat >"$SERF_STAMP" <<'EOF'
-#!/usr/bin/env bash
-# Prefixes each line with the time it arrived, microseconds since the epoch.
-while IFS= read -r l; do printf '%s %s\n' "${EPOCHREALTIME/./}" "$l"; done
-EOF
-chmod +x "$SERF_HANDLER" "$SERF_STAMP"
+HANDLER
+chmod +x "$SERF_HANDLER"
 
-# No subshell here (nor in nc_start): the launch loop of the N-1 is part of what is timed.
+# The one stamping process (bench/serf_watch.py stamp): FIFOs $NC_DIR/fifo/n1..nMAXN.
+serf_stamper_start() {
+  local tries=0
+  "${SERF_WATCH[@]}" stamp "$NC_DIR" "$MAXN" 2>"$NC_DIR/stamper.err" &
+  SERF_STAMPER=$!
+  until [ -e "$NC_DIR/stamper.ready" ]; do
+    if ((tries++ > 100)) || ! kill -0 "$SERF_STAMPER" 2>/dev/null; then
+      log "serf: the stamping process did not start: $(cat "$NC_DIR/stamper.err")"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+declare -A SERF_PID=()
+# No subshell here (nor in nc_spawn): the launch loop of the N-1 is part of what is timed.
+# nsenter execs serf, so the pid nc_spawn gives is the agent's.
 serf_start() {  # I [serf agent args...]
   local i=$1 d=$NC_DIR/n$1
   shift
-  nc_spawn "$i" "$d/serf.log" bash -c '"$@" 2>&1 | "'"$SERF_STAMP"'"' _ \
-    serf agent -node "n$i" -bind "198.18.0.$((10 + i)):7946" -rpc-addr 127.0.0.1:7373 \
-    -event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events" "$@"
-}
-
-serf_pid() {  # I -> pid of node I's serf agent
-  local p
-  for p in $(ip netns pids "$(nc_ns "$1")"); do
-    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = serf ] && echo "$p"
-  done
+  nc_spawn "$i" "$NC_DIR/fifo/n$i" serf agent -node "n$i" -bind "198.18.0.$((10 + i)):7946" \
+    -rpc-addr 127.0.0.1:7373 -event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events" "$@"
+  SERF_PID[$i]=$NC_SPAWN_PID
 }
 
 serf_stop_all() {
-  local i p
-  for i in $(seq "$MAXN"); do
-    for p in $(serf_pid "$i"); do kill -9 "$p" 2>/dev/null; done
-  done
+  local p
+  for p in "${!NC_SPAWNED[@]}"; do kill -9 "$p" 2>/dev/null; done
   for p in "${!NC_SPAWNED[@]}"; do
-    kill -9 "$p" 2>/dev/null
     wait "$p" 2>/dev/null
     unset "NC_SPAWNED[$p]"
   done
+  SERF_PID=()
 }
 
-serf_fresh() {  # NAME of the phase that ends (with --keep, its logs stay in serf-NAME/)
+# serf_fresh [NAME]: a new phase: lines stamped before now are not its. With --keep, the
+# handler files of the phase that ends stay in serf-NAME/ (serf.stamped stays whole).
+SERF_SINCE=0
+serf_fresh() {
   local i
   for i in $(seq "$MAXN"); do
-    if [ -n "${NC_KEEP:-}" ] && [ -n "${1:-}" ] && [ -f "$(nc_dir "$i")/serf.log" ]; then
+    if [ -n "${NC_KEEP:-}" ] && [ -n "${1:-}" ] && [ -f "$(nc_dir "$i")/serf.events" ]; then
       mkdir -p "$NC_DIR/serf-$1"
-      cp "$(nc_dir "$i")/serf.log" "$NC_DIR/serf-$1/n$i.log"
-      cp "$(nc_dir "$i")/serf.events" "$NC_DIR/serf-$1/n$i.events" 2>/dev/null
+      cp "$(nc_dir "$i")/serf.events" "$NC_DIR/serf-$1/n$i.events"
     fi
-    rm -f "$(nc_dir "$i")/serf.log" "$(nc_dir "$i")/serf.events"
+    rm -f "$(nc_dir "$i")/serf.events"
   done
+  SERF_SINCE=$(now)
 }
 
-# serf_view joined N T0 I... | failed NAME T0 I...: from the stamped logs and the
-# handler files, the worst agent's time since T0 ("log handler"); exit 1 while some
-# agent has not seen it yet.
-serf_view() {
-  python3 - "$NC_DIR" "$@" <<'EOF'
-import re, sys
-d, cmd = sys.argv[1], sys.argv[2]
-def log_lines(i):
-    try:
-        for l in open(f"{d}/n{i}/serf.log"):
-            p = l.split(" ", 1)
-            if len(p) == 2 and p[0].isdigit():
-                yield int(p[0]) * 1000, p[1]
-    except OSError:
-        return
-def handler_lines(i):
-    try:
-        for l in open(f"{d}/n{i}/serf.events"):
-            p = l.split()
-            if len(p) >= 2 and p[0].isdigit():
-                yield int(p[0]), p[1], p[2:]
-    except OSError:
-        return
-if cmd == "joined":
-    n, t0, nodes = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
-    worst_log = worst_h = 0
-    for i in nodes:
-        seen, t_log = set(), None
-        for t, l in log_lines(i):
-            m = re.search(r"EventMemberJoin: (\S+)", l)
-            if m:
-                seen.add(m.group(1))
-                if len(seen) == n and t_log is None:
-                    t_log = t
-        seen, t_h = set(), None
-        for t, ev, names in handler_lines(i):
-            if ev == "member-join":
-                seen.update(names)
-                if len(seen) == n and t_h is None:
-                    t_h = t
-        if t_log is None or t_h is None:
-            sys.exit(1)
-        worst_log, worst_h = max(worst_log, t_log - t0), max(worst_h, t_h - t0)
-    print(f"{worst_log / 1e9:.3f} {worst_h / 1e9:.3f}")
-elif cmd == "failed":
-    name, t0, nodes = sys.argv[3], int(sys.argv[4]), sys.argv[5:]
-    worst_log = worst_h = 0
-    for i in nodes:
-        t_log = next((t for t, l in log_lines(i) if t >= t0 and f"EventMemberFailed: {name} " in l), None)
-        t_h = next((t for t, ev, names in handler_lines(i) if t >= t0 and ev == "member-failed" and name in names), None)
-        if t_log is None or t_h is None:
-            sys.exit(1)
-        worst_log, worst_h = max(worst_log, t_log - t0), max(worst_h, t_h - t0)
-    print(f"{worst_log / 1e9:.3f} {worst_h / 1e9:.3f}")
-EOF
-}
-
-serf_wait() {  # TIMEOUT serf_view-args...
-  local limit=$1 deadline
-  shift
-  deadline=$(($(now) + limit * 1000000000))
-  until serf_view "$@" >"$NC_DIR/serf_view.out" 2>/dev/null; do
-    (($(now) > deadline)) && return 1
-    sleep 0.3
-  done
-  cat "$NC_DIR/serf_view.out"
+serf_wait() {  # TIMEOUT joined N T0 I... | TIMEOUT failed NAME T0 I...: "log handler"
+  local limit=$1 what=$2 arg=$3 t0=$4 rc
+  shift 4
+  /usr/bin/time -f '%U %S' -o "$NC_DIR/serf_wait.time" \
+    "${SERF_WATCH[@]}" wait "$NC_DIR" "$limit" "$what" "$arg" "$SERF_SINCE" "$t0" "$@" \
+    2>"$NC_DIR/serf_wait.err"
+  rc=$?
+  # Often called in $(...): the CPU seconds go to a file, summed at the end.
+  awk '{ print $1 + $2 }' "$NC_DIR/serf_wait.time" >>"$NC_DIR/serf_wait.cpu" 2>/dev/null
+  if ((rc != 0)); then
+    log "serf: $(tail -2 "$NC_DIR/serf_wait.err")"
+    # What those agents themselves say (a log line missing, or a member not known?).
+    local a
+    for a in $(grep -o 'n[0-9]*(' "$NC_DIR/serf_wait.err" | tr -d 'n(' | head -5); do
+      log "serf: n$a knows $(nc_exec "$a" serf members -rpc-addr 127.0.0.1:7373 2>&1 | grep -c ' alive') members alive"
+    done
+  fi
+  return $rc
 }
 
 serf_first_up() {
@@ -459,32 +460,42 @@ serf_convergence() {  # N
   local n=$1 t0 out rest
   serf_fresh
   log "serf N=$n: agent 1, then $((n - 1)) agents with -join $(nc_addr 1)"
-  serf_first_up || { log "serf: agent 1 did not start: $(tail -5 "$(nc_dir 1)/serf.log")"; return 1; }
+  if ! serf_first_up; then
+    R[serf_conv_$n]="fail: agent 1 did not answer in 10s"
+    serf_stop_all
+    return 1
+  fi
   local join t_up
   join=$(nc_addr 1)
   t0=$(now)
   for i in $(seq 2 "$n"); do serf_start "$i" -join "$join"; done
   t_up=$(now)
   R[serf_launch_$n]=$(secs "$t0" "$t_up")
-  if out=$(serf_wait 90 joined "$n" "$t0" $(seq "$n")); then
+  if out=$(serf_wait "$(wait_bound "$n")" joined "$n" "$t0" $(seq "$n")); then
     read -r R[serf_conv_$n] R[serf_conv_h_$n] <<<"$out"
     log "serf N=$n: every agent saw $n members after ${R[serf_conv_$n]}s (handler: ${R[serf_conv_h_$n]}s)"
   else
-    R[serf_conv_$n]=fail
+    R[serf_conv_$n]="fail: not every agent saw $n members in $(wait_bound "$n")s: $(tail -1 "$NC_DIR/serf_wait.err" | head -c 300)"
+    R[serf_fail_$n]="not run: the convergence before it failed"
+    R[serf_cut_$n]=${R[serf_fail_$n]}
     serf_stop_all
     return 1
   fi
+  R[serf_lag_$n]=$("${SERF_WATCH[@]}" lag "$NC_DIR" "$t0" "$(now)")
+  log "serf N=$n: stamp lag over the launch burst and convergence (max p90 ms, samples): ${R[serf_lag_$n]}"
   sleep 1
   rest=$(seq 2 "$n")
   log "serf N=$n: kill -9 of agent n1"
   t0=$(now)
-  # shellcheck disable=SC2046  # one pid per line, none when already gone
-  kill -9 $(serf_pid 1)
+  kill -9 "${SERF_PID[1]}"
+  wait "${SERF_PID[1]}" 2>/dev/null  # reaped here, so bash's "Killed" notice goes nowhere
+  unset "NC_SPAWNED[${SERF_PID[1]}]"
   if out=$(serf_wait 60 failed n1 "$t0" $rest); then
     read -r R[serf_fail_$n] R[serf_fail_h_$n] <<<"$out"
     log "serf N=$n: every agent marked n1 failed after ${R[serf_fail_$n]}s (handler: ${R[serf_fail_h_$n]}s)"
   else
-    R[serf_fail_$n]=fail
+    R[serf_fail_$n]="fail: not every agent marked n1 failed in 60s: $(tail -1 "$NC_DIR/serf_wait.err" | head -c 300)"
+    R[serf_cut_$n]="not run: the failover before it failed"
     serf_stop_all
     return 1
   fi
@@ -497,7 +508,7 @@ serf_convergence() {  # N
       read -r R[serf_cut_$n] R[serf_cut_h_$n] <<<"$out"
       log "serf N=$n: every agent marked n2 failed ${R[serf_cut_$n]}s after the cut (handler: ${R[serf_cut_h_$n]}s)"
     else
-      R[serf_cut_$n]=fail
+      R[serf_cut_$n]="fail: not every agent marked n2 failed 60s after the cut: $(tail -1 "$NC_DIR/serf_wait.err" | head -c 300)"
     fi
     nc_restore 2
   fi
@@ -507,12 +518,17 @@ serf_convergence() {  # N
 serf_join_cost() {  # N
   local n=$1 m=$(($1 - 1)) s0 s1 s2 t1 t2
   serf_fresh "conv_$n"
-  serf_first_up || return 1
+  if ! serf_first_up; then
+    R[serf_pkts_$n]="fail: agent 1 did not answer in 10s"
+    R[serf_bytes_$n]=${R[serf_pkts_$n]}
+    serf_stop_all
+    return 1
+  fi
   t1=$(now)
   for i in $(seq 2 "$m"); do serf_start "$i" -join "$(nc_addr 1)"; done
-  if ! serf_wait 90 joined "$m" "$t1" $(seq "$m") >/dev/null; then
-    R[serf_pkts_$n]=fail
-    R[serf_bytes_$n]=fail
+  if ! serf_wait "$(join_pre_bound "$m")" joined "$m" "$t1" $(seq "$m") >/dev/null; then
+    R[serf_pkts_$n]="fail: the first $m agents did not converge in $(join_pre_bound "$m")s"
+    R[serf_bytes_$n]=${R[serf_pkts_$n]}
     serf_stop_all
     return 1
   fi
@@ -523,8 +539,8 @@ serf_join_cost() {  # N
   t1=$(now)
   serf_start "$n" -join "$(nc_addr 1)"
   if ! serf_wait 30 joined "$n" "$t1" $(seq "$n") >/dev/null; then
-    R[serf_pkts_$n]=fail
-    R[serf_bytes_$n]=fail
+    R[serf_pkts_$n]="fail: agent $n did not join in 30s"
+    R[serf_bytes_$n]=${R[serf_pkts_$n]}
     serf_stop_all
     return 1
   fi
@@ -536,23 +552,37 @@ serf_join_cost() {  # N
 
 # ---------------------------------------------------------------- run
 
-for n in "${NS[@]}"; do
-  if [ "$ONLY" != serf ]; then
-    edged_cold_start "$n"
-    edged_convergence "$n"
-    edged_join_cost "$n"
-  fi
-  if ((HAVE_SERF)) && [ "$ONLY" != edged ]; then
-    serf_convergence "$n"
-    serf_join_cost "$n"
-  fi
-done
-
 # fig KEY: R[KEY] when it is a figure, else "-"
 fig() {
   local v=${R[$1]:-}
   if [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]]; then echo "$v"; else echo -; fi
 }
+
+
+if ((HAVE_SERF)) && [ "$ONLY" != edged ]; then
+  serf_stamper_start || HAVE_SERF=0
+fi
+for n in "${NS[@]}"; do
+  if [ "$ONLY" != serf ]; then
+    phase "edged_cold_$n" edged_cold_start "$n"
+    phase "edged_conv_$n" edged_convergence "$n"
+    if [ "$(fig "edged_cold_$n")" = - ] && [ "$(fig "edged_conv_$n")" = - ]; then
+      R[edged_pkts_$n]="not run: $n nodes converged in neither start"
+      R[edged_bytes_$n]=${R[edged_pkts_$n]}
+    else
+      phase "edged_join_$n" edged_join_cost "$n"
+    fi
+  fi
+  if ((HAVE_SERF)) && [ "$ONLY" != edged ]; then
+    phase "serf_conv_$n" serf_convergence "$n"
+    phase "serf_join_$n" serf_join_cost "$n"
+  fi
+done
+if [ -n "$SERF_STAMPER" ]; then
+  # utime + stime of the stamping process, in clock ticks
+  read -r -a st < <(sed 's/.*) //' "/proc/$SERF_STAMPER/stat" 2>/dev/null)
+  STAMPER_CPU=$(awk -v u="${st[11]:-0}" -v s="${st[12]:-0}" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (u + s) / t }')
+fi
 
 # The figures this run was asked for; those that are not figures make it exit 1.
 NOT_RESULTS=()
@@ -578,12 +608,12 @@ printf '%-5s %-22s %12s %12s %8s   %s\n' N metric edged serf ratio "notes"
 for n in "${NS[@]}"; do
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" convergence_s "$(fig edged_conv_$n)" "$(fig serf_conv_$n)" \
     "$(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")" \
-    "node 1 settled, then $((n - 1)) at once; launch loop edged ${R[edged_launch_$n]:--}s serf ${R[serf_launch_$n]:--}s; edged after the last node.started ${R[edged_conv_own_$n]:--}s, seen by polling ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s"
+    "node 1 settled, then $((n - 1)) at once; launch loop edged ${R[edged_launch_$n]:--}s serf ${R[serf_launch_$n]:--}s; edged after the last node.started ${R[edged_conv_own_$n]:--}s, seen by the watcher ${R[edged_conv_poll_$n]:--}s; serf handler ${R[serf_conv_h_$n]:--}s, stamp lag max/p90 ms/samples ${R[serf_lag_$n]:--}"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" cold_start_s "$(fig edged_cold_$n)" - - \
-    "edged only: all $n at once (probe window before the first claim); after the last node.started ${R[edged_cold_own_$n]:--}s, seen by polling ${R[edged_cold_poll_$n]:--}s"
+    "edged only: all $n at once (probe window before the first claim); launch loop ${R[edged_cold_launch_$n]:--}s; after the last node.started ${R[edged_cold_own_$n]:--}s, seen by the watcher ${R[edged_cold_poll_$n]:--}s"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_s "$(fig edged_fail_$n)" "$(fig serf_fail_$n)" \
     "$(ratio "${R[edged_fail_$n]:-}" "${R[serf_fail_$n]:-}")" \
-    "edged seen by polling ${R[edged_fail_poll_$n]:--}s; serf handler ${R[serf_fail_h_$n]:--}s"
+    "edged seen by the watcher ${R[edged_fail_poll_$n]:--}s; serf handler ${R[serf_fail_h_$n]:--}s"
   printf '%-5s %-22s %12s %12s %8s   %s\n' "$n" failover_cut_s "$(fig edged_cut_$n)" "$(fig serf_cut_$n)" \
     "$(ratio "${R[edged_cut_$n]:-}" "${R[serf_cut_$n]:-}")" \
     "link of the (new) supernode / agent n2 cut; serf handler ${R[serf_cut_h_$n]:--}s"
@@ -594,6 +624,10 @@ for n in "${NS[@]}"; do
     "$(ratio "${R[edged_bytes_$n]:-}" "${R[serf_bytes_$n]:-}")" \
     "baseline B/s edged ${R[edged_base_bps_$n]:--} serf ${R[serf_base_bps_$n]:--}; join window edged ${R[edged_join_s_$n]:--}s serf ${R[serf_join_s_$n]:--}s"
 done
+echo
+WATCH_CPU_SERF=$(cat "$NC_DIR/serf_wait.cpu" 2>/dev/null | awk '{ t += $1 } END { printf "%.3f", t }')
+echo "phases: $(printf '%s; ' "${PHASES[@]}")"
+echo "watcher_cpu_s: edged ${WATCH_CPU_EDGED} (cluster_view.py wait), serf ${WATCH_CPU_SERF} (serf_watch.py wait) + ${STAMPER_CPU:--} (the stamping process); whole run $(secs "$RUN_T0" "$(now)")s"
 echo
 for n in "${NS[@]}"; do
   echo "ratio convergence_$n $(ratio "${R[edged_conv_$n]:-}" "${R[serf_conv_$n]:-}")"

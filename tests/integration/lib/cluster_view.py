@@ -22,18 +22,31 @@ tests/integration/cluster_e2e.sh and bench/discovery_bench.sh.
   cluster_view.py blacklist DIR IFACE NAME ADDR I...  exit 0 when every node I... has
                                                ADDR in its blacklist and node NAME not in
                                                its members; prints the entries
+  cluster_view.py one_supernode DIR IFACE I...  exit 0 when exactly one of nodes I... is in
+                                               state supernode on IFACE and it is the
+                                               supernode every node names; prints it
   cluster_view.py counters DIR IFACE I...      sum of each counter over nodes I...
   cluster_view.py show DIR IFACE I...          one line per node: state, supernode,
                                                version, members, blacklist, drops
   cluster_view.py supernode_history DIR T I... per node, the supernodes its
                                                cluster.supernode events after T named
+  cluster_view.py wait DIR IFACE N TIMEOUT SOCK I[:PID]...
+                                               watches nodes I... until they agree (as
+                                               `agree`) or TIMEOUT seconds pass, then saves
+                                               <DIR>/<i>.json and <DIR>/<i>.events for the
+                                               commands above; see cmd_wait
 
 Times: T0, K and T in ns since the epoch; event times are RFC 3339 with nanoseconds.
 """
+import errno
 import json
 import os
 import re
+import resource
+import selectors
+import socket
 import sys
+import time
 from datetime import datetime, timezone
 
 
@@ -224,6 +237,25 @@ def cmd_blacklist(d, iface, name, addr, nodes):
     return 1 if bad else 0
 
 
+def cmd_one_supernode(d, iface, nodes):
+    claim, named = [], set()
+    for i in nodes:
+        v = load_view(d, i)
+        c = cluster_on(v, iface)
+        if c is None:
+            print(f"n{i}: no cluster on {iface}")
+            return 1
+        named.add(c.get("supernode_id"))
+        if c.get("state") == "supernode":
+            claim.append((i, v.get("node_id")))
+    if len(claim) == 1 and named == {claim[0][1]}:
+        print(f"one supernode: n{claim[0][0]}")
+        return 0
+    print(f"nodes in state supernode: {' '.join(f'n{i}' for i, _ in claim) or 'none'}; "
+          f"supernodes named: {len(named)}")
+    return 1
+
+
 def cmd_counters(d, iface, nodes):
     tot = {}
     for i in nodes:
@@ -273,6 +305,273 @@ def cmd_supernode_history(d, t, nodes):
     return 0
 
 
+# ---------------------------------------------------------------- wait
+
+class _Http:
+    """One GET over a node's unix socket, read without blocking: the whole answer (a
+    cluster snapshot), or a followed NDJSON stream whose lines go to on_line."""
+
+    def __init__(self, path, target, on_line=None):
+        self.path, self.on_line = path, on_line
+        self.req = (f"GET {target} HTTP/1.1\r\nHost: node\r\n"
+                    f"Connection: {'keep-alive' if on_line else 'close'}\r\n\r\n").encode()
+        self.sock, self.buf, self.head, self.body, self.lines = None, b"", None, bytearray(), b""
+        self.chunked, self.length, self.done, self.error = False, None, False, None
+
+    def start(self):
+        """True when connected and the request is written (a node that is not up yet, or
+        whose backlog is full, refuses: the caller tries again later)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(self.path)
+            s.send(self.req)  # a few dozen bytes: the socket buffer takes them whole
+        except OSError:
+            s.close()
+            return False
+        self.sock = s
+        return True
+
+    def feed(self):
+        """Reads what is there; returns False once the answer is complete or failed."""
+        try:
+            data = self.sock.recv(262144)
+        except BlockingIOError:
+            return True
+        except OSError as e:
+            self.error = str(e)
+            return False
+        if not data:
+            if self.head is not None and not self.chunked and self.length is None:
+                self.done = True
+            elif not self.done:
+                self.error = "connection closed"
+            return False
+        self.buf += data
+        if self.head is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return True
+            self.head, self.buf = self.buf[:end].decode("latin-1"), self.buf[end + 4:]
+            status = self.head.split(" ", 2)
+            if len(status) < 2 or status[1] != "200":
+                self.error = "answer " + self.head.split("\r\n", 1)[0]
+                return False
+            for h in self.head.split("\r\n")[1:]:
+                k, _, v = h.partition(":")
+                k, v = k.strip().lower(), v.strip().lower()
+                if k == "transfer-encoding" and "chunked" in v:
+                    self.chunked = True
+                elif k == "content-length":
+                    self.length = int(v)
+        if self.chunked:
+            while True:
+                eol = self.buf.find(b"\r\n")
+                if eol < 0:
+                    break
+                size = int(self.buf[:eol].split(b";")[0] or b"0", 16)
+                if len(self.buf) < eol + 2 + size + 2:
+                    break
+                self._data(self.buf[eol + 2:eol + 2 + size])
+                self.buf = self.buf[eol + 2 + size + 2:]
+                if size == 0:
+                    self.done = True
+                    return False
+        else:
+            self._data(self.buf)
+            self.buf = b""
+            if self.length is not None and len(self.body) >= self.length:
+                self.done = True
+                return False
+        return True
+
+    def _data(self, b):
+        if not self.on_line:
+            self.body += b
+            return
+        self.lines += b
+        *whole, self.lines = self.lines.split(b"\n")
+        for line in whole:
+            if line.strip():
+                self.on_line(line)
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+
+class _Node:
+    def __init__(self, i, pid, path):
+        self.i, self.pid, self.path = i, pid, path
+        self.events, self.seen_seq = [], 0
+        self.stream, self.stream_retry = None, 0.0
+        self.fetch, self.view, self.fetched_at = None, None, None
+        self.dirty, self.changed_at = True, 0.0
+
+    def on_event(self, line):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(e, dict) or e.get("seq", 0) <= self.seen_seq:
+            return
+        self.seen_seq = e.get("seq", 0)
+        self.events.append(e)
+        if str(e.get("type", "")).startswith("cluster."):
+            self.dirty, self.changed_at = True, time.monotonic()
+
+    def alive(self):
+        if not self.pid:
+            return True
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+
+QUIET_S = 0.5  # a node's cluster.* events stopped this long: worth a fetch
+
+
+def _view_ok(view, iface, n):
+    c = cluster_on(view, iface)
+    if c is None or c.get("state") not in ("member", "supernode"):
+        return None
+    if len(c.get("members", [])) != n:
+        return None
+    return c.get("supernode_id") or None
+
+
+def cmd_wait(d, iface, n, timeout, sock, nodes):
+    """Watches nodes I... from one process, without forks and without a polling storm:
+    it follows each node's /api/v1/events (one connection per node, kept), and fetches a
+    node's /api/v1/cluster only when a cluster.* event came since its last fetch and none
+    in the last 0.5 s, or its last fetch is 5 s old; at most once a second per node (all
+    fetches of a round go out at once, non-blocking). When every node's last view shows one cluster on IFACE with N
+    members and the same supernode, it fetches all views again at once and checks them
+    (the answer is then the same instant's, as `agree` expects), completes each node's
+    events (?since= the last one seen: a followed stream may lag) and saves both.
+    SOCK: a node's API socket with {} for its number. I:PID: the node's edged; a pid that
+    exited or is a zombie ends the wait at once. Exit 0 when they agree, 1 when not
+    (timeout, a node exited), with what they show on stdout and the watcher's own cost
+    (CPU seconds, fetches, bytes) on stderr."""
+    t_start, wall0 = time.monotonic(), time.time_ns()
+    deadline = t_start + timeout
+    sel = selectors.DefaultSelector()
+    ns = []
+    for a in nodes:
+        i, _, pid = a.partition(":")
+        ns.append(_Node(i, int(pid) if pid else 0, sock.replace("{}", i)))
+    fetches, rx_bytes, confirming, next_round, result, why = 0, 0, False, 0.0, None, ""
+
+    def start_fetch(x):
+        nonlocal fetches
+        h = _Http(x.path, "/api/v1/cluster")
+        if h.start():
+            x.fetch, x.dirty = h, False
+            sel.register(h.sock, selectors.EVENT_READ, (x, h))
+            fetches += 1
+            return True
+        return False
+
+    while result is None:
+        now = time.monotonic()
+        for x in ns:
+            if x.stream is None and now >= x.stream_retry:
+                h = _Http(x.path, f"/api/v1/events?follow=1&since={x.seen_seq}", x.on_event)
+                if h.start():
+                    x.stream = h
+                    sel.register(h.sock, selectors.EVENT_READ, (x, h))
+                else:
+                    x.stream_retry = now + 0.2
+        if not confirming and now >= next_round:
+            next_round = now + 1.0
+            dead = [x.i for x in ns if not x.alive()]
+            if dead:
+                result, why = 1, "edged exited: " + " ".join(f"n{i}" for i in dead)
+                break
+            for x in ns:
+                # A node still taking in changes is asked later: at 200 nodes, fetching
+                # every growing view every second cost the watcher a quarter of a core.
+                settled = x.dirty and now - x.changed_at >= QUIET_S
+                if x.fetch is None and (settled or x.fetched_at is None or now - x.fetched_at >= 5.0):
+                    start_fetch(x)
+        if now >= deadline:
+            result, why = 1, f"no agreement after {timeout:g}s"
+            break
+        for key, _ in sel.select(timeout=0.2):
+            x, h = key.data
+            if h.feed():
+                continue
+            sel.unregister(h.sock)
+            h.close()
+            rx_bytes += len(h.body)
+            if h is x.stream:
+                x.stream, x.stream_retry = None, time.monotonic() + 0.2
+            elif h is x.fetch:
+                x.fetch = None
+                if h.done:
+                    try:
+                        x.view, x.fetched_at = json.loads(h.body), time.monotonic()
+                    except ValueError:
+                        x.dirty = True
+                else:
+                    x.dirty = True
+        if any(x.fetch for x in ns):
+            continue
+        sups = {_view_ok(x.view, iface, n) for x in ns}
+        if len(sups) == 1 and None not in sups and not any(x.dirty for x in ns):
+            if confirming:
+                result = 0
+            else:
+                confirming = True
+                for x in ns:
+                    start_fetch(x)
+        elif confirming:
+            confirming, next_round = False, 0.0
+    seen_ns = time.time_ns()
+
+    for x in ns:  # what the followed streams may not have brought yet
+        h = _Http(x.path, f"/api/v1/events?since={x.seen_seq}")
+        if not h.start():
+            continue
+        h.sock.setblocking(True)
+        h.sock.settimeout(5)
+        try:
+            while h.feed():
+                pass
+        except OSError:
+            pass
+        h.close()
+        for line in bytes(h.body).split(b"\n"):
+            if line.strip():
+                x.on_event(line)
+    os.makedirs(d, exist_ok=True)
+    for x in ns:
+        if x.stream:
+            x.stream.close()
+        if x.view is not None:
+            with open(os.path.join(d, f"{x.i}.json"), "w") as f:
+                json.dump(x.view, f)
+        else:
+            try:
+                os.unlink(os.path.join(d, f"{x.i}.json"))
+            except OSError:
+                pass
+        with open(os.path.join(d, f"{x.i}.events"), "w") as f:
+            for e in x.events:
+                f.write(json.dumps(e) + "\n")
+    if why:
+        print(why + ": ", end="")
+    shown = cmd_agree(d, iface, n, [x.i for x in ns])
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"watch: seen_ns={seen_ns} wall_s={(seen_ns - wall0) / 1e9:.3f} "
+          f"cpu_s={ru.ru_utime + ru.ru_stime:.3f} cluster_fetches={fetches} "
+          f"rx_bytes={rx_bytes}", file=sys.stderr)
+    return 0 if result == 0 and shown == 0 else 1
+
+
 def main(a):
     if len(a) < 3:
         print(__doc__, file=sys.stderr)
@@ -288,12 +587,16 @@ def main(a):
         return cmd_supernode_events(d, int(a[3]), a[4:])
     if cmd == "blacklist":
         return cmd_blacklist(d, a[3], a[4], a[5], a[6:])
+    if cmd == "one_supernode":
+        return cmd_one_supernode(d, a[3], a[4:])
     if cmd == "counters":
         return cmd_counters(d, a[3], a[4:])
     if cmd == "show":
         return cmd_show(d, a[3], a[4:])
     if cmd == "supernode_history":
         return cmd_supernode_history(d, int(a[3]), a[4:])
+    if cmd == "wait":
+        return cmd_wait(d, a[3], int(a[4]), float(a[5]), a[6], a[7:])
     print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
     return 64
 

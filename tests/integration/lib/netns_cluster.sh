@@ -17,6 +17,9 @@
 #                            callers do `trap nc_cleanup EXIT`.
 #   nc_add_bridge K          bridge K (198.18.K-1.0/24) in the hub
 #   nc_add_node I [K...]     namespace of node I on bridges K... (default 1)
+#   nc_add_nodes I...        nodes I... on bridge 1, as `nc_add_node I` makes them, with
+#                            one `ip` call per namespace and three batches for all
+#                            instead of eight calls each (50 nodes: ~1 s, not ~6 s)
 #   nc_add_host_node I       node I in the root network namespace, on no bridge: for
 #                            edged on the Docker runtime, whose containers use the host's
 #                            network (nc_exec, nc_spawn and nc_start run its commands
@@ -68,7 +71,7 @@ NC_STATE_ROOT=/tmp/netns-cluster
 NC_PREFIX=
 NC_DIR=
 NC_HUB=
-declare -gA NC_PID=() NC_START_NS=() NC_BRIDGES_OF=() NC_SPAWNED=() NC_HOST_NODE=()
+declare -gA NC_PID=() NC_START_NS=() NC_BRIDGES_OF=() NC_SPAWNED=() NC_HOST_NODE=() NC_MAC=()
 declare -ga NC_NODES=() NC_PARTITIONED=()
 NC_KILL_NS=
 NC_SPAWN_PID=
@@ -202,6 +205,35 @@ nc_add_node() {
   done
   NC_BRIDGES_OF[$i]="${bridges[*]}"
   nc_node_files "$i"
+}
+
+nc_add_nodes() {
+  local i batch='' hub=''
+  for i in "$@"; do
+    if ! [[ $i =~ ^[0-9]+$ ]] || ((i < 1 || i > 244)); then
+      nc_log "node number $i: allowed 1..244 (its address is 198.18.x.<10+i>)"
+      return 1
+    fi
+    batch+="netns add $(nc_ns "$i")"$'\n'
+    # A MAC of our own (locally administered): nc_static_neighbours need not ask for it.
+    printf -v NC_MAC[$i.1] '02:ec:00:01:%02x:%02x' $((i / 256)) $((i % 256))
+    hub+="link add $(nc_port_name "$i" 1) type veth peer name eth0 address ${NC_MAC[$i.1]} netns $(nc_ns "$i")"$'\n'
+    hub+="link set $(nc_port_name "$i" 1) master br1 up"$'\n'
+  done
+  ip -n "$NC_HUB" link show br1 >/dev/null 2>&1 || nc_add_bridge 1 || return 1
+  ip -batch - <<<"$batch" || return 1
+  ip -n "$NC_HUB" -batch - <<<"$hub" || return 1
+  # IPv6 off before eth0 goes up (no link-local address); /proc/sys/net is the namespace's.
+  for i in "$@"; do
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    nsenter --net="/run/netns/$(nc_ns "$i")" bash -c 'for k in all default; do
+        echo 1 >/proc/sys/net/ipv6/conf/$k/disable_ipv6 || exit 1
+      done; exec ip -batch -' <<<"link set lo up
+addr add $(nc_addr "$i" 1)/24 dev eth0
+link set eth0 up" || return 1
+    NC_BRIDGES_OF[$i]=1
+    nc_node_files "$i"
+  done
 }
 
 nc_add_host_node() {
@@ -404,22 +436,20 @@ nc_wait() {
 }
 
 nc_static_neighbours() {
-  local i j k dev batch
-  declare -A mac=()
+  local i k
+  declare -A mac=() lines=()
   for i in "${NC_NODES[@]}"; do
     for k in ${NC_BRIDGES_OF[$i]}; do
-      mac[$i.$k]=$(ip -n "$(nc_ns "$i")" -br link show "eth$((k - 1))" | awk '{print $3}')
+      mac[$i.$k]=${NC_MAC[$i.$k]:-$(ip -n "$(nc_ns "$i")" -br link show "eth$((k - 1))" | awk '{print $3}')}
+      # $(nc_addr) is a fork: 200 nodes x 200 entries of them took half a minute.
+      lines[$k]+="neigh replace 198.18.$((k - 1)).$((10 + i)) lladdr ${mac[$i.$k]} dev eth$((k - 1)) nud permanent"$'\n'
     done
   done
+  # Every node gets the whole list of its bridges, its own address included: a neighbour
+  # entry for a local address is never used (local traffic goes through lo).
   for i in "${NC_NODES[@]}"; do
-    batch=
-    for k in ${NC_BRIDGES_OF[$i]}; do
-      dev=eth$((k - 1))
-      for j in "${NC_NODES[@]}"; do
-        [ "$j" != "$i" ] && [ -n "${mac[$j.$k]:-}" ] || continue
-        batch+="neigh replace $(nc_addr "$j" "$k") lladdr ${mac[$j.$k]} dev $dev nud permanent"$'\n'
-      done
-    done
+    local batch=
+    for k in ${NC_BRIDGES_OF[$i]}; do batch+=${lines[$k]}; done
     [ -z "$batch" ] || ip -n "$(nc_ns "$i")" -batch - <<<"$batch" || return 1
   done
 }
