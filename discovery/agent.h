@@ -148,6 +148,7 @@ class LinkAgent {
   void startElection(const std::string& lost_id, const std::string& why);
   void electNext();
   void applyWelcome(SessionId session, const std::string& peer_id, const nlohmann::json& m);
+  bool welcomeFromBase(const nlohmann::json& m, std::map<std::string, Member>* out) const;
   bool applyDelta(const nlohmann::json& d);
   void supernodeLost(const std::string& why);
   void emitOwnRoles(const std::vector<std::string>& roles);
@@ -159,7 +160,7 @@ class LinkAgent {
   void admit(const std::string& id);
   void runEndpointChecks();
   static bool checkFailureProvesLie(const Status& result);
-  void sendWelcome(SessionId s);
+  void sendWelcome(SessionId s, int64_t known_version = -1);
   void handleProfileUpdate(const std::string& peer, const nlohmann::json& m);
   void removeMember(const std::string& id, const std::string& why, bool close_session);
   void blacklist(const std::string& id, const std::string& address, const std::string& reason);
@@ -235,6 +236,10 @@ class LinkAgent {
     bool in_flight = false;
   };
   std::map<std::string, EndpointCheck> checks_;
+  // What this node held when it took over (-1: it formed the cluster): members that held
+  // the same list are sent only what changed since.
+  int64_t inherited_version_ = -1;
+  std::map<std::string, int64_t> inherited_seqs_;  // id -> profile seq
   std::map<std::string, std::vector<int64_t>> refusals_;
   std::string handing_over_to_;
   std::set<SessionId> leaving_sessions_;

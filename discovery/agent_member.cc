@@ -110,7 +110,10 @@ void LinkAgent::onSessionUp(SessionId session, const std::string& peer_id) {
     return;
   }
   json reg{{"t", "register"}, {"cluster", options_.cluster_id}, {"profile", profileToWire(self_)}};
-  if (!join_succession_of_.empty()) reg["succession_of"] = join_succession_of_;
+  if (!join_succession_of_.empty()) {
+    reg["succession_of"] = join_succession_of_;
+    reg["known_version"] = version_;  // the list it holds: a successor sends only changes
+  }
   io_.send(session, reg);
 }
 
@@ -149,7 +152,7 @@ void LinkAgent::onMessage(SessionId s, const std::string& peer, const json& m) {
   }
   // Messages from our supernode.
   if (s == join_session_ || s == super_session_) {
-    if (t == "welcome" || (t == "full" && s == super_session_)) {
+    if (t == "welcome" || t == "full") {  // "full": a sync's answer, on either session
       applyWelcome(s, peer, m);
     } else if (t == "delta" && s == super_session_) {
       last_heard_super_ = clock_.now();
@@ -281,7 +284,14 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
     return;
   }
   std::map<std::string, Member> members;
-  for (const auto& e : arr(m, "members")) {
+  if (m.contains("base")) {
+    // After a takeover: only what changed since the list this node already holds.
+    if (num(m, "base", -1) != version_ || !welcomeFromBase(m, &members)) {
+      io_.send(s, json{{"t", "sync"}});  // not the list we hold: the whole one, please
+      return;
+    }
+  }
+  for (const auto& e : arr(m, m.contains("base") ? "changed" : "members")) {
     const json& pj = e.is_object() && e.contains("profile") ? e["profile"] : json();
     Member mem;
     auto decoded = profileFromWire(pj);
@@ -308,6 +318,17 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
     mem.score = static_cast<int>(num(e, "score"));
     mem.joined_at = num(e, "joined_at");
     members[mem.profile.node_id] = std::move(mem);
+  }
+  if (m.contains("base")) {
+    const json& roles = m.contains("roles") && m["roles"].is_object() ? m["roles"] : json::object();
+    for (auto& [id, mem] : members) {
+      auto r = roles.find(id);
+      mem.roles = r == roles.end() ? std::vector<std::string>() : stringList(*r);
+    }
+    if (static_cast<int64_t>(members.size()) != num(m, "count", -1)) {
+      io_.send(s, json{{"t", "sync"}});
+      return;
+    }
   }
   std::map<std::string, BlacklistEntry> bl;
   for (const auto& e : arr(m, "blacklist")) {
@@ -350,6 +371,17 @@ void LinkAgent::applyWelcome(SessionId s, const std::string& peer, const json& m
   if (auto me = members_.find(identity_.id());
       me != members_.end() && me->second.roles != old_roles)
     emitOwnRoles(me->second.roles);
+}
+
+// The list this node holds, less the members a takeover's welcome says are gone (the
+// changed ones are applied by the caller). False when it names a member we do not hold.
+bool LinkAgent::welcomeFromBase(const json& m, std::map<std::string, Member>* out) const {
+  *out = members_;
+  for (const auto& id : stringList(arr(m, "gone"))) {
+    if (id != lost_supernode_ && !out->count(id)) return false;
+    out->erase(id);
+  }
+  return true;
 }
 
 void LinkAgent::emitOwnRoles(const std::vector<std::string>& roles) {

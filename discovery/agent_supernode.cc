@@ -31,6 +31,10 @@ void LinkAgent::becomeSupernode(const std::string& takeover_from, const std::str
   lost_supernode_ = takeover_from;
   if (fresh) members_.clear();
   if (!takeover_from.empty()) members_.erase(takeover_from);
+  inherited_version_ = fresh ? -1 : version_;
+  inherited_seqs_.clear();
+  if (!fresh)
+    for (const auto& [id, m] : members_) inherited_seqs_[id] = m.profile.seq;
   Member& me = members_[identity_.id()];
   me.profile = self_;
   me.score = selfScore();
@@ -177,7 +181,7 @@ void LinkAgent::handleRegister(SessionId s, const std::string& peer, const json&
     session_members_[s] = peer;
     last_heard_[peer] = clock_.now();
     if (p.seq > existing->second.profile.seq) existing->second.profile = p;
-    sendWelcome(s);
+    sendWelcome(s, num(m, "known_version", -1));
     return;
   }
   // The advertised endpoint must reach this very node (others will call it there). When
@@ -307,7 +311,35 @@ void LinkAgent::maybeHandOver(const std::string& id) {
   io_.send(s->second, json{{"t", "promote"}});
 }
 
-void LinkAgent::sendWelcome(SessionId s) {
+void LinkAgent::sendWelcome(SessionId s, int64_t known_version) {
+  if (known_version >= 0 && known_version == inherited_version_) {
+    // A member of the cluster this node took over holds the list it inherited: after a
+    // failover a hundred members re-register at once, and a hundred full lists were what
+    // made the successor too slow to answer them all in time.
+    json changed = json::array(), gone = json::array(), roles = json::object();
+    for (const auto& [id, seq] : inherited_seqs_)
+      if (!members_.count(id)) gone.push_back(id);
+    for (const auto& [id, m] : members_) {
+      auto it = inherited_seqs_.find(id);
+      if (it == inherited_seqs_.end() || it->second != m.profile.seq)
+        changed.push_back(json{
+            {"profile", profileToWire(m.profile)}, {"score", m.score}, {"joined_at", m.joined_at}});
+      if (!m.roles.empty()) roles[id] = m.roles;
+    }
+    io_.send(s, json{{"t", "welcome"},
+                     {"cluster", options_.cluster_id},
+                     {"supernode", identity_.id()},
+                     {"version", version_},
+                     {"base", inherited_version_},
+                     {"changed", changed},
+                     {"gone", gone},
+                     {"roles", roles},
+                     {"count", members_.size()},
+                     {"blacklist", blacklistJson()},
+                     {"group_key", identity::toHex(group_key_)},
+                     {"epoch", group_epoch_}});
+    return;
+  }
   io_.send(s, json{{"t", "welcome"},
                    {"cluster", options_.cluster_id},
                    {"supernode", identity_.id()},

@@ -198,6 +198,7 @@ class FakeNet {
   SessionId next_session_ = 1;
   int64_t datagrams = 0;
   int64_t messages = 0;
+  int64_t message_bytes = 0;
 
  private:
   struct Item {
@@ -259,6 +260,7 @@ void FakeIo::send(SessionId session, const json& message) {
   int from = index_;
   int to = it->second.a == from ? it->second.b : it->second.a;
   std::string bytes = encodeMessage(message);  // what goes on the wire
+  net_.message_bytes += static_cast<int64_t>(bytes.size());
   net_.after(1ms, [this, session, from, to, bytes] {
     auto s = net_.sessions_.find(session);
     if (s == net_.sessions_.end() || !net_.reachable(from, to)) return;
@@ -607,6 +609,37 @@ TEST(LinkAgent, HundredNodesStartedTogetherFormOneClusterWithoutAStormOfClaims) 
     for (const auto& [type, node] : net.node(i).events)
       if (type == "cluster.joined" && node == net.node(i).identity.id()) ++claims;
   EXPECT_LE(claims, 3) << "supernode claims in a cold start of " << kNodes;
+}
+
+TEST(LinkAgent, AfterAFailoverMembersAreSentOnlyWhatChanged) {
+  // A hundred members re-register with the successor at once; each already holds the
+  // list, so the successor sends what changed since, not a hundred profiles to each.
+  FakeNet net;
+  constexpr int kNodes = 100;
+  for (int i = 0; i < kNodes; ++i) net.add();
+  for (int i = 0; i < kNodes; ++i) net.start(net.node(i));
+  ASSERT_TRUE(net.runUntil([&] { return net.agreed(range(0, kNodes)); }, 10s));
+  net.run(1s);
+  int super = net.indexOf(net.node(0).agent->supernodeId());
+  ASSERT_GE(super, 0);
+  std::vector<int> rest;
+  for (int i = 0; i < kNodes; ++i)
+    if (i != super) rest.push_back(i);
+  int64_t before = net.message_bytes;
+  net.kill(net.node(super));
+  auto took = net.runUntil([&] { return net.agreed(rest); }, 5s);
+  ASSERT_TRUE(took) << "no agreement after the kill";
+  EXPECT_LT(*took, 500ms);
+  int64_t per_member = (net.message_bytes - before) / (kNodes - 1);
+  // A full list of 100 profiles is about 25 KB; registration and a compact welcome are
+  // a few hundred bytes.
+  EXPECT_LT(per_member, 2000) << "bytes on sessions per member during the failover";
+  // And the lists they hold are right: roles moved with the supernode role.
+  auto view = net.node(rest[0]).agent->view();
+  int supernodes = 0;
+  for (const auto& m : view.members)
+    for (const auto& r : m.roles) supernodes += r == kRoleSupernode;
+  EXPECT_EQ(supernodes, 1);
 }
 
 TEST(LinkAgent, ContradictoryReannouncementIsBlacklisted) {
