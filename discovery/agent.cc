@@ -194,6 +194,7 @@ void LinkAgent::tick() {
       }
       break;
     case State::kSupernode: {
+      if (next_delta_at_ != SteadyTime{} && now >= next_delta_at_) flushDeltas();
       if (now >= next_beacon_) sendBeacon();
       runEndpointChecks();
       std::vector<std::string> expired;

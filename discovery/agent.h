@@ -166,6 +166,7 @@ class LinkAgent {
   void blacklist(const std::string& id, const std::string& address, const std::string& reason);
   void reject(SessionId s, const std::string& reason);
   void publishDelta(nlohmann::json delta);
+  void flushDeltas();
   void recomputeRoles(nlohmann::json* roles_out);
   void maybeHandOver(const std::string& id);
   nlohmann::json memberListJson() const;
@@ -236,6 +237,10 @@ class LinkAgent {
     bool in_flight = false;
   };
   std::map<std::string, EndpointCheck> checks_;
+  nlohmann::json pending_delta_ = nlohmann::json::object();  // gathered, not yet sent
+  int64_t published_version_ = 0;  // the version the last delta sent ended at
+  SteadyTime next_delta_at_{};     // when gathered changes go out ({} = none gathered)
+  SteadyTime last_delta_at_{};
   // What this node held when it took over (-1: it formed the cluster): members that held
   // the same list are sent only what changed since.
   int64_t inherited_version_ = -1;

@@ -73,6 +73,10 @@ inline constexpr int kMaxClaimDeferrals = 3;
 // Background checks of members' endpoints: at most this many at once, and an endpoint that
 // times out this many times (1, 2, 4 s apart) is taken for one nobody serves.
 inline constexpr int kMaxChecksInFlight = 4;
+// Membership changes that follow a delta within kDeltaBurst are gathered for
+// kDeltaCoalesce and go out as one.
+inline constexpr std::chrono::milliseconds kDeltaBurst{20};
+inline constexpr std::chrono::milliseconds kDeltaCoalesce{50};
 inline constexpr int kMaxCheckAttempts = 4;
 inline constexpr size_t kMaxSendersTracked = 4096;
 

@@ -52,6 +52,11 @@ void LinkAgent::becomeSupernode(const std::string& takeover_from, const std::str
   group_key_ = identity::randomBytes(32);
   group_epoch_ = static_cast<uint32_t>(rng_());
   ++version_;
+  // A new key: members re-register and get the list in their welcome.
+  published_version_ = version_;
+  pending_delta_ = json::object();
+  next_delta_at_ = {};
+  last_delta_at_ = {};
   json roles;
   recomputeRoles(&roles);
   emit(fresh ? "cluster.joined" : "cluster.takeover", identity_.id(),
@@ -474,22 +479,115 @@ void LinkAgent::recomputeRoles(json* roles_out) {
   }
 }
 
+// A change is published at once, unless a delta went out less than kDeltaBurst ago: then
+// changes are gathered for kDeltaCoalesce (tick() flushes them), so a hundred nodes
+// joining in two seconds make about forty deltas, not a hundred, and every member checks
+// the signature of each.
 void LinkAgent::publishDelta(json delta) {
-  delta["t"] = "delta";
-  delta["version"] = version_;
-  delta["from"] = version_ - 1;
-  std::string plain = encodeMessage(delta);
-  std::string sealed = identity::sealGroup(group_key_, options_.cluster_id, plain);
-  auto dg = encodeDatagram(DatagramType::kDelta,
-                           encodeDeltaBody(identity_.id(), group_epoch_, sealed), identity_);
-  if (dg.isOk()) {
-    io_.multicast(*dg);
+  // Entries name their node by "node_id" (left, blacklist) or in their profile.
+  auto idOf = [](const json& e) {
+    if (e.contains("node_id")) return str(e, "node_id");
+    auto p = profileFromWire(e.value("profile", json()));
+    return p.isOk() ? p->node_id : std::string();
+  };
+  auto drop = [&](json* list, const std::string& id) {
+    if (!list->is_array()) return;
+    json kept = json::array();
+    for (auto& e : *list)
+      if (idOf(e) != id) kept.push_back(std::move(e));
+    *list = std::move(kept);
+  };
+  for (const char* list : {"joined", "updated", "left", "blacklist"}) {
+    if (!delta.contains(list)) continue;
+    for (auto& e : delta[list]) {
+      std::string id = idOf(e);
+      // A member that joins and leaves (or leaves and comes back) within one delta
+      // appears once, as it is now, whatever order the receiver applies the lists in.
+      if (std::string(list) == "left") {
+        drop(&pending_delta_["joined"], id);
+        drop(&pending_delta_["updated"], id);
+      } else if (std::string(list) == "joined") {
+        drop(&pending_delta_["left"], id);
+      }
+      e["_v"] = version_;  // the version of this change (taken off before sending)
+      pending_delta_[list].push_back(std::move(e));
+    }
+  }
+  if (auto roles = delta.find("roles"); roles != delta.end() && roles->is_object())
+    for (auto& [id, r] : roles->items()) pending_delta_["roles"][id] = r;
+  SteadyTime now = clock_.now();
+  if (next_delta_at_ != SteadyTime{}) return;  // a gathering is under way
+  if (now - last_delta_at_ >= kDeltaBurst) {
+    flushDeltas();
+  } else {
+    next_delta_at_ = now + kDeltaCoalesce;
+  }
+}
+
+void LinkAgent::flushDeltas() {
+  last_delta_at_ = clock_.now();
+  next_delta_at_ = {};
+  if (pending_delta_.empty() || version_ == published_version_) {
+    pending_delta_ = json::object();
     return;
   }
-  // Too large for one datagram (several profiles at once): each member gets it on its
-  // session instead.
-  for (const auto& [id, s] : member_sessions_)
-    if (s) io_.send(s, delta);
+  // The coalesced change holds each member's latest state over the versions it covers,
+  // so a member at any version in that range can apply it (applyDelta). It is split in
+  // order of the changes' versions so each part fits in a datagram; a part ends at the
+  // version of its last change, the last part at the current version.
+  struct Item {
+    int64_t v;
+    const char* list;
+    json entry;
+  };
+  std::vector<Item> items;
+  for (const char* list : {"joined", "updated", "left", "blacklist"})
+    if (pending_delta_.contains(list) && pending_delta_[list].is_array())
+      for (auto& e : pending_delta_[list]) {
+        int64_t v = num(e, "_v", version_);
+        e.erase("_v");
+        items.push_back({v, list, std::move(e)});
+      }
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Item& a, const Item& b) { return a.v < b.v; });
+  json roles = pending_delta_.value("roles", json::object());
+  pending_delta_ = json::object();
+  std::vector<std::pair<json, int64_t>> parts(1, {json::object(), version_});  // part, ends at
+  constexpr size_t kRoom = kMaxDatagram - kDatagramHeader - kSignatureSize - 64;
+  int64_t last_v = published_version_;
+  for (auto& item : items) {
+    json& part = parts.back().first;
+    json trial = part;
+    trial[item.list].push_back(item.entry);
+    if (!part.empty() && encodeMessage(trial).size() > kRoom && last_v < item.v) {
+      parts.back().second = last_v;
+      parts.push_back({json::object(), version_});
+      parts.back().first[item.list].push_back(std::move(item.entry));
+    } else {
+      part = std::move(trial);
+    }
+    last_v = item.v;
+  }
+  parts.back().second = version_;
+  if (!roles.empty()) parts.back().first["roles"] = std::move(roles);
+  for (auto& [delta, ends_at] : parts) {
+    delta["t"] = "delta";
+    delta["from"] = published_version_;
+    delta["version"] = ends_at;
+    published_version_ = ends_at;
+    std::string plain = encodeMessage(delta);
+    std::string sealed = identity::sealGroup(group_key_, options_.cluster_id, plain);
+    auto dg = encodeDatagram(DatagramType::kDelta,
+                             encodeDeltaBody(identity_.id(), group_epoch_, sealed), identity_);
+    if (dg.isOk()) {
+      io_.multicast(*dg);
+      continue;
+    }
+    // Too large for one datagram (a profile near its limits): each member gets it on its
+    // session instead.
+    for (const auto& [id, s] : member_sessions_)
+      if (s) io_.send(s, delta);
+  }
 }
 
 json LinkAgent::memberListJson() const {
