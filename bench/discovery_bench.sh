@@ -25,7 +25,8 @@
 #               the same loop every 50 ms, and the lag of those lines during the launch
 #               burst is printed (stamp lag: max and p90 ms; the stamper runs at nice
 #               -15). Serf's event handler time (the handler stamps itself as it starts,
-#               after Serf's quiet second of coalescing) is shown beside it.
+#               after Serf's quiet second of coalescing) is shown beside it up to 50
+#               agents (above, the handlers' forks swamp 2 cores: none are registered).
 # Watching: no polling storm. For edged one python3 process per wait (cluster_view.py
 #  wait) follows every node's /api/v1/events over its unix socket and fetches a node's
 #  /api/v1/cluster only after one of its cluster.* events (or 5 s without one), at most
@@ -405,11 +406,18 @@ serf_stamper_start() {
 declare -A SERF_PID=()
 # No subshell here (nor in nc_spawn): the launch loop of the N-1 is part of what is timed.
 # nsenter execs serf, so the pid nc_spawn gives is the agent's.
+# The event handler only up to SERF_HANDLER_MAX agents: above, a process per event per
+# agent is a fork storm on 2 cores (at 200, even a builtins-only handler kept the load
+# average at 700, stuck in mmap, and Serf's convergence went from 7 s to 123 s). Without
+# it the handler column shows "-"; the figures come from the log lines either way.
+SERF_HANDLER_MAX=50
+export SERF_NO_HANDLER=0
 serf_start() {  # I [serf agent args...]
-  local i=$1 d=$NC_DIR/n$1
+  local i=$1 d=$NC_DIR/n$1 h=()
   shift
+  ((SERF_NO_HANDLER)) || h=(-event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events")
   nc_spawn "$i" "$NC_DIR/fifo/n$i" serf agent -node "n$i" -bind "198.18.0.$((10 + i)):7946" \
-    -rpc-addr 127.0.0.1:7373 -event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events" "$@"
+    -rpc-addr 127.0.0.1:7373 "${h[@]}" "$@"
   SERF_PID[$i]=$NC_SPAWN_PID
 }
 
@@ -466,6 +474,7 @@ serf_first_up() {
 serf_convergence() {  # N
   local n=$1 t0 out rest
   serf_fresh
+  SERF_NO_HANDLER=$((n > SERF_HANDLER_MAX))
   log "serf N=$n: agent 1, then $((n - 1)) agents with -join $(nc_addr 1)"
   if ! serf_first_up; then
     R[serf_conv_$n]="fail: agent 1 did not answer in 10s"
@@ -525,6 +534,7 @@ serf_convergence() {  # N
 serf_join_cost() {  # N
   local n=$1 m=$(($1 - 1)) s0 s1 s2 t1 t2
   serf_fresh "conv_$n"
+  SERF_NO_HANDLER=$((n > SERF_HANDLER_MAX))
   if ! serf_first_up; then
     R[serf_pkts_$n]="fail: agent 1 did not answer in 10s"
     R[serf_bytes_$n]=${R[serf_pkts_$n]}
