@@ -7,9 +7,12 @@
 #                            [--only edged|serf]
 #   --quick: N=5 with a 1 s baseline window, under a minute (CI's smoke check)
 #   (root; EDGE_BUILD_DIR=build; Debian's `serf`, else the Serf half is skipped)
-#   The default run (5..200, both systems) takes 15-20 min on 2 cores (N=200 alone: edged
-#   ~5 min when it does not converge, Serf ~4 min); every wait is bounded (wait_bound,
-#   join_pre_bound) and each phase prints how long it took.
+#   The default run (5..200, both systems) was not timed whole. Parts, on 2 cores: 5 and
+#   20 together 107 s; Serf at 100 47 s; edged at 200 ~6 min when it does not converge
+#   (two 120 s waits; no join phase then); Serf at 200 4-8 min (its convergence took 7 s
+#   in one run and 119 s in two: 200 agents keep 2 cores saturated, load average ~450).
+#   Every wait is bounded (wait_bound, join_pre_bound; worst case about 30 min in all)
+#   and each phase prints how long it took.
 #
 # Times: each system by its own clock, at the moment of the event where it can.
 #  edged        stamps its events itself when they happen (EventLog::add takes the wall
