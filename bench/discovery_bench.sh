@@ -7,8 +7,12 @@
 #                            [--only edged|serf]
 #   --quick: N=5 with a 1 s baseline window, under a minute (CI's smoke check)
 #   (root; EDGE_BUILD_DIR=build; Debian's `serf`, else the Serf half is skipped)
-#   The default run (5..200, both systems) takes about 10-20 min on 2 cores; every wait
-#   is bounded (see wait_bound) and each phase prints how long it took.
+#   The default run (5..200, both systems) was not timed whole. Parts, on 2 cores: 5 and
+#   20 together 107 s; Serf at 100 47 s; edged at 200 ~6 min when it does not converge
+#   (two 120 s waits; no join phase then); Serf at 200 4-8 min (its convergence took 7 s
+#   in one run and 119 s in two: 200 agents keep 2 cores saturated, load average ~450).
+#   Every wait is bounded (wait_bound, join_pre_bound; worst case about 30 min in all)
+#   and each phase prints how long it took.
 #
 # Times: each system by its own clock, at the moment of the event where it can.
 #  edged        stamps its events itself when they happen (EventLog::add takes the wall
@@ -22,9 +26,10 @@
 #               stamps each line with time_ns(); no shell loop per agent). How late it can
 #               be is measured in every run: a probe writes its own time into a FIFO of
 #               the same loop every 50 ms, and the lag of those lines during the launch
-#               burst is printed (stamp lag: max and p90 ms). Serf's event handler
-#               time (date +%s%N in the handler, run after Serf's quiet second of
-#               coalescing) is shown beside it.
+#               burst is printed (stamp lag: max and p90 ms; the stamper runs at nice
+#               -15). Serf's event handler time (the handler stamps itself as it starts,
+#               after Serf's quiet second of coalescing) is shown beside it up to 50
+#               agents (above, the handlers' forks swamp 2 cores: none are registered).
 # Watching: no polling storm. For edged one python3 process per wait (cluster_view.py
 #  wait) follows every node's /api/v1/events over its unix socket and fetches a node's
 #  /api/v1/cluster only after one of its cluster.* events (or 5 s without one), at most
@@ -374,17 +379,23 @@ per_join() {  # WHO N "s0" "s1" "s2" T1 T2: baseline s0->s1 over WINDOW, join s1
 
 SERF_HANDLER=$NC_DIR/serf-handler.sh
 cat >"$SERF_HANDLER" <<'HANDLER'
-#!/bin/sh
-# Serf event handler: "<epoch ns> <event> <members>" appended to the file in $1.
-m=$(cut -f1 | tr '\n' ' ')
-echo "$(date +%s%N) $SERF_EVENT $m" >>"$1"
+#!/bin/bash
+# Serf event handler: "<epoch ns> <event> <members>" appended to the file in $1, stamped
+# as it starts. Builtins only: one that forked date, cut and tr for every event of every
+# agent was a fork storm at 200 agents (load average 770 on 2 cores).
+t=${EPOCHREALTIME/./}
+m=
+while IFS=$'\t' read -r name _; do m+="$name "; done
+echo "${t}000 $SERF_EVENT $m" >>"$1"
 HANDLER
 chmod +x "$SERF_HANDLER"
 
 # The one stamping process (bench/serf_watch.py stamp): FIFOs $NC_DIR/fifo/n1..nMAXN.
 serf_stamper_start() {
   local tries=0
-  "${SERF_WATCH[@]}" stamp "$NC_DIR" "$MAXN" 2>"$NC_DIR/stamper.err" &
+  # Ahead of the agents for the CPU (it needs little: ~0.5 s a run): at N=200 at the
+  # default priority, lines were stamped up to 420 ms late (p90 164 ms) in the burst.
+  nice -n -15 "${SERF_WATCH[@]}" stamp "$NC_DIR" "$MAXN" 2>"$NC_DIR/stamper.err" &
   SERF_STAMPER=$!
   until [ -e "$NC_DIR/stamper.ready" ]; do
     if ((tries++ > 100)) || ! kill -0 "$SERF_STAMPER" 2>/dev/null; then
@@ -398,11 +409,18 @@ serf_stamper_start() {
 declare -A SERF_PID=()
 # No subshell here (nor in nc_spawn): the launch loop of the N-1 is part of what is timed.
 # nsenter execs serf, so the pid nc_spawn gives is the agent's.
+# The event handler only up to SERF_HANDLER_MAX agents: above, a process per event per
+# agent is a fork storm on 2 cores (at 200, even a builtins-only handler kept the load
+# average at 700, stuck in mmap, and Serf's convergence went from 7 s to 123 s). Without
+# it the handler column shows "-"; the figures come from the log lines either way.
+SERF_HANDLER_MAX=50
+export SERF_NO_HANDLER=0
 serf_start() {  # I [serf agent args...]
-  local i=$1 d=$NC_DIR/n$1
+  local i=$1 d=$NC_DIR/n$1 h=()
   shift
+  ((SERF_NO_HANDLER)) || h=(-event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events")
   nc_spawn "$i" "$NC_DIR/fifo/n$i" serf agent -node "n$i" -bind "198.18.0.$((10 + i)):7946" \
-    -rpc-addr 127.0.0.1:7373 -event-handler "member-join,member-failed=$SERF_HANDLER $d/serf.events" "$@"
+    -rpc-addr 127.0.0.1:7373 "${h[@]}" "$@"
   SERF_PID[$i]=$NC_SPAWN_PID
 }
 
@@ -459,6 +477,7 @@ serf_first_up() {
 serf_convergence() {  # N
   local n=$1 t0 out rest
   serf_fresh
+  SERF_NO_HANDLER=$((n > SERF_HANDLER_MAX))
   log "serf N=$n: agent 1, then $((n - 1)) agents with -join $(nc_addr 1)"
   if ! serf_first_up; then
     R[serf_conv_$n]="fail: agent 1 did not answer in 10s"
@@ -518,6 +537,7 @@ serf_convergence() {  # N
 serf_join_cost() {  # N
   local n=$1 m=$(($1 - 1)) s0 s1 s2 t1 t2
   serf_fresh "conv_$n"
+  SERF_NO_HANDLER=$((n > SERF_HANDLER_MAX))
   if ! serf_first_up; then
     R[serf_pkts_$n]="fail: agent 1 did not answer in 10s"
     R[serf_bytes_$n]=${R[serf_pkts_$n]}

@@ -131,11 +131,27 @@ def cmd_agree(d, iface, n, nodes):
             bad.append(f"n{i}: {len(members)} members")
         if c.get("state") not in ("member", "supernode"):
             bad.append(f"n{i}: state {c.get('state')}")
-    summary = " ".join(f"supernode={s}:{len(v)}nodes" for s, v in sups.items())
+    summary = " ".join(f"supernode={s or '(none)'}:{len(v)}nodes" for s, v in sups.items())
     if len(sups) > 1:
-        bad.append("supernodes differ: " + "; ".join(f"{s} on {v}" for s, v in sups.items()))
+        bad.append("supernodes differ: " + "; ".join(
+            f"{s or '(none)'} on {_few(v)}" for s, v in sorted(sups.items(), key=lambda kv: -len(kv[1]))))
+    if bad and len(nodes) > 6:
+        states, sizes = {}, {}
+        for i in nodes:
+            c = cluster_on(load_view(d, i), iface) or {}
+            states[c.get("state", "no-answer")] = states.get(c.get("state", "no-answer"), 0) + 1
+            k = len(c.get("members", []))
+            sizes[k] = sizes.get(k, 0) + 1
+        summary += (" states:" + ",".join(f"{k}={v}" for k, v in sorted(states.items())) +
+                    " members:nodes " + ",".join(f"{k}:{v}" for k, v in sorted(sizes.items(), reverse=True)[:8]))
+    if len(bad) > 12:  # 200 nodes: the first ones and a count, not a page
+        bad = bad[:12] + [f"... {len(bad) - 12} more"]
     print(f"{summary} problems=[{', '.join(bad)}]" if bad else f"{summary} members={n}")
     return 1 if bad else 0
+
+
+def _few(nodes, k=8):
+    return "[" + ",".join(f"n{i}" for i in nodes[:k]) + (f",... {len(nodes)} nodes" if len(nodes) > k else "") + "]"
 
 
 def cmd_converge(d, iface, t0, nodes):
@@ -532,25 +548,36 @@ def cmd_wait(d, iface, n, timeout, sock, nodes):
             confirming, next_round = False, 0.0
     seen_ns = time.time_ns()
 
-    for x in ns:  # what the followed streams may not have brought yet
-        h = _Http(x.path, f"/api/v1/events?since={x.seen_seq}")
-        if not h.start():
-            continue
-        h.sock.setblocking(True)
-        h.sock.settimeout(5)
-        try:
-            while h.feed():
-                pass
-        except OSError:
-            pass
-        h.close()
-        for line in bytes(h.body).split(b"\n"):
-            if line.strip():
-                x.on_event(line)
-    os.makedirs(d, exist_ok=True)
     for x in ns:
         if x.stream:
+            sel.unregister(x.stream.sock)
             x.stream.close()
+        if x.fetch:
+            sel.unregister(x.fetch.sock)
+            x.fetch.close()
+    # What the followed streams may not have brought yet: all nodes at once, 10 s at most
+    # (200 overloaded nodes asked one after the other could take minutes).
+    drain, end = [], time.monotonic() + 10
+    for x in ns:
+        h = _Http(x.path, f"/api/v1/events?since={x.seen_seq}")
+        if h.start():
+            sel.register(h.sock, selectors.EVENT_READ, (x, h))
+            drain.append(h)
+    while drain and time.monotonic() < end:
+        for key, _ in sel.select(timeout=0.2):
+            x, h = key.data
+            if h.feed():
+                continue
+            sel.unregister(h.sock)
+            h.close()
+            drain.remove(h)
+            for line in bytes(h.body).split(b"\n"):
+                if line.strip():
+                    x.on_event(line)
+    for h in drain:
+        h.close()
+    os.makedirs(d, exist_ok=True)
+    for x in ns:
         if x.view is not None:
             with open(os.path.join(d, f"{x.i}.json"), "w") as f:
                 json.dump(x.view, f)
