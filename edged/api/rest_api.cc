@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -620,42 +621,47 @@ json eventJson(const orchestrator::NodeEvent& e) {
 }
 
 void registerEvents(ApiServer& server, NodeApi& node) {
-  server.get(
-      "/api/v1/events", [&server, &node](const httplib::Request& req, httplib::Response& res) {
-        int64_t since = 0;
-        if (req.has_param("since")) {
-          try {
-            since = std::stoll(req.get_param_value("since"));
-          } catch (...) {
-            return sendJson(res, 400,
-                            json{{"message", "since: expected an event number, got \"" +
-                                                 req.get_param_value("since") + "\""}});
-          }
-        }
-        std::string service = req.has_param("service") ? req.get_param_value("service") : "";
-        if (!flag(req, "follow")) {
-          std::string body;
-          for (const auto& e : node.events().since(since, service))
-            body += eventJson(e).dump() + "\n";
-          res.set_content(body, "application/x-ndjson");
-          return;
-        }
-        res.set_chunked_content_provider(
-            "application/x-ndjson",
-            [&server, &node, since, service](size_t, httplib::DataSink& sink) mutable {
-              for (;;) {
-                for (const auto& e : node.events().since(since, service)) {
-                  std::string line = eventJson(e).dump() + "\n";
-                  if (!sink.write(line.data(), line.size())) return false;
-                  since = e.seq;
-                }
-                if (server.stopping() || !sink.is_writable()) break;
-                node.events().waitFor(node.events().lastSeq(), std::chrono::milliseconds(500));
-              }
-              sink.done();
-              return true;
-            });
-      });
+  server.get("/api/v1/events",
+             [&server, &node](const httplib::Request& req, httplib::Response& res) {
+               int64_t since = 0;
+               if (req.has_param("since")) {
+                 try {
+                   since = std::stoll(req.get_param_value("since"));
+                 } catch (...) {
+                   return sendJson(res, 400,
+                                   json{{"message", "since: expected an event number, got \"" +
+                                                        req.get_param_value("since") + "\""}});
+                 }
+               }
+               std::string service = req.has_param("service") ? req.get_param_value("service") : "";
+               if (!flag(req, "follow")) {
+                 std::string body;
+                 for (const auto& e : node.events().since(since, service))
+                   body += eventJson(e).dump() + "\n";
+                 res.set_content(body, "application/x-ndjson");
+                 return;
+               }
+               res.set_chunked_content_provider(
+                   "application/x-ndjson",
+                   [&server, &node, since, service](size_t, httplib::DataSink& sink) mutable {
+                     for (;;) {
+                       // Every event up to `seen` is delivered (or filtered out) below; waiting for
+                       // one after the last delivered (not after lastSeq() read afterwards) keeps
+                       // an event appended in between from waiting out the 500 ms.
+                       int64_t seen = node.events().lastSeq();
+                       for (const auto& e : node.events().since(since, service)) {
+                         std::string line = eventJson(e).dump() + "\n";
+                         if (!sink.write(line.data(), line.size())) return false;
+                         since = e.seq;
+                       }
+                       since = std::max(since, seen);
+                       if (server.stopping() || !sink.is_writable()) break;
+                       node.events().waitFor(since, std::chrono::milliseconds(500));
+                     }
+                     sink.done();
+                     return true;
+                   });
+             });
 }
 
 void registerCluster(ApiServer& server, NodeApi& node) {
