@@ -1,9 +1,9 @@
 // The data of discovery: node profiles, cluster members, the blacklist, and the
 // snapshot the node API and `edgectl` show. Plain values; no locking.
 //
-// JSON forms (types.cc) are the wire form of profiles (until the agent moves to the binary
-// form of wire.h) and the API form of snapshots; the field names are part of the contract
-// (docs/api.md, docs/discovery.md). validateProfile holds the checks both forms share.
+// JSON forms (types.cc) are the API form of profiles and snapshots; the field names are
+// part of the contract (docs/api.md, docs/discovery.md). On the wire, profiles travel in
+// the binary form of wire.h. validateProfile holds the checks both forms share.
 #pragma once
 
 #include <cstdint>
@@ -65,7 +65,7 @@ struct NodeProfile {
   // covers, and reaches newer peers whole when a supernode relays it. Empty for profiles
   // that came as JSON.
   std::string wire_extensions;
-  // Ed25519 over profileSigningBytes (JSON) or profileSigningBytesV2 (wire.h); 64 bytes raw.
+  // Ed25519 over profileSigningBytesV2 (wire.h); 64 bytes raw.
   std::string signature;
 };
 
@@ -80,7 +80,9 @@ Result<NodeProfile> profileFromJson(const nlohmann::json& j);
 // returned as InvalidArgument "profile.<field>: <what was wrong and what is allowed>".
 // node_id is not checked (the JSON form checks its syntax; the binary form derives it).
 Status validateProfile(const NodeProfile& p);
-// The bytes a profile signature covers: the canonical JSON without "signature".
+// The canonical JSON without "signature": what profiles were signed over before the
+// binary wire (nodes now sign profileSigningBytesV2, wire.h); kept for its tests of the
+// JSON form's canonical order.
 std::string profileSigningBytes(const NodeProfile& p);
 
 // A member as the cluster knows it.
