@@ -59,8 +59,10 @@
 #               down on the hub side): edged's new supernode, Serf's agent 2, timers only.
 #  per join     with N-1 converged and quiet, the packets and bytes the nodes put on the
 #               wire (rx of the hub-side veths) over a baseline window, then over the
-#               join of node N until all N agree; per join = delta - baseline rate x
-#               duration. `msgs` is edged's own messages_sent counter, summed. Not run for
+#               join of node N until all N agree, by each system's own times (edged's
+#               events, Serf's stamped log lines; the counters are sampled every 0.1 s
+#               and the first sample after that moment ends the window, not the watcher's
+#               later look); per join = delta - baseline rate x duration. `msgs` is edged's own messages_sent counter, summed. Not run for
 #               edged when N nodes converged in neither start (N-1 would not either).
 # Prints a table and `ratio <what>_<N> <edged/serf>` lines (below 1: edged is better).
 # A requested figure that is missing or failed shows "-" (its ratio too), and the run
@@ -323,6 +325,36 @@ edged_convergence() {  # N
   edged_stop_all
 }
 
+# The link's counters sampled every 0.1 s during a join, so that a join's bytes end at
+# the join's own completion (by each system's own event times) rather than when a
+# watcher saw it: at 200 nodes the watcher sees agreement seconds later, and subtracting
+# seconds of baseline traffic left only noise.
+sampler_start() {
+  (while :; do
+    echo "$(now) $(nc_link_stats 1)"
+    sleep 0.1
+  done) >"$NC_DIR/link-samples" 2>/dev/null &
+  SAMPLER=$!
+}
+sampler_stop() {
+  kill "$SAMPLER" 2>/dev/null
+  wait "$SAMPLER" 2>/dev/null
+}
+# The first sample at or after T (ns): "t rx_packets rx_bytes tx_packets tx_bytes".
+sample_at() { awk -v t="$1" '$1 >= t { print; exit }' "$NC_DIR/link-samples"; }
+
+# Ends the join window (T2, S2) at T1 + DONE seconds when a sample covers it; else keeps
+# what the caller read when it saw agreement.
+join_window_end() {  # DONE_SECONDS T1
+  local done=$1 t1=$2 at sample
+  [[ $done =~ ^[0-9.]+$ ]] || return 0
+  at=$(awk -v t1="$t1" -v d="$done" 'BEGIN { printf "%.0f", t1 + d * 1e9 }')
+  sample=$(sample_at "$at")
+  [ -n "$sample" ] || return 0
+  read -r t2 s2_0 s2_1 s2_2 s2_3 <<<"$sample"
+  s2=("$s2_0" "$s2_1" "$s2_2" "$s2_3")
+}
+
 edged_join_cost() {  # N
   local n=$1 m=$(($1 - 1)) first s0 s1 s2 t1 t2 c0 c1 c2
   first=$(seq "$m")
@@ -342,17 +374,24 @@ edged_join_cost() {  # N
   read -r -a s1 <<<"$(nc_link_stats 1)"
   edged_wait_agree 15 "$m" $first
   c1=$("${VIEW[@]}" counters "$VD" eth0 $first)
+  sampler_start
   t1=$(now)
   nc_start "$n"
   if ! edged_wait_agree 30 "$n" $(seq "$n"); then
+    sampler_stop
     R[edged_pkts_$n]="fail: node $n did not join in 30s: $(head -c 300 "$VD/agree.out")"
     R[edged_bytes_$n]=${R[edged_pkts_$n]}
     edged_stop_all
     return 1
   fi
   t2=$(now)
+  sampler_stop
   read -r -a s2 <<<"$(nc_link_stats 1)"
   c2=$("${VIEW[@]}" counters "$VD" eth0 $(seq "$n"))
+  local done_s
+  read -r done_s _ < <("${VIEW[@]}" converge "$VD" eth0 "$t1" $(seq "$n") 2>/dev/null)
+  log "edged N=$n: join of node $n complete ${done_s:-?}s after its launch by the nodes' events (watcher: $(secs "$t1" "$t2")s)"
+  join_window_end "${done_s:-}" "$t1"
   per_join edged "$n" "${s0[*]}" "${s1[*]}" "${s2[*]}" "$t1" "$t2"
   # Members ping their supernode every second: the baseline rate comes off here too.
   R[edged_msgs_$n]=$(python3 -c '
@@ -556,16 +595,23 @@ serf_join_cost() {  # N
   read -r -a s0 <<<"$(nc_link_stats 1)"
   sleep "$WINDOW"
   read -r -a s1 <<<"$(nc_link_stats 1)"
+  sampler_start
   t1=$(now)
   serf_start "$n" -join "$(nc_addr 1)"
-  if ! serf_wait 30 joined "$n" "$t1" $(seq "$n") >/dev/null; then
+  local out done_s
+  if ! out=$(serf_wait 30 joined "$n" "$t1" $(seq "$n")); then
+    sampler_stop
     R[serf_pkts_$n]="fail: agent $n did not join in 30s"
     R[serf_bytes_$n]=${R[serf_pkts_$n]}
     serf_stop_all
     return 1
   fi
   t2=$(now)
+  sampler_stop
   read -r -a s2 <<<"$(nc_link_stats 1)"
+  read -r done_s _ <<<"$out"
+  log "serf N=$n: join of agent $n complete ${done_s:-?}s after its launch by its log stamps (watcher: $(secs "$t1" "$t2")s)"
+  join_window_end "${done_s:-}" "$t1"
   per_join serf "$n" "${s0[*]}" "${s1[*]}" "${s2[*]}" "$t1" "$t2"
   serf_stop_all
 }
