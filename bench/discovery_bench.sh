@@ -325,6 +325,12 @@ edged_convergence() {  # N
   edged_stop_all
 }
 
+# How long N-1 nodes that just converged are left alone before the baseline window: QUIET,
+# and a second per 20 nodes (after a cold start of 199, the supernode still checks their
+# endpoints in the background, 4 at a time, for several seconds; at 200 nodes that
+# traffic fell into the join's window and tripled its bytes).
+quiet_for() { echo $((QUIET > $1 / 20 ? QUIET : $1 / 20)); }
+
 # The link's counters sampled every 0.1 s during a join, so that a join's bytes end at
 # the join's own completion (by each system's own event times) rather than when a
 # watcher saw it: at 200 nodes the watcher sees agreement seconds later, and subtracting
@@ -366,14 +372,19 @@ edged_join_cost() {  # N
     edged_stop_all
     return 1
   fi
-  sleep "$QUIET"
+  sleep "$(quiet_for "$n")"
   edged_wait_agree 15 "$m" $first
   c0=$("${VIEW[@]}" counters "$VD" eth0 $first)
+  local b0 b1
   read -r -a s0 <<<"$(nc_link_stats 1)"
+  b0=$(now)
   sleep "$WINDOW"
-  read -r -a s1 <<<"$(nc_link_stats 1)"
   edged_wait_agree 15 "$m" $first
   c1=$("${VIEW[@]}" counters "$VD" eth0 $first)
+  # Read last, right before the join: the agreement check and the counters above take
+  # seconds at 200 nodes, and their baseline traffic was counted as the join's.
+  read -r -a s1 <<<"$(nc_link_stats 1)"
+  b1=$(now)
   sampler_start
   t1=$(now)
   nc_start "$n"
@@ -392,7 +403,7 @@ edged_join_cost() {  # N
   read -r done_s _ < <("${VIEW[@]}" converge "$VD" eth0 "$t1" $(seq "$n") 2>/dev/null)
   log "edged N=$n: join of node $n complete ${done_s:-?}s after its launch by the nodes' events (watcher: $(secs "$t1" "$t2")s)"
   join_window_end "${done_s:-}" "$t1"
-  per_join edged "$n" "${s0[*]}" "${s1[*]}" "${s2[*]}" "$t1" "$t2"
+  per_join edged "$n" "${s0[*]}" "${s1[*]}" "${s2[*]}" "$t1" "$t2" "$(secs "$b0" "$b1")"
   # Members ping their supernode every second: the baseline rate comes off here too.
   R[edged_msgs_$n]=$(python3 -c '
 import sys
@@ -403,9 +414,9 @@ print(round((c - b) - (b - a) / w * d))' "$c0" "$c1" "$c2" "$WINDOW" "$t1" "$t2"
   edged_stop_all
 }
 
-per_join() {  # WHO N "s0" "s1" "s2" T1 T2: baseline s0->s1 over WINDOW, join s1->s2 over T1..T2
+per_join() {  # WHO N "s0" "s1" "s2" T1 T2 [BASELINE_S]: baseline s0->s1 over BASELINE_S (default WINDOW), join s1->s2 over T1..T2
   local who=$1 n=$2 out
-  out=$(awk -v a="$3" -v b="$4" -v c="$5" -v w="$WINDOW" -v t1="$6" -v t2="$7" 'BEGIN {
+  out=$(awk -v a="$3" -v b="$4" -v c="$5" -v w="${8:-$WINDOW}" -v t1="$6" -v t2="$7" 'BEGIN {
     split(a, s0); split(b, s1); split(c, s2); d = (t2 - t1) / 1e9
     p = (s2[1] - s1[1]) - (s1[1] - s0[1]) / w * d
     y = (s2[2] - s1[2]) - (s1[2] - s0[2]) / w * d
@@ -591,7 +602,7 @@ serf_join_cost() {  # N
     serf_stop_all
     return 1
   fi
-  sleep "$QUIET"
+  sleep "$(quiet_for "$n")"
   read -r -a s0 <<<"$(nc_link_stats 1)"
   sleep "$WINDOW"
   read -r -a s1 <<<"$(nc_link_stats 1)"
