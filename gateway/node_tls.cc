@@ -405,21 +405,31 @@ struct X509Deleter {
 
 struct NodeTls::Impl {
   std::string node_id;
-  std::string cert_der;
-  std::unique_ptr<X509, X509Deleter> cert;
+  std::string public_key;  // raw Ed25519
   std::unique_ptr<EVP_PKEY, PkeyDeleter> key;
+  std::string cert_file;
+  std::chrono::hours validity{24};
   TlsTransport::Allow allow;
 
-  // The SSL_CTX, made by the first server() or client(): SSL_CTX_new costs about 5 M
-  // instructions (cipher and group tables, ticket keys from a DRBG seeded on first use),
-  // a sixth of an edged start, and a node may never dial or be dialled. One context
-  // serves both roles (TLS_method(): the SSL's accept or connect state picks the side).
+  // The certificate and the SSL_CTX, made by the first server(), client() or
+  // certificateDer(), not by create(): on a fresh data dir a certificate costs about 7 M
+  // instructions (a signature, random bytes and OpenSSL's key encoder, which enumerates
+  // every encoder of every provider) and SSL_CTX_new about 5 M (cipher and group
+  // tables, ticket keys from a DRBG seeded on first use); together a third of an edged
+  // start, and a node may never dial or be dialled. One context serves both roles
+  // (TLS_method(): the SSL's accept or connect state picks the side).
   Result<SSL_CTX*> context();
+  // "" when the certificate could not be made (context() says why).
+  const std::string& certificateDer();
 
  private:
-  std::once_flag ctx_once_;
+  Status makeOnce();
+
+  std::once_flag once_;
+  std::unique_ptr<X509, X509Deleter> cert_;
+  std::string cert_der_;
   SslCtxPtr ctx_;
-  Status ctx_status_;
+  Status status_;
 };
 
 namespace {
@@ -459,14 +469,14 @@ Result<std::unique_ptr<X509, X509Deleter>> makeCertificate(EVP_PKEY* key,
 // used again; when not, *why says what is wrong with it. The peers' check
 // (nodeIdOfCertificate) must pass, and beyond it nothing may differ from makeCertificate's
 // output but the serial and the dates.
-bool reusable(X509* cert, const identity::NodeIdentity& identity, std::chrono::hours validity,
-              std::string* why) {
+bool reusable(X509* cert, const std::string& node_id, std::string_view public_key,
+              std::chrono::hours validity, std::string* why) {
   std::string id = nodeIdOfCertificate(cert, why);
   if (id.empty()) return false;
   unsigned char raw[identity::kPublicKeyBytes];
   size_t len = sizeof raw;
-  if (id != identity.id() || EVP_PKEY_get_raw_public_key(X509_get0_pubkey(cert), raw, &len) != 1 ||
-      std::string_view(reinterpret_cast<const char*>(raw), len) != identity.publicKey()) {
+  if (id != node_id || EVP_PKEY_get_raw_public_key(X509_get0_pubkey(cert), raw, &len) != 1 ||
+      std::string_view(reinterpret_cast<const char*>(raw), len) != public_key) {
     ERR_clear_error();
     *why = "certificate of another node key (node " + id + ")";
     return false;
@@ -533,7 +543,8 @@ std::string certificateFileNextTo(const std::string& key_path) {
 // The certificate in `path` when reusable(), else null (a missing file says nothing, a
 // bad one is logged: it is about to be replaced).
 std::unique_ptr<X509, X509Deleter> loadCertificate(const std::string& path,
-                                                   const identity::NodeIdentity& identity,
+                                                   const std::string& node_id,
+                                                   std::string_view public_key,
                                                    std::chrono::hours validity) {
   Result<std::string> pem = fs::readFile(path, 64 << 10);
   if (!pem.isOk()) {
@@ -549,7 +560,7 @@ std::unique_ptr<X509, X509Deleter> loadCertificate(const std::string& path,
                                               : nullptr);
   BIO_free(bio);
   std::string why = "not a PEM certificate";
-  if (!cert || !reusable(cert.get(), identity, validity, &why)) {
+  if (!cert || !reusable(cert.get(), node_id, public_key, validity, &why)) {
     ERR_clear_error();
     LOG_INFO("node certificate replaced").kv("path", path).kv("reason", why);
     return nullptr;
@@ -584,17 +595,32 @@ Result<SslCtxPtr> makeContext(X509* cert, EVP_PKEY* key) {
 
 }  // namespace
 
+Status NodeTls::Impl::makeOnce() {
+  std::unique_ptr<X509, X509Deleter> cert;
+  if (!cert_file.empty()) cert = loadCertificate(cert_file, node_id, public_key, validity);
+  if (!cert) {
+    ASSIGN_OR_RETURN(cert, makeCertificate(key.get(), node_id, validity));
+    if (!cert_file.empty()) saveCertificate(cert_file, cert.get());
+  }
+  unsigned char* der = nullptr;
+  int len = i2d_X509(cert.get(), &der);
+  if (len <= 0) return Status::internal("encoding the node certificate failed");
+  cert_der_.assign(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  cert_ = std::move(cert);
+  ASSIGN_OR_RETURN(ctx_, makeContext(cert_.get(), key.get()));
+  return Status::ok();
+}
+
 Result<SSL_CTX*> NodeTls::Impl::context() {
-  std::call_once(ctx_once_, [this] {
-    Result<SslCtxPtr> made = makeContext(cert.get(), key.get());
-    if (made.isOk()) {
-      ctx_ = std::move(made).value();
-    } else {
-      ctx_status_ = made.status();
-    }
-  });
-  if (!ctx_) return ctx_status_;
+  std::call_once(once_, [this] { status_ = makeOnce(); });
+  if (!ctx_) return status_;
   return ctx_.get();
+}
+
+const std::string& NodeTls::Impl::certificateDer() {
+  (void)context();
+  return cert_der_;
 }
 
 NodeTls::NodeTls(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -614,24 +640,11 @@ Result<std::unique_ptr<NodeTls>> NodeTls::create(const identity::NodeIdentity& i
 
   auto impl = std::make_unique<Impl>();
   impl->node_id = identity.id();
-  std::string cert_file = options.certificate_file.empty()
-                              ? certificateFileNextTo(identity.keyPath())
-                              : options.certificate_file;
-  // A certificate costs a signature, random bytes and OpenSSL's key encoder: about a
-  // quarter of an edged start, so the one of the last start is used again when it can be.
-  std::unique_ptr<X509, X509Deleter> cert;
-  if (!cert_file.empty()) cert = loadCertificate(cert_file, identity, options.validity);
-  if (!cert) {
-    ASSIGN_OR_RETURN(cert, makeCertificate(key.get(), impl->node_id, options.validity));
-    if (!cert_file.empty()) saveCertificate(cert_file, cert.get());
-  }
-  unsigned char* cert_der = nullptr;
-  int len = i2d_X509(cert.get(), &cert_der);
-  if (len <= 0) return Status::internal("encoding the node certificate failed");
-  impl->cert_der.assign(reinterpret_cast<const char*>(cert_der), static_cast<size_t>(len));
-  OPENSSL_free(cert_der);
-  impl->cert = std::move(cert);
+  impl->public_key = identity.publicKey();
   impl->key = std::move(key);
+  impl->validity = options.validity;
+  impl->cert_file = options.certificate_file.empty() ? certificateFileNextTo(identity.keyPath())
+                                                     : options.certificate_file;
   if (options.allow_client) {
     impl->allow = std::make_shared<const std::function<bool(const std::string&)>>(
         std::move(options.allow_client));
@@ -644,7 +657,7 @@ const std::string& NodeTls::nodeId() const {
 }
 
 const std::string& NodeTls::certificateDer() const {
-  return impl_->cert_der;
+  return impl_->certificateDer();
 }
 
 Result<TransportPtr> NodeTls::server(int fd, std::string already_read) const {

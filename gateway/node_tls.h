@@ -22,10 +22,14 @@
 // drives the handshake, so it must be thread-safe). The Transports it makes follow
 // transport.h (one loop thread each) and stay valid after the NodeTls is destroyed.
 //
-// Errors: create() returns kInternal when OpenSSL cannot make the key or certificate (a
-// certificate file that cannot be read or used is replaced, not an error).
+// The certificate and the TLS context are made by the first server(), client() or
+// certificateDer(), not by create(): a fresh node that never dials nor is dialled pays
+// nothing for them (a third of an edged start on a new data dir).
+//
+// Errors: create() returns kInternal when OpenSSL cannot load the key.
 // server()/client() return kInvalidArgument for a bad fd or a malformed expected node id,
-// kInternal when OpenSSL cannot make the TLS context (made by the first of them).
+// kInternal when OpenSSL cannot make the certificate or the TLS context (a certificate
+// file that cannot be read or used is replaced, not an error).
 // Handshake, read and write failures are IoResult kError with one line: "peer certificate belongs
 // to node 1f.., expected 9a..", "no peer certificate", "node 1f.. is not allowed to connect", "TLS
 // handshake failed: <reason>".
@@ -70,7 +74,7 @@ class NodeTls {
 
   // Our node id (the CN of our certificate).
   const std::string& nodeId() const;
-  // Our certificate, DER (diagnostics, tests).
+  // Our certificate, DER (diagnostics, tests); made now if not yet, "" when it cannot be.
   const std::string& certificateDer() const;
 
   // Transports read ahead: several records may sit inside OpenSSL after one socket read

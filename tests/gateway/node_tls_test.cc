@@ -744,7 +744,12 @@ class NodeTlsCertificateFileTest : public ::testing::Test {
 TEST_F(NodeTlsCertificateFileTest, KeptNextToTheKeyAndUsedAgainAtTheNextStart) {
   auto a = load("a");
   auto first = newTls(a);
-  EXPECT_EQ(derInFile(certFile("a")), first->certificateDer());
+  // Made on first use, not by create(): a node that never dials nor is dialled pays
+  // nothing for it.
+  EXPECT_TRUE(derInFile(certFile("a")).empty());
+  const std::string first_der = first->certificateDer();
+  ASSERT_FALSE(first_der.empty());
+  EXPECT_EQ(derInFile(certFile("a")), first_der);
   auto again = newTls(load("a"));
   EXPECT_EQ(again->certificateDer(), first->certificateDer());
   // The reused certificate still proves the node, both ways.
@@ -760,6 +765,7 @@ TEST_F(NodeTlsCertificateFileTest, CorruptedFilesAreReplaced) {
   std::string good_pem;
   {
     auto first = newTls(a);
+    ASSERT_FALSE(first->certificateDer().empty());
     auto pem = fs::readFile(certFile("a"));
     ASSERT_TRUE(pem.isOk());
     good_pem = *pem;
@@ -799,6 +805,7 @@ TEST_F(NodeTlsCertificateFileTest, AnotherNodesCertificateIsReplaced) {
   auto a = load("a");
   auto b = load("b");
   auto tb = newTls(b);
+  ASSERT_FALSE(tb->certificateDer().empty());
   // b's certificate, valid and self-signed, in a's data dir.
   auto pem = fs::readFile(certFile("b"));
   ASSERT_TRUE(pem.isOk());
