@@ -31,6 +31,24 @@ std::string_view restartPolicyName(RestartPolicy p) {
   return "always";
 }
 
+std::string_view constraintOpName(PlacementConstraint::Op op) {
+  switch (op) {
+    case PlacementConstraint::Op::kEq:
+      return "==";
+    case PlacementConstraint::Op::kNe:
+      return "!=";
+    case PlacementConstraint::Op::kGe:
+      return ">=";
+    case PlacementConstraint::Op::kGt:
+      return ">";
+    case PlacementConstraint::Op::kLe:
+      return "<=";
+    case PlacementConstraint::Op::kLt:
+      return "<";
+  }
+  return "==";
+}
+
 std::string portEnvName(std::string_view port_name) {
   std::string out = "PORT_";
   for (char c : port_name) {

@@ -106,12 +106,58 @@ struct Route {
   bool operator==(const Route&) const = default;
 };
 
-// Not supported yet: a manifest that names nodes or labels is refused when applied
-// (ManifestOrigin::kApply); a node runs what is applied to it.
+// spec.placement (docs/manifest.md, docs/scheduling.md). scope node: the service runs on
+// the node it is applied to, and a placement that names nodes, labels or constraints is
+// refused (it could never be met there). scope cluster: the cluster's supernode places
+// it (cluster/scheduler.h) on the members that meet every condition.
+struct PlacementConstraint {
+  enum class Op { kEq, kNe, kGe, kGt, kLe, kLt };
+  // "arch" | "os" | "runtime" | "power" | "name" | "node" (id) | "role" | "cpu" |
+  // "memory" | "label.<key>". cpu and memory are the node's allocatable share.
+  std::string attribute;
+  Op op = Op::kEq;
+  std::string value;     // as written: "x86_64", "1Gi", "500m"
+  int64_t quantity = 0;  // cpu (millicores) and memory (bytes): `value` parsed
+  std::string text;      // the constraint as written, for messages
+  bool operator==(const PlacementConstraint&) const = default;
+};
+std::string_view constraintOpName(PlacementConstraint::Op op);  // "==", "!=", ">=", ...
+
+struct PlacementAffinity {
+  std::string label;  // a node label key
+  std::string value;
+  int weight = 0;  // -100..100, not 0: preference (negative: aversion), never a condition
+  bool operator==(const PlacementAffinity&) const = default;
+};
+
 struct Placement {
-  std::vector<std::string> nodes;             // empty = any node
+  enum class Scope { kNode, kCluster };
+  enum class Mode { kReplicas, kEveryNode };
+  enum class Strategy { kSpread, kBinpack };
+  Scope scope = Scope::kNode;
+  Mode mode = Mode::kReplicas;                // kEveryNode: one instance on each eligible node
+  std::vector<std::string> nodes;             // names or ids; empty = any node
   std::map<std::string, std::string> labels;  // every label must match the node's
+  std::vector<PlacementConstraint> constraints;
+  Strategy strategy = Strategy::kSpread;
+  std::vector<PlacementAffinity> affinity;
   bool operator==(const Placement&) const = default;
+};
+
+// spec.disconnect: what the cluster does with the share of a node it lost.
+struct DisconnectPolicy {
+  bool replace = true;   // place the lost node's instances elsewhere
+  Millis lost_after{0};  // ... once it has been gone this long (0: at once)
+  bool operator==(const DisconnectPolicy&) const = default;
+};
+
+// spec.update: rolling updates across the cluster's instances.
+struct UpdatePolicy {
+  int max_parallel = 1;              // 1..100 instances replaced at a time
+  Millis min_healthy_time{5'000};    // a new instance healthy this long before the next
+  Millis healthy_deadline{120'000};  // > min_healthy_time
+  bool auto_revert = true;           // back to the previous spec when the deadline passes
+  bool operator==(const UpdatePolicy&) const = default;
 };
 
 struct ServiceManifest {
@@ -133,6 +179,8 @@ struct ServiceManifest {
   Lifecycle lifecycle;
   Route route;
   Placement placement;
+  DisconnectPolicy disconnect;
+  UpdatePolicy update;
   bool operator==(const ServiceManifest&) const = default;
 };
 
