@@ -14,9 +14,9 @@
 #
 #   tests/integration/discovery_scale_e2e.sh [--only N[,N...]] [--keep]   (root; EDGE_BUILD_DIR)
 #
-# One process watches all 50 nodes (cluster_view.py wait: their event streams, and
-# /api/v1/cluster after a cluster.* event, at most once a second), so the test does not
-# load the machine it measures. Exit status 1 when a scenario failed, 77 when not root.
+# One process watches all 50 nodes (cluster_view.py wait: a few nodes' /api/v1/cluster
+# every 0.5 s, all of them once those agree, the events once at the end), so the test
+# does not load the machine it measures. Exit status 1 when a scenario failed, 77 when not root.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
