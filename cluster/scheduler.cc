@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
@@ -33,6 +34,13 @@ using orchestrator::ServiceManifest;
 using Op = PlacementConstraint::Op;
 
 constexpr int64_t kNanoPerMilli = 1'000'000;
+
+// Millicores as nano-CPUs, clamped so that no figure a profile or spec may carry
+// overflows.
+int64_t nanoFromMillis(int64_t millis) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / kNanoPerMilli;
+  return std::clamp<int64_t>(millis, 0, kMax) * kNanoPerMilli;
+}
 
 // ---- text --------------------------------------------------------------------------
 
@@ -131,8 +139,8 @@ bool meets(const PlacementConstraint& c, const NodeInfo& node, std::string* why)
       return false;
     }
     if (compare(have, c.op, c.quantity)) return true;
-    std::string have_text = cpu ? cpuText(have * kNanoPerMilli) : bytesText(have);
-    std::string want_text = cpu ? cpuText(c.quantity * kNanoPerMilli) : bytesText(c.quantity);
+    std::string have_text = cpu ? cpuText(nanoFromMillis(have)) : bytesText(have);
+    std::string want_text = cpu ? cpuText(nanoFromMillis(c.quantity)) : bytesText(c.quantity);
     setWhy(why, c.attribute + " " + have_text + " " + std::string(negated(c.op)) + " " + want_text);
     return false;
   }
@@ -300,7 +308,7 @@ void Scheduler::canonicalNodes(const std::vector<NodeInfo>& nodes) {
   state_.resize(nodes_.size());
   for (size_t i = 0; i < nodes_.size(); ++i) {
     node_index_.emplace(nodes_[i]->node_id, static_cast<int>(i));
-    state_[i].cpu_cap = std::max<int64_t>(0, nodes_[i]->allocatable_cpu_millis) * kNanoPerMilli;
+    state_[i].cpu_cap = nanoFromMillis(nodes_[i]->allocatable_cpu_millis);
     state_[i].mem_cap = std::max<int64_t>(0, nodes_[i]->allocatable_memory_bytes);
   }
 }

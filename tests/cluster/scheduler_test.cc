@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -599,6 +600,23 @@ TEST(Schedule, EveryNodeServicesArePlacedBeforeReplicas) {
   Plan plan = schedule({web, agent}, {n1}, {});
   EXPECT_THAT(where(plan, "zz-agent"), ElementsAre("0@n1"));
   EXPECT_THAT(where(plan, "aa-web"), ElementsAre("0@n1"));
+}
+
+TEST(Schedule, ExtremeFiguresNeitherOverflowNorFit) {
+  ServiceManifest s = service("big", 2);
+  s.resources.nano_cpus = std::numeric_limits<int64_t>::max() / 4;
+  s.resources.memory_bytes = std::numeric_limits<int64_t>::max();
+  s.placement.strategy = Placement::Strategy::kBinpack;
+  s.placement.constraints = {
+      constraint("cpu", Op::kGe, "huge", std::numeric_limits<int64_t>::max())};
+  NodeInfo n = node("n1");
+  n.allocatable_cpu_millis = std::numeric_limits<int64_t>::max();
+  n.allocatable_memory_bytes = std::numeric_limits<int64_t>::max();
+  Plan plan = schedule({s, service("small", 1)}, {n}, {{"big", -1, "n1"}, {"big", 1 << 30, "n1"}});
+  EXPECT_THAT(where(plan, "big"), ElementsAre("0@n1"));
+  ASSERT_NE(pendingFor(plan, "big"), nullptr);
+  EXPECT_EQ(pendingFor(plan, "big")->missing, 1);
+  EXPECT_THAT(where(plan, "small"), ElementsAre("0@n1"));
 }
 
 TEST(Schedule, DuplicateSpecsAndNodesResolveTheSameWhateverTheOrder) {
