@@ -396,8 +396,9 @@ TEST_F(StoreTest, StoredRowThatNoLongerParsesIsAnInternalError) {
   EXPECT_TRUE(store_->list().isOk());
 }
 
-// A build before placement was refused stored pinned services; they still read after the
-// upgrade (the node keeps running them), while a new apply of the same document is refused.
+// A build before placement was refused stored services pinned to nodes without a scope;
+// they still read after the upgrade (the node keeps running them), while a new apply of
+// the same document is refused: pinning needs scope: cluster now.
 TEST_F(StoreTest, StoredManifestWithPlacementStillReads) {
   applyOk({manifest("web", "web:1")});
   ServiceManifest pinned = manifest("web", "web:1");
@@ -414,7 +415,7 @@ TEST_F(StoreTest, StoredManifestWithPlacementStillReads) {
   auto r = store_->apply({pinned}, false);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(r.status().message(), HasSubstr("spec.placement.nodes: placement is not supported"));
+  EXPECT_THAT(r.status().message(), HasSubstr("spec.placement.nodes: needs scope: cluster"));
   // Without the placement it is an update of the stored document.
   auto out = applyOk({manifest("web", "web:1")});
   ASSERT_EQ(out.size(), 1u);
