@@ -504,10 +504,14 @@ TEST(ManifestTest, DocumentedExampleParses) {
   std::string example = documentedExample();
   ASSERT_FALSE(example.empty()) << "no example in docs/manifest.md";
   auto v = parseOk(example);
-  ASSERT_EQ(v.size(), 2u);
+  ASSERT_EQ(v.size(), 3u);
   EXPECT_EQ(v[0].name, "thumbnailer");
   EXPECT_EQ(v[1].name, "echo");
   EXPECT_TRUE(v[1].image_is_tarball);
+  EXPECT_EQ(v[2].name, "web");
+  EXPECT_EQ(v[2].placement.scope, Placement::Scope::kCluster);
+  EXPECT_EQ(v[2].placement.constraints.size(), 3u);
+  EXPECT_EQ(v[2].replicas, 3);
 }
 
 TEST(ManifestTest, ToContainerSpec) {
@@ -559,7 +563,7 @@ TEST(ManifestJsonTest, DefaultsAreWrittenOutInFull) {
 
 TEST(ManifestJsonTest, DocumentedExampleRoundTrips) {
   auto v = parseOk(documentedExample());
-  ASSERT_EQ(v.size(), 2u);
+  ASSERT_EQ(v.size(), 3u);
   for (const auto& m : v) {
     std::string json = manifestToJson(m);
     auto back = parseOk(json);
