@@ -422,6 +422,43 @@ TEST_F(StoreTest, StoredManifestWithPlacementStillReads) {
   EXPECT_EQ(out[0].action, Action::kUpdated);
 }
 
+// A node upgraded past issue 15 holds documents stored without placement's scope, mode,
+// constraints, strategy and affinity, and without disconnect and update. They read with the
+// defaults, and applying the same service again is no change: a new generation would
+// replace its running instances for nothing.
+TEST_F(StoreTest, DocumentStoredBeforeClusterPlacementIsUnchangedOnReapply) {
+  applyOk({manifest("web", "web:1", 2)});
+  const std::string old_json =
+      R"({"apiVersion":"edge/v1","kind":"Service","metadata":{"labels":{},"name":"web"},)"
+      R"("spec":{"command":null,"entrypoint":null,"env":[],"healthCheck":null,)"
+      R"("image":"web:1","lifecycle":{"idleTimeout":null,"mode":"always"},)"
+      R"("placement":{"labels":{},"nodes":[]},"ports":[],"replicas":2,)"
+      R"("resources":{"cpu":null,"memory":null,"pids":null},"restartPolicy":"always",)"
+      R"("route":{"basePath":"/web","retry":{"attempts":2,"backoff":{"base":"25ms",)"
+      R"("max":"250ms"},"nonIdempotent":false,"on":["502","503","504",)"
+      R"("connect-failure","reset"],"perTryTimeout":"15s","timeout":"30s"},)"
+      R"("scope":"local","scopes":[]}}})";
+  store_.reset();
+  sql(path_, "UPDATE generations SET manifest_json = '" + old_json + "' WHERE name = 'web';");
+  reopen();
+  auto list = store_->list();
+  ASSERT_TRUE(list.isOk()) << list.status().toString();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].manifest, manifest("web", "web:1", 2));
+  EXPECT_EQ((*list)[0].manifest.placement.scope, Placement::Scope::kNode);
+  auto out = applyOk({manifest("web", "web:1", 2)});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].action, Action::kUnchanged);
+  EXPECT_EQ(out[0].generation, 1);
+  // A real change still is one.
+  ServiceManifest cluster = manifest("web", "web:1", 2);
+  cluster.placement.scope = Placement::Scope::kCluster;
+  out = applyOk({cluster});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].action, Action::kUpdated);
+  EXPECT_EQ(out[0].generation, 2);
+}
+
 TEST_F(StoreTest, ConcurrentApplyAndList) {
   constexpr int kThreads = 4;
   constexpr int kRounds = 20;
