@@ -30,7 +30,8 @@ struct EnvVar {
 };
 
 // Instances share the host's network, so a port is either *static* (container_port
-// set: every instance binds that host port, hence at most one replica) or *dynamic*
+// set: every instance binds that host port, hence at most one instance per node: one
+// replica for scope node, replicas on different nodes for scope cluster) or *dynamic*
 // (container_port 0: the node picks a free host port per instance and passes it in
 // the environment, see portEnvName; a dynamic port always has a name).
 struct PortSpec {
