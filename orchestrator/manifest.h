@@ -30,7 +30,8 @@ struct EnvVar {
 };
 
 // Instances share the host's network, so a port is either *static* (container_port
-// set: every instance binds that host port, hence at most one replica) or *dynamic*
+// set: every instance binds that host port, hence at most one instance per node: one
+// replica for scope node, replicas on different nodes for scope cluster) or *dynamic*
 // (container_port 0: the node picks a free host port per instance and passes it in
 // the environment, see portEnvName; a dynamic port always has a name).
 struct PortSpec {
@@ -204,9 +205,11 @@ inline constexpr size_t kMaxManifestBytes = 1 << 20;
 
 // Where a manifest comes from. kApply: a user's manifest, held to every rule. kStored: a
 // document this node stored earlier (the desired-state store reading its own writes
-// back), held to the schema only: the rules that refuse what the node cannot do yet
-// (spec.placement) are not applied, so a node upgraded past them still reads a service
-// applied before; applying it again meets them.
+// back), held to the schema only: the rules that tie spec.placement together (its
+// cluster-only fields need scope: cluster, every-node sets no replicas) are not applied,
+// so a service stored by an older node, which took any nodes and labels, still reads;
+// applying it again meets them. Keys added since (placement's scope, mode, constraints,
+// strategy, affinity; spec.disconnect, spec.update) take their defaults when absent.
 enum class ManifestOrigin { kApply, kStored };
 
 // Parses and validates every document. Never throws, whatever the input.

@@ -284,17 +284,20 @@ std::optional<std::string> checkNesting(std::string_view text) {
 }
 
 // Rules that tie the ports to the rest of the spec. Instances run on the host's
-// network, so a static port is a host port: two replicas cannot both bind it.
-void checkPortReferences(Checker& c, ServiceManifest* m) {
-  if (m->replicas > 1) {
+// network, so a static port is a host port: two replicas on one node cannot both bind it.
+// scope: cluster puts each replica of a service with a static port on another node (the
+// scheduler counts the host ports taken on each), so there the rule does not apply.
+void checkPortReferences(Checker& c, ServiceManifest* m, bool placement_known) {
+  if (placement_known && m->replicas > 1 && m->placement.scope == Placement::Scope::kNode) {
     for (const auto& p : m->ports) {
       if (p.isDynamic()) continue;
       c.error("spec.replicas",
               std::to_string(m->replicas) + " replicas cannot share the static port " +
                   std::to_string(p.container_port) + "/" + p.protocol +
-                  ": instances use the host's network, so each would bind that same host "
-                  "port; declare the port without containerPort (a dynamic port: each instance "
-                  "gets its own, in $PORT_<NAME>), or use replicas: 1");
+                  " on one node: instances use the host's network, so each would bind that "
+                  "same host port; declare the port without containerPort (a dynamic port: "
+                  "each instance gets its own, in $PORT_<NAME>), set placement.scope: cluster "
+                  "(each replica then runs on a different node), or use replicas: 1");
       break;
     }
   }
@@ -357,14 +360,37 @@ void checkPortReferences(Checker& c, ServiceManifest* m) {
   }
 }
 
-// A node runs what is applied to it, so a service pinned to edge-1 would run wherever it
-// is applied, silently. Refused until placement exists; an empty placement pins nothing.
+// A service of scope node runs on the node it is applied to: a field that chooses nodes
+// would be silently ignored there, so it is refused, pointing to scope: cluster.
+// Whether this node may act on scope: cluster (a trust domain, a cluster) is the node's
+// decision when it applies the service, not the manifest's.
 void checkPlacement(Checker& c, const ServiceManifest& m) {
-  const std::string why =
-      "placement is not supported yet: a node runs the services applied to it, whatever "
-      "this field says; remove it and apply the manifest to the node that should run it";
-  if (!m.placement.nodes.empty()) c.error("spec.placement.nodes", why);
-  if (!m.placement.labels.empty()) c.error("spec.placement.labels", why);
+  const Placement& p = m.placement;
+  if (p.scope == Placement::Scope::kNode) {
+    const std::string why =
+        "needs scope: cluster; with scope: node (the default) a service runs on the node it is "
+        "applied to, whatever its placement says; set spec.placement.scope: cluster to have "
+        "the cluster place it";
+    if (!p.nodes.empty()) c.error("spec.placement.nodes", why);
+    if (!p.labels.empty()) c.error("spec.placement.labels", why);
+    if (!p.constraints.empty()) c.error("spec.placement.constraints", why);
+    if (!p.affinity.empty()) c.error("spec.placement.affinity", why);
+    if (p.mode == Placement::Mode::kEveryNode) {
+      c.error("spec.placement.mode", "\"every-node\" " + why);
+    }
+    if (p.strategy == Placement::Strategy::kBinpack) {
+      c.error("spec.placement.strategy", "\"binpack\" " + why);
+    }
+  }
+  // The eligible nodes make the count: a number written beside every-node would be
+  // silently ignored, so only the default (1) is accepted.
+  if (p.mode == Placement::Mode::kEveryNode && m.replicas != 1) {
+    c.error("spec.replicas",
+            std::to_string(m.replicas) +
+                " is not allowed with placement.mode: every-node, which runs one instance on "
+                "each eligible node (the nodes make the count); remove replicas, or use mode: "
+                "replicas");
+  }
 }
 
 }  // namespace edge::orchestrator::manifest_internal

@@ -5,9 +5,11 @@
 //                       document, duplicate names, the error cap
 //  - manifest_parse.cc  YAML nodes -> ServiceManifest fields (each parse* reads one part
 //                       of the spec and reports its own field errors)
+//  - manifest_placement.cc  spec.placement (with the constraint grammar), spec.disconnect,
+//                       spec.update
 //  - manifest_check.cc  validation rules: names, image references, UTF-8 and nesting of
-//                       the text, rules that tie fields together (ports), Checker's
-//                       typed reads
+//                       the text, rules that tie fields together (ports, placement),
+//                       Checker's typed reads
 //  - manifest_spec.cc   the canonical form (manifestToJson) and the runtime spec
 //
 // Thread-safety: free functions on values, and a Checker per document on one thread.
@@ -236,11 +238,25 @@ class Checker {
   std::vector<FieldError>* errors_;
 };
 
-// Rules that tie the ports to the rest of the spec (manifest_check.cc).
-void checkPortReferences(Checker& c, ServiceManifest* m);
+// CPUs as resources write them ("0.5", "2", "500m") in nano-CPUs, or nullopt when `s` is
+// not such a quantity or is above 10000 CPUs (manifest_parse.cc).
+std::optional<int64_t> parseCpu(std::string_view s);
 
-// Placement across nodes is not built: refuses spec.placement.nodes and .labels
-// (manifest_check.cc). Applied to manifests being applied only (ManifestOrigin).
+// spec.placement, spec.disconnect, spec.update: each field's type, range and grammar
+// (manifest_placement.cc).
+void parsePlacement(Checker& c, const YAML::Node& n, const std::string& path, Placement* pl);
+void parseDisconnect(Checker& c, const YAML::Node& n, const std::string& path, DisconnectPolicy* d);
+void parseUpdate(Checker& c, const YAML::Node& n, const std::string& path, UpdatePolicy* u);
+
+// Rules that tie the ports to the rest of the spec (manifest_check.cc). `placement_known`
+// is false when spec.placement had errors: the rules that depend on its scope are skipped
+// then rather than guessed.
+void checkPortReferences(Checker& c, ServiceManifest* m, bool placement_known);
+
+// The rules of a placement as a whole (manifest_check.cc): the cluster-only fields need
+// scope: cluster, every-node sets no replicas. Applied to manifests being applied only
+// (ManifestOrigin): a document stored by an older node, which accepted any placement,
+// still reads.
 void checkPlacement(Checker& c, const ServiceManifest& m);
 
 // One document: apiVersion, kind, metadata, spec (manifest_parse.cc).

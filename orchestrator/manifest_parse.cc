@@ -21,9 +21,6 @@ const std::vector<std::string>& retryConditions() {
 }
 
 namespace manifest_internal {
-namespace {
-
-constexpr int64_t kMinMemory = 6 << 20;
 
 std::optional<int64_t> parseCpu(std::string_view s) {
   bool milli = !s.empty() && s.back() == 'm';
@@ -38,6 +35,10 @@ std::optional<int64_t> parseCpu(std::string_view s) {
   if (nano > 1e13) return std::nullopt;  // 10000 CPUs
   return static_cast<int64_t>(std::llround(nano));
 }
+
+namespace {
+
+constexpr int64_t kMinMemory = 6 << 20;
 
 void parseResources(Checker& c, const YAML::Node& n, const std::string& path, ResourceLimits* r) {
   auto f = c.object(n, path, {"cpu", "memory", "pids"});
@@ -366,29 +367,12 @@ void parseRoute(Checker& c, const YAML::Node& n, const std::string& path, Route*
   }
 }
 
-void parsePlacement(Checker& c, const YAML::Node& n, const std::string& path, Placement* pl) {
-  auto f = c.object(n, path, {"nodes", "labels"});
-  if (!f) return;
-  if (auto v = f->get("nodes")) {
-    if (auto l = c.stringList(*v, path + ".nodes")) {
-      for (size_t i = 0; i < l->size(); ++i) {
-        if ((*l)[i].empty() || hasControlOrSpace((*l)[i])) {
-          c.error(Checker::index(path + ".nodes", i),
-                  quote((*l)[i]) + " is not a node name; use a non-empty word without spaces");
-        } else {
-          pl->nodes.push_back((*l)[i]);
-        }
-      }
-    }
-  }
-  if (auto v = f->get("labels")) pl->labels = c.labels(*v, path + ".labels");
-}
-
 void parseSpec(Checker& c, const YAML::Node& n, ServiceManifest* m) {
   const std::string path = "spec";
-  auto f = c.object(n, path,
-                    {"image", "entrypoint", "command", "env", "ports", "resources", "replicas",
-                     "restartPolicy", "healthCheck", "lifecycle", "route", "placement"});
+  auto f = c.object(
+      n, path,
+      {"image", "entrypoint", "command", "env", "ports", "resources", "replicas", "restartPolicy",
+       "healthCheck", "lifecycle", "route", "placement", "disconnect", "update"});
   if (!f) return;
   if (auto v = f->get("image")) {
     if (auto s = c.string(*v, "spec.image")) {
@@ -431,9 +415,13 @@ void parseSpec(Checker& c, const YAML::Node& n, ServiceManifest* m) {
   if (auto v = f->get("healthCheck")) m->health_check = parseHealthCheck(c, *v, "spec.healthCheck");
   if (auto v = f->get("lifecycle")) parseLifecycle(c, *v, "spec.lifecycle", &m->lifecycle);
   if (auto v = f->get("route")) parseRoute(c, *v, "spec.route", &m->route);
+  size_t before_placement = c.errorCount();
   if (auto v = f->get("placement")) parsePlacement(c, *v, "spec.placement", &m->placement);
+  bool placement_ok = c.errorCount() == before_placement;
+  if (auto v = f->get("disconnect")) parseDisconnect(c, *v, "spec.disconnect", &m->disconnect);
+  if (auto v = f->get("update")) parseUpdate(c, *v, "spec.update", &m->update);
   // With a broken port list, reference errors would only repeat the same mistake.
-  if (ports_ok) checkPortReferences(c, m);
+  if (ports_ok) checkPortReferences(c, m, placement_ok);
 }
 
 }  // namespace

@@ -66,6 +66,28 @@ json::Json healthCheckJson(const HealthCheck& h) {
   return out;
 }
 
+// A constraint as written; one built in code without its text is written from its parts.
+std::string constraintText(const PlacementConstraint& c) {
+  if (!c.text.empty()) return c.text;
+  return c.attribute + " " + std::string(constraintOpName(c.op)) + " " + c.value;
+}
+
+json::Json placementJson(const Placement& p) {
+  json::Json constraints = json::Json::array();
+  for (const auto& c : p.constraints) constraints.push_back(constraintText(c));
+  json::Json affinity = json::Json::array();
+  for (const auto& a : p.affinity) {
+    affinity.push_back({{"label", a.label}, {"value", a.value}, {"weight", a.weight}});
+  }
+  return {{"scope", p.scope == Placement::Scope::kCluster ? "cluster" : "node"},
+          {"mode", p.mode == Placement::Mode::kEveryNode ? "every-node" : "replicas"},
+          {"nodes", p.nodes},
+          {"labels", p.labels},
+          {"constraints", constraints},
+          {"strategy", p.strategy == Placement::Strategy::kBinpack ? "binpack" : "spread"},
+          {"affinity", affinity}};
+}
+
 }  // namespace
 
 std::string manifestToJson(const ServiceManifest& m) {
@@ -113,7 +135,14 @@ std::string manifestToJson(const ServiceManifest& m) {
            {{"base", durationText(m.route.retry.backoff_base)},
             {"max", durationText(m.route.retry.backoff_max)}}}}},
         {"scopes", m.route.scopes}}},
-      {"placement", {{"nodes", m.placement.nodes}, {"labels", m.placement.labels}}},
+      {"placement", placementJson(m.placement)},
+      {"disconnect",
+       {{"replace", m.disconnect.replace}, {"lostAfter", durationText(m.disconnect.lost_after)}}},
+      {"update",
+       {{"maxParallel", m.update.max_parallel},
+        {"minHealthyTime", durationText(m.update.min_healthy_time)},
+        {"healthyDeadline", durationText(m.update.healthy_deadline)},
+        {"autoRevert", m.update.auto_revert}}},
   };
   json::Json doc = {{"apiVersion", "edge/v1"},
                     {"kind", "Service"},

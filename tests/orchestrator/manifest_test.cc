@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -502,10 +504,14 @@ TEST(ManifestTest, DocumentedExampleParses) {
   std::string example = documentedExample();
   ASSERT_FALSE(example.empty()) << "no example in docs/manifest.md";
   auto v = parseOk(example);
-  ASSERT_EQ(v.size(), 2u);
+  ASSERT_EQ(v.size(), 3u);
   EXPECT_EQ(v[0].name, "thumbnailer");
   EXPECT_EQ(v[1].name, "echo");
   EXPECT_TRUE(v[1].image_is_tarball);
+  EXPECT_EQ(v[2].name, "web");
+  EXPECT_EQ(v[2].placement.scope, Placement::Scope::kCluster);
+  EXPECT_EQ(v[2].placement.constraints.size(), 3u);
+  EXPECT_EQ(v[2].replicas, 3);
 }
 
 TEST(ManifestTest, ToContainerSpec) {
@@ -539,14 +545,17 @@ TEST(ManifestJsonTest, DefaultsAreWrittenOutInFull) {
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(manifestToJson(v[0]),
             R"({"apiVersion":"edge/v1","kind":"Service","metadata":{"labels":{},"name":"web"},)"
-            R"("spec":{"command":null,"entrypoint":null,"env":[],"healthCheck":null,)"
+            R"("spec":{"command":null,"disconnect":{"lostAfter":"0s","replace":true},)"
+            R"("entrypoint":null,"env":[],"healthCheck":null,)"
             R"("image":"./web.tar","lifecycle":{"idleTimeout":null,"mode":"always"},)"
-            R"("placement":{"labels":{},"nodes":[]},"ports":[],"replicas":1,)"
+            R"("placement":{"affinity":[],"constraints":[],"labels":{},"mode":"replicas",)"
+            R"("nodes":[],"scope":"node","strategy":"spread"},"ports":[],"replicas":1,)"
             R"("resources":{"cpu":null,"memory":null,"pids":null},"restartPolicy":"always",)"
             R"("route":{"basePath":"/web","retry":{"attempts":2,"backoff":{"base":"25ms",)"
             R"("max":"250ms"},"nonIdempotent":false,"on":["502","503","504",)"
             R"("connect-failure","reset"],"perTryTimeout":"15s","timeout":"30s"},)"
-            R"("scope":"local","scopes":[]}}})");
+            R"("scope":"local","scopes":[]},"update":{"autoRevert":true,)"
+            R"("healthyDeadline":"2m","maxParallel":1,"minHealthyTime":"5s"}}})");
   auto back = parseOk(manifestToJson(v[0]));
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(back[0], v[0]);
@@ -554,7 +563,7 @@ TEST(ManifestJsonTest, DefaultsAreWrittenOutInFull) {
 
 TEST(ManifestJsonTest, DocumentedExampleRoundTrips) {
   auto v = parseOk(documentedExample());
-  ASSERT_EQ(v.size(), 2u);
+  ASSERT_EQ(v.size(), 3u);
   for (const auto& m : v) {
     std::string json = manifestToJson(m);
     auto back = parseOk(json);
@@ -647,8 +656,11 @@ TEST(ManifestPortsTest, ReplicasWithStaticPortExplainsTheFix) {
   std::string msg = parseError(
       svc("  image: a\n  replicas: 2\n  ports: [{name: ok}, {containerPort: 8080, name: web}]"));
   EXPECT_THAT(msg, HasSubstr("doc 1: spec.replicas: 2 replicas cannot share the static port "
-                             "8080/tcp: instances use the host's network, so each would bind "
-                             "that same host port; declare the port without containerPort"));
+                             "8080/tcp on one node: instances use the host's network, so each "
+                             "would bind that same host port; declare the port without "
+                             "containerPort"));
+  EXPECT_THAT(msg, HasSubstr("set placement.scope: cluster (each replica then runs on a "
+                             "different node)"));
   EXPECT_THAT(msg, HasSubstr("or use replicas: 1"));
   // One error for the rule, not one per port.
   msg =
@@ -718,26 +730,438 @@ TEST(ManifestPortsTest, PortProblems) {
   EXPECT_EQ(p.errors[0].path, "spec.ports[0].containerPort");
 }
 
-// --- placement (not supported yet) ---
+// --- placement, disconnect, update (issue 15) ---
 
-// A node runs what is applied to it: a manifest that pins itself is refused rather than
-// run somewhere it did not ask for.
-TEST(ManifestPlacementTest, PinnedManifestIsRefusedNamingTheField) {
+constexpr char kCluster[] = R"(
+apiVersion: edge/v1
+kind: Service
+metadata: {name: web}
+spec:
+  image: web:1
+  replicas: 3
+  ports: [{containerPort: 8080, name: http}]
+  placement:
+    scope: cluster
+    mode: replicas
+    nodes: [edge-1, edge-2]
+    labels: {zone: a}
+    constraints: ["arch == x86_64", "power == mains", "label.zone == a", "role == cache", "memory >= 1Gi", "name != edge-7"]
+    strategy: binpack
+    affinity: [{label: zone, value: a, weight: 50}, {label: disk, value: hdd, weight: -20}]
+  disconnect: {replace: false, lostAfter: 30s}
+  update: {maxParallel: 2, minHealthyTime: 10s, healthyDeadline: 3m, autoRevert: false}
+)";
+
+// The whole message of a file whose only problem is `spec` (under "spec:", indented by two).
+std::string onlyError(std::string_view spec) {
+  return parseError(svc(spec));
+}
+
+TEST(ManifestPlacementTest, ClusterPlacementSetsEveryField) {
+  auto v = parseOk(kCluster);
+  ASSERT_EQ(v.size(), 1u);
+  const ServiceManifest& m = v[0];
+  const Placement& p = m.placement;
+  EXPECT_EQ(p.scope, Placement::Scope::kCluster);
+  EXPECT_EQ(p.mode, Placement::Mode::kReplicas);
+  EXPECT_EQ(p.nodes, (std::vector<std::string>{"edge-1", "edge-2"}));
+  EXPECT_EQ(p.labels, (std::map<std::string, std::string>{{"zone", "a"}}));
+  using Op = PlacementConstraint::Op;
+  EXPECT_EQ(p.constraints, (std::vector<PlacementConstraint>{
+                               {"arch", Op::kEq, "x86_64", 0, "arch == x86_64"},
+                               {"power", Op::kEq, "mains", 0, "power == mains"},
+                               {"label.zone", Op::kEq, "a", 0, "label.zone == a"},
+                               {"role", Op::kEq, "cache", 0, "role == cache"},
+                               {"memory", Op::kGe, "1Gi", int64_t{1} << 30, "memory >= 1Gi"},
+                               {"name", Op::kNe, "edge-7", 0, "name != edge-7"}}));
+  EXPECT_EQ(p.strategy, Placement::Strategy::kBinpack);
+  EXPECT_EQ(p.affinity, (std::vector<PlacementAffinity>{{"zone", "a", 50}, {"disk", "hdd", -20}}));
+  EXPECT_EQ(m.disconnect, (DisconnectPolicy{false, Millis(30'000)}));
+  EXPECT_EQ(m.update, (UpdatePolicy{2, Millis(10'000), Millis(180'000), false}));
+}
+
+TEST(ManifestPlacementTest, DefaultsWhenNotGiven) {
+  for (const char* spec :
+       {"  image: a", "  image: a\n  placement: {}\n  disconnect: {}\n  update: {}",
+        "  image: a\n  placement: ~\n  disconnect: ~\n  update: ~"}) {
+    auto v = parseOk(svc(spec));
+    ASSERT_EQ(v.size(), 1u) << spec;
+    EXPECT_EQ(v[0].placement, Placement{}) << spec;
+    EXPECT_EQ(v[0].placement.scope, Placement::Scope::kNode);
+    EXPECT_EQ(v[0].placement.mode, Placement::Mode::kReplicas);
+    EXPECT_EQ(v[0].placement.strategy, Placement::Strategy::kSpread);
+    EXPECT_EQ(v[0].disconnect, (DisconnectPolicy{true, Millis(0)})) << spec;
+    EXPECT_EQ(v[0].update, (UpdatePolicy{1, Millis(5'000), Millis(120'000), true})) << spec;
+  }
+  // An affinity's weight defaults to 50, as in Nomad.
+  auto v = parseOk(
+      svc("  image: a\n  placement: {scope: cluster, affinity: [{label: zone, value: b}]}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].placement.affinity, (std::vector<PlacementAffinity>{{"zone", "b", 50}}));
+}
+
+TEST(ManifestPlacementTest, EveryNodeInTheCluster) {
+  auto v = parseOk(svc("  image: a\n  placement: {scope: cluster, mode: every-node}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].placement.mode, Placement::Mode::kEveryNode);
+  EXPECT_EQ(v[0].replicas, 1);
+  // replicas: 1 is the default written out: nothing to refuse.
+  EXPECT_EQ(parseOk(svc("  image: a\n  replicas: 1\n  placement: {scope: cluster, mode: "
+                        "every-node}"))
+                .size(),
+            1u);
+  for (const char* n : {"0", "3"}) {
+    EXPECT_EQ(onlyError(std::string("  image: a\n  replicas: ") + n +
+                        "\n  placement: {scope: cluster, mode: every-node}"),
+              std::string("test.yaml: doc 1: spec.replicas: ") + n +
+                  " is not allowed with placement.mode: every-node, which runs one instance on "
+                  "each eligible node (the nodes make the count); remove replicas, or use mode: "
+                  "replicas");
+  }
+}
+
+struct ConstraintCase {
+  std::string text;
+  std::string attribute;
+  PlacementConstraint::Op op;
+  std::string value;
+  int64_t quantity;
+};
+
+class ConstraintGrammarTest : public ::testing::TestWithParam<ConstraintCase> {};
+
+TEST_P(ConstraintGrammarTest, Parses) {
+  const ConstraintCase& k = GetParam();
+  auto v = parseOk(
+      svc("  image: a\n  placement:\n    scope: cluster\n    constraints: ['" + k.text + "']"));
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_EQ(v[0].placement.constraints.size(), 1u);
+  const PlacementConstraint& c = v[0].placement.constraints[0];
+  EXPECT_EQ(c.attribute, k.attribute);
+  EXPECT_EQ(c.op, k.op);
+  EXPECT_EQ(c.value, k.value);
+  EXPECT_EQ(c.quantity, k.quantity);
+  EXPECT_EQ(c.text, k.text);  // as written, spaces and all
+}
+
+using Op = PlacementConstraint::Op;
+INSTANTIATE_TEST_SUITE_P(
+    Good, ConstraintGrammarTest,
+    ::testing::Values(ConstraintCase{"arch == x86_64", "arch", Op::kEq, "x86_64", 0},
+                      ConstraintCase{"arch==aarch64", "arch", Op::kEq, "aarch64", 0},
+                      ConstraintCase{"os != windows", "os", Op::kNe, "windows", 0},
+                      ConstraintCase{"runtime == light", "runtime", Op::kEq, "light", 0},
+                      ConstraintCase{"power == battery", "power", Op::kEq, "battery", 0},
+                      ConstraintCase{"power!=mains", "power", Op::kNe, "mains", 0},
+                      ConstraintCase{"name != edge-7", "name", Op::kNe, "edge-7", 0},
+                      ConstraintCase{"node == 3f9a0c", "node", Op::kEq, "3f9a0c", 0},
+                      ConstraintCase{"role == cache", "role", Op::kEq, "cache", 0},
+                      ConstraintCase{"label.zone == a", "label.zone", Op::kEq, "a", 0},
+                      ConstraintCase{"label.io.edge/rack-2 != b 7", "label.io.edge/rack-2", Op::kNe,
+                                     "b 7", 0},
+                      ConstraintCase{"  cpu >= 500m  ", "cpu", Op::kGe, "500m", 500},
+                      ConstraintCase{"cpu>2", "cpu", Op::kGt, "2", 2000},
+                      ConstraintCase{"cpu <= 0.5", "cpu", Op::kLe, "0.5", 500},
+                      ConstraintCase{"cpu < 1.25", "cpu", Op::kLt, "1.25", 1250},
+                      ConstraintCase{"cpu == 0", "cpu", Op::kEq, "0", 0},
+                      ConstraintCase{"memory >= 1Gi", "memory", Op::kGe, "1Gi", int64_t{1} << 30},
+                      ConstraintCase{"memory\t<\t512Mi", "memory", Op::kLt, "512Mi", 512 << 20},
+                      ConstraintCase{"memory > 100M", "memory", Op::kGt, "100M", 100'000'000}));
+
+struct BadConstraintCase {
+  std::string text;     // inside single quotes in YAML
+  std::string problem;  // what follows "<quoted text>: "
+};
+
+// A text as error messages quote it: in double quotes, cut after 60 characters.
+std::string shown(const std::string& s) {
+  return "\"" + (s.size() > 60 ? s.substr(0, 60) + "..." : s) + "\"";
+}
+
+class BadConstraintTest : public ::testing::TestWithParam<BadConstraintCase> {};
+
+TEST_P(BadConstraintTest, ExactMessage) {
+  const BadConstraintCase& k = GetParam();
+  std::string text =
+      "  image: a\n  placement:\n    scope: cluster\n    constraints: [\"arch == "
+      "x86_64\", '" +
+      k.text + "']";
+  auto p = parseManifestsDetailed(svc(text), "m.yaml");
+  ASSERT_EQ(p.errors.size(), 1u) << text;
+  EXPECT_EQ(p.errors[0].path, "spec.placement.constraints[1]");
+  EXPECT_EQ(p.errors[0].message, shown(k.text) + ": " + k.problem);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bad, BadConstraintTest,
+    ::testing::Values(
+        BadConstraintCase{"memory >> 1Gi", "unknown operator '>>'; use ==, !=, >=, >, <=, <"},
+        BadConstraintCase{"arch = x86_64", "unknown operator '='; use ==, !=, >=, >, <=, <"},
+        BadConstraintCase{"arch =< x86_64", "unknown operator '=<'; use ==, !=, >=, >, <=, <"},
+        BadConstraintCase{"arch x86_64",
+                          "no operator after \"arch\"; write <attribute> <op> <value>, e.g. "
+                          "\"arch == x86_64\" or \"memory >= 1Gi\" (use ==, !=, >=, >, <=, <)"},
+        BadConstraintCase{"== x86_64",
+                          "the attribute is missing; write <attribute> <op> <value>, e.g. "
+                          "\"arch == x86_64\" or \"memory >= 1Gi\""},
+        BadConstraintCase{"  ",
+                          "the constraint is empty; write <attribute> <op> <value>, e.g. "
+                          "\"arch == x86_64\" or \"memory >= 1Gi\""},
+        BadConstraintCase{"arch ==", "the value is missing after '=='"},
+        BadConstraintCase{"Arch == x86_64",
+                          "unknown attribute \"Arch\"; did you mean arch? (allowed: arch, os, "
+                          "runtime, power, name, node, role, cpu, memory, label.<key>)"},
+        BadConstraintCase{"zone == a",
+                          "unknown attribute \"zone\"; did you mean node, or the node label "
+                          "label.zone? (allowed: arch, os, runtime, power, name, node, role, cpu, "
+                          "memory, label.<key>)"},
+        BadConstraintCase{"camera == usb",
+                          "unknown attribute \"camera\"; for a node label write label.camera "
+                          "(allowed: arch, os, runtime, power, name, node, role, cpu, memory, "
+                          "label.<key>)"},
+        BadConstraintCase{"label == a",
+                          "unknown attribute \"label\"; write label.<key>, e.g. label.zone "
+                          "(allowed: arch, os, runtime, power, name, node, role, cpu, memory, "
+                          "label.<key>)"},
+        BadConstraintCase{"arch.x == a",
+                          "unknown attribute \"arch.x\"; did you mean arch, or the node label "
+                          "label.arch.x? (allowed: arch, os, runtime, power, name, node, role, "
+                          "cpu, memory, label.<key>)"},
+        BadConstraintCase{"label.== a",
+                          "the label key \"\" is not a node label key; use 1-63 letters, "
+                          "digits, '.', '_', '/' or '-'"},
+        BadConstraintCase{"label." + std::string(64, 'k') + " == a",
+                          "the label key \"" + std::string(60, 'k') +
+                              "...\" is not a node label key; use 1-63 letters, digits, '.', "
+                              "'_', '/' or '-'"},
+        BadConstraintCase{"label.a:b == a",
+                          "the label key \"a:b\" is not a node label key; use 1-63 letters, "
+                          "digits, '.', '_', '/' or '-'"},
+        BadConstraintCase{"arch >= x86_64",
+                          "'>=' compares quantities: only cpu and memory; use == or != with arch"},
+        BadConstraintCase{"label.zone < b",
+                          "'<' compares quantities: only cpu and memory; use == or != with "
+                          "label.zone"},
+        BadConstraintCase{"power == solar",
+                          "\"solar\" is not a power source; use mains or battery"},
+        BadConstraintCase{"power >= mains",
+                          "'>=' compares quantities: only cpu and memory; use == or != with power"},
+        BadConstraintCase{"cpu >= lots", "\"lots\" is not a CPU quantity; use e.g. 500m, 0.5 or 2"},
+        BadConstraintCase{"cpu >= -1", "\"-1\" is not a CPU quantity; use e.g. 500m, 0.5 or 2"},
+        BadConstraintCase{"cpu >= 0.0005",
+                          "\"0.0005\" is finer than a millicore; use e.g. 500m, 0.5 or 2"},
+        BadConstraintCase{"memory >= 1GB",
+                          "\"1GB\" is not a quantity of bytes; use e.g. 512Mi, 1Gi"},
+        BadConstraintCase{"name == " + std::string(254, 'n'),
+                          "the value is 254 characters long; at most 253"}));
+
+TEST(ManifestPlacementTest, ConstraintValueWithControlCharacters) {
+  auto p = parseManifestsDetailed(
+      svc("  image: a\n  placement: {scope: cluster, constraints: [\"role == a\\x01b\"]}"),
+      "m.yaml");
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].path, "spec.placement.constraints[0]");
+  EXPECT_EQ(p.errors[0].message,
+            "\"role == a\\x01b\": the value \"a\\x01b\" holds control characters");
+  // A constraint must be a string.
+  EXPECT_THAT(onlyError("  image: a\n  placement: {scope: cluster, constraints: [{arch: x}]}"),
+              HasSubstr("doc 1: spec.placement.constraints[0]: expected a string, got a mapping"));
+  EXPECT_THAT(onlyError("  image: a\n  placement: {scope: cluster, constraints: \"arch == x\"}"),
+              HasSubstr("doc 1: spec.placement.constraints: expected a list of strings (write "
+                        "<attribute> <op> <value>, e.g. \"arch == x86_64\" or \"memory >= "
+                        "1Gi\"), got \"arch == x\""));
+}
+
+TEST(ManifestPlacementTest, EveryBadConstraintIsReported) {
+  auto p = parseManifestsDetailed(svc("  image: a\n  placement:\n    scope: cluster\n"
+                                      "    constraints: [\"a == 1\", \"arch == x\", \"cpu > x\"]"),
+                                  "m.yaml");
+  ASSERT_EQ(p.errors.size(), 2u);
+  EXPECT_EQ(p.errors[0].path, "spec.placement.constraints[0]");
+  EXPECT_EQ(p.errors[1].path, "spec.placement.constraints[2]");
+}
+
+std::string listOf(size_t n, const std::function<std::string(size_t)>& item) {
+  std::string out = "[";
+  for (size_t i = 0; i < n; ++i) out += (i ? ", " : "") + item(i);
+  return out + "]";
+}
+
+TEST(ManifestPlacementTest, Limits) {
+  auto constraint = [](size_t i) { return "\"label.k" + std::to_string(i) + " == v\""; };
+  auto affinity = [](size_t i) {
+    return "{label: k" + std::to_string(i) + ", value: v, weight: 1}";
+  };
+  auto node = [](size_t i) { return "edge-" + std::to_string(i); };
+  auto v = parseOk(svc(
+      "  image: a\n  placement:\n    scope: cluster\n    constraints: " + listOf(32, constraint) +
+      "\n    affinity: " + listOf(16, affinity) + "\n    nodes: " + listOf(64, node)));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].placement.constraints.size(), 32u);
+  EXPECT_EQ(v[0].placement.affinity.size(), 16u);
+  EXPECT_EQ(v[0].placement.nodes.size(), 64u);
+  auto p = parseManifestsDetailed(
+      svc("  image: a\n  placement:\n    scope: cluster\n    constraints: " +
+          listOf(33, constraint) + "\n    affinity: " + listOf(17, affinity) +
+          "\n    nodes: " + listOf(65, node)),
+      "m.yaml");
+  ASSERT_EQ(p.errors.size(), 3u);
+  EXPECT_EQ(p.errors[0].toString(),
+            "doc 1: spec.placement.nodes: at most 64 nodes are allowed, got 65");
+  EXPECT_EQ(p.errors[1].toString(),
+            "doc 1: spec.placement.constraints: at most 32 constraints are allowed, got 33");
+  EXPECT_EQ(p.errors[2].toString(),
+            "doc 1: spec.placement.affinity: at most 16 affinity entries are allowed, got 17");
+}
+
+TEST(ManifestPlacementTest, FieldProblems) {
+  const std::string pre = "  image: a\n  placement: {scope: cluster, ";
+  EXPECT_EQ(onlyError("  image: a\n  placement: {scope: planet}"),
+            "test.yaml: doc 1: spec.placement.scope: \"planet\" is not allowed; use one of: "
+            "node, cluster");
+  struct Case {
+    std::string placement;
+    std::string error;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"mode: everywhere",
+            "spec.placement.mode: \"everywhere\" is not allowed; use one of: replicas, "
+            "every-node"},
+           {"strategy: pack",
+            "spec.placement.strategy: \"pack\" is not allowed; use one of: spread, binpack"},
+           {"strategy: [spread]", "spec.placement.strategy: expected a string, got a list"},
+           {"region: a",
+            "spec.placement.region: unknown field (allowed: scope, mode, nodes, labels, "
+            "constraints, strategy, affinity)"},
+           {"constraint: [\"arch == x\"]",
+            "spec.placement.constraint: unknown field; did you mean constraints? (allowed: "
+            "scope, mode, nodes, labels, constraints, strategy, affinity)"},
+           {"nodes: [\"edge 1\"]",
+            "spec.placement.nodes[0]: \"edge 1\" is not a node name; use a non-empty word "
+            "without spaces"},
+           {"labels: {\"bad key\": x}",
+            "spec.placement.labels.bad key: bad label key \"bad key\"; use letters, digits, "
+            "'-', '_', '.', '/' (at most 253)"},
+           {"affinity: {label: zone}",
+            "spec.placement.affinity: expected a list of {label, value, weight}, got a "
+            "mapping"},
+           {"affinity: [{value: a, weight: 5}]",
+            "spec.placement.affinity[0].label: missing required field (a node label key)"},
+           {"affinity: [{label: zone, weight: 5}]",
+            "spec.placement.affinity[0].value: missing required field (the label's value)"},
+           {"affinity: [{label: zone, value: \"\"}]",
+            "spec.placement.affinity[0].value: must not be empty"},
+           {"affinity: [{label: \"a b\", value: a}]",
+            "spec.placement.affinity[0].label: \"a b\" is not a node label key; use 1-63 "
+            "letters, digits, '.', '_', '/' or '-'"},
+           {"affinity: [{label: zone, value: a, weight: 0}]",
+            "spec.placement.affinity[0].weight: 0 has no effect; use 1..100 to prefer the "
+            "nodes with this label, -100..-1 to avoid them"},
+           {"affinity: [{label: zone, value: a, weight: 101}]",
+            "spec.placement.affinity[0].weight: \"101\" is out of range; allowed -100..100"},
+           {"affinity: [{label: zone, value: a, weight: -101}]",
+            "spec.placement.affinity[0].weight: \"-101\" is out of range; allowed -100..100"},
+           {"affinity: [{label: zone, value: a, weight: high}]",
+            "spec.placement.affinity[0].weight: expected an integer, got \"high\""},
+           {"affinity: [{label: zone, value: a, wieght: 5}]",
+            "spec.placement.affinity[0].wieght: unknown field; did you mean weight? (allowed: "
+            "label, value, weight)"},
+           {"affinity: [{label: zone, value: a}, {label: zone, value: a, weight: 5}]",
+            "spec.placement.affinity[1]: label \"zone=a\" is listed twice; give it once, with "
+            "the sum of the weights"},
+       }) {
+    EXPECT_EQ(onlyError(pre + k.placement + "}"), "test.yaml: doc 1: " + k.error) << k.placement;
+  }
+}
+
+TEST(ManifestPlacementTest, DisconnectAndUpdate) {
+  auto v =
+      parseOk(svc("  image: a\n  disconnect: {replace: false, lostAfter: 24h}\n"
+                  "  update: {maxParallel: 100, minHealthyTime: 0s, healthyDeadline: 1ms}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].disconnect, (DisconnectPolicy{false, Millis(86'400'000)}));
+  EXPECT_EQ(v[0].update, (UpdatePolicy{100, Millis(0), Millis(1), true}));
+  struct Case {
+    std::string spec;
+    std::string error;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"disconnect: {replace: maybe}",
+            "spec.disconnect.replace: \"maybe\" is not allowed; use one of: true, false"},
+           {"disconnect: {lostAfter: soon}",
+            "spec.disconnect.lostAfter: \"soon\" is not a duration; use e.g. 500ms, 2s, 1.5m, "
+            "1h"},
+           {"disconnect: {lostAfter: 25h}",
+            "spec.disconnect.lostAfter: \"25h\" is out of range; allowed 0s up to 24h"},
+           {"disconnect: {lostafter: 1s}",
+            "spec.disconnect.lostafter: unknown field; did you mean lostAfter? (allowed: "
+            "replace, lostAfter)"},
+           {"disconnect: true", "spec.disconnect: expected a mapping, got \"true\""},
+           {"update: {maxParallel: 0}",
+            "spec.update.maxParallel: \"0\" is out of range; allowed 1..100"},
+           {"update: {maxParallel: 101}",
+            "spec.update.maxParallel: \"101\" is out of range; allowed 1..100"},
+           {"update: {minHealthyTime: 2d}",
+            "spec.update.minHealthyTime: \"2d\" is not a duration; use e.g. 500ms, 2s, 1.5m, "
+            "1h"},
+           {"update: {minHealthyTime: 25h}",
+            "spec.update.minHealthyTime: \"25h\" is out of range; allowed 0s up to 24h"},
+           {"update: {healthyDeadline: 0s}",
+            "spec.update.healthyDeadline: \"0s\" must be longer than 0"},
+           {"update: {healthyDeadline: 1441m}",
+            "spec.update.healthyDeadline: \"1441m\" is out of range; allowed more than 0 up "
+            "to 24h"},
+           {"update: {healthyDeadline: 5s}",
+            "spec.update.healthyDeadline: 5000ms is not longer than minHealthyTime (5000ms): a "
+            "new instance must stay healthy for minHealthyTime before the deadline; make it "
+            "longer"},
+           {"update: {minHealthyTime: 3m}",
+            "spec.update.healthyDeadline: 120000ms is not longer than minHealthyTime "
+            "(180000ms): a new instance must stay healthy for minHealthyTime before the "
+            "deadline; make it longer"},
+           {"update: {autoRevert: yes}",
+            "spec.update.autoRevert: \"yes\" is not allowed; use one of: true, false"},
+       }) {
+    EXPECT_EQ(onlyError("  image: a\n  " + k.spec), "test.yaml: doc 1: " + k.error) << k.spec;
+  }
+}
+
+// scope: node (the default) runs the service where it is applied: a field that chooses
+// nodes could never be met there, so it is refused, pointing to scope: cluster.
+TEST(ManifestPlacementTest, ScopeNodeRefusesClusterFields) {
+  const std::string why =
+      "needs scope: cluster; with scope: node (the default) a service runs on the node it is "
+      "applied to, whatever its placement says; set spec.placement.scope: cluster to have the "
+      "cluster place it";
   auto r = parseManifests(svc("  image: a\n  placement: {nodes: [edge-1]}"), "m.yaml");
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(r.status().message(),
-              HasSubstr("m.yaml: doc 1: spec.placement.nodes: placement is not supported yet: a "
-                        "node runs the services applied to it"));
-  EXPECT_THAT(parseError(svc("  image: a\n  placement: {labels: {gpu: \"true\"}}")),
-              HasSubstr("doc 1: spec.placement.labels: placement is not supported yet"));
-  auto p = parseManifestsDetailed(
-      svc("  image: a\n  placement:\n    nodes: [edge-1, edge-2]\n    labels: {gpu: \"true\"}"),
-      "m.yaml");
-  ASSERT_EQ(p.errors.size(), 2u);
-  EXPECT_EQ(p.errors[0].path, "spec.placement.nodes");
-  EXPECT_EQ(p.errors[1].path, "spec.placement.labels");
+  EXPECT_EQ(r.status().message(), "m.yaml: doc 1: spec.placement.nodes: " + why);
+  auto p = parseManifestsDetailed(svc(R"(  image: a
+  placement:
+    scope: node
+    mode: every-node
+    nodes: [edge-1, edge-2]
+    labels: {gpu: "true"}
+    constraints: ["arch == x86_64"]
+    strategy: binpack
+    affinity: [{label: zone, value: a, weight: 5}])"),
+                                  "m.yaml");
+  std::vector<std::string> lines;
+  for (const auto& e : p.errors) lines.push_back(e.toString());
+  EXPECT_THAT(lines, ::testing::ElementsAre("doc 1: spec.placement.nodes: " + why,
+                                            "doc 1: spec.placement.labels: " + why,
+                                            "doc 1: spec.placement.constraints: " + why,
+                                            "doc 1: spec.placement.affinity: " + why,
+                                            "doc 1: spec.placement.mode: \"every-node\" " + why,
+                                            "doc 1: spec.placement.strategy: \"binpack\" " + why));
   EXPECT_TRUE(p.services.empty());
+  // The defaults written out pin nothing.
+  auto v =
+      parseOk(svc("  image: a\n  placement: {scope: node, mode: replicas, strategy: spread, "
+                  "nodes: [], labels: {}, constraints: [], affinity: []}"));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].placement, Placement{});
 }
 
 TEST(ManifestPlacementTest, EmptyPlacementIsAccepted) {
@@ -749,24 +1173,131 @@ TEST(ManifestPlacementTest, EmptyPlacementIsAccepted) {
   }
 }
 
-// A document stored by a build that accepted placement still reads (the store must not
-// lose a service over a rule added later); applying it again meets the rule.
+// Replicas of scope cluster land on different nodes (the scheduler counts each node's
+// taken host ports), so a static port no longer limits them to one.
+TEST(ManifestPlacementTest, StaticPortWithReplicasNeedsScopeCluster) {
+  const std::string spec = "  image: a\n  replicas: 3\n  ports: [{containerPort: 8080}]\n";
+  for (const char* placement : {"{scope: cluster}", "{scope: cluster, strategy: binpack}"}) {
+    auto v = parseOk(svc(spec + "  placement: " + placement));
+    ASSERT_EQ(v.size(), 1u) << placement;
+    EXPECT_EQ(v[0].replicas, 3);
+    EXPECT_EQ(v[0].ports[0].container_port, 8080);
+  }
+  EXPECT_EQ(onlyError(spec + "  placement: {scope: node}"),
+            "test.yaml: doc 1: spec.replicas: 3 replicas cannot share the static port 8080/tcp "
+            "on one node: instances use the host's network, so each would bind that same host "
+            "port; declare the port without containerPort (a dynamic port: each instance gets "
+            "its own, in $PORT_<NAME>), set placement.scope: cluster (each replica then runs "
+            "on a different node), or use replicas: 1");
+  // A broken placement says nothing of the scope: only its own error is reported.
+  EXPECT_EQ(onlyError(spec + "  placement: {scope: clustr}"),
+            "test.yaml: doc 1: spec.placement.scope: \"clustr\" is not allowed; use one of: "
+            "node, cluster");
+}
+
+// The canonical JSON of every placement field, parsed back to the same manifest.
+TEST(ManifestPlacementTest, CanonicalFormRoundTrips) {
+  std::vector<std::string> corpus = {
+      kCluster,
+      svc("  image: a\n  placement: {scope: cluster, mode: every-node, constraints: "
+          "[\"  power==battery \", 'label.a/b.c_d-e != \"x y\"', \"cpu<0.25\"]}"),
+      svc("  image: a\n  replicas: 0\n  placement: {scope: cluster, affinity: [{label: z, "
+          "value: \"h\\u00e9\", weight: -100}, {label: z, value: b, weight: 100}]}\n"
+          "  disconnect: {lostAfter: 1500ms}\n  update: {minHealthyTime: 0s, healthyDeadline: "
+          "90m}"),
+      svc("  image: a\n  placement: {scope: cluster, nodes: [edge-2, edge-1, edge-2], "
+          "constraints: [\"memory > 1.5Gi\", \"memory <= 1000000\"]}"),
+  };
+  for (const auto& text : corpus) {
+    auto v = parseOk(text);
+    ASSERT_EQ(v.size(), 1u) << text;
+    std::string json = manifestToJson(v[0]);
+    auto back = parseOk(json);
+    ASSERT_EQ(back.size(), 1u) << json;
+    EXPECT_EQ(back[0], v[0]) << json;
+    EXPECT_EQ(manifestToJson(back[0]), json);
+  }
+  auto v = parseOk(kCluster);
+  ASSERT_EQ(v.size(), 1u);
+  std::string json = manifestToJson(v[0]);
+  EXPECT_THAT(
+      json,
+      HasSubstr(R"("placement":{"affinity":[{"label":"zone","value":"a","weight":50},)"
+                R"({"label":"disk","value":"hdd","weight":-20}],"constraints":["arch == x86_64",)"
+                R"("power == mains","label.zone == a","role == cache","memory >= 1Gi",)"
+                R"("name != edge-7"],"labels":{"zone":"a"},"mode":"replicas",)"
+                R"("nodes":["edge-1","edge-2"],"scope":"cluster","strategy":"binpack"})"));
+  EXPECT_THAT(json, HasSubstr(R"("disconnect":{"lostAfter":"30s","replace":false})"));
+  EXPECT_THAT(json, HasSubstr(R"("update":{"autoRevert":false,"healthyDeadline":"3m",)"
+                              R"("maxParallel":2,"minHealthyTime":"10s"})"));
+
+  // A constraint built in code without its text is written from its parts.
+  ServiceManifest m = v[0];
+  m.placement.constraints = {{"cpu", PlacementConstraint::Op::kGe, "500m", 500, ""}};
+  auto built = parseOk(manifestToJson(m));
+  ASSERT_EQ(built.size(), 1u);
+  ASSERT_EQ(built[0].placement.constraints.size(), 1u);
+  EXPECT_EQ(built[0].placement.constraints[0].text, "cpu >= 500m");
+  EXPECT_EQ(built[0].placement.constraints[0].quantity, 500);
+}
+
+// The canonical form an edged before issue 15 stored: no scope, mode, constraints,
+// strategy, affinity, disconnect or update. It reads back with their defaults.
+constexpr char kStoredBeforePlacement[] =
+    R"({"apiVersion":"edge/v1","kind":"Service","metadata":{"labels":{},"name":"web"},)"
+    R"("spec":{"command":null,"entrypoint":null,"env":[],"healthCheck":null,)"
+    R"("image":"./web.tar","lifecycle":{"idleTimeout":null,"mode":"always"},)"
+    R"("placement":{"labels":{},"nodes":[]},"ports":[{"containerPort":8080,"name":null,)"
+    R"("protocol":"tcp"}],"replicas":1,)"
+    R"("resources":{"cpu":null,"memory":null,"pids":null},"restartPolicy":"always",)"
+    R"("route":{"basePath":"/web","retry":{"attempts":2,"backoff":{"base":"25ms",)"
+    R"("max":"250ms"},"nonIdempotent":false,"on":["502","503","504",)"
+    R"("connect-failure","reset"],"perTryTimeout":"15s","timeout":"30s"},)"
+    R"("scope":"local","scopes":[]}}})";
+
+TEST(ManifestPlacementTest, DocumentStoredBeforePlacementReadsWithDefaults) {
+  for (auto origin : {ManifestOrigin::kStored, ManifestOrigin::kApply}) {
+    auto r = parseManifests(kStoredBeforePlacement, "stored manifest", origin);
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    ASSERT_EQ(r->size(), 1u);
+    const ServiceManifest& m = (*r)[0];
+    EXPECT_EQ(m.placement, Placement{});
+    EXPECT_EQ(m.disconnect, DisconnectPolicy{});
+    EXPECT_EQ(m.update, UpdatePolicy{});
+    EXPECT_EQ(m.ports[0].container_port, 8080);
+    // Written again, it gains the new keys, and reads back the same.
+    auto back = parseOk(manifestToJson(m));
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(back[0], m);
+  }
+}
+
+// A document stored by a build that accepted any placement still reads (the store must
+// not lose a service over a rule added later); applying it again meets the rule.
 TEST(ManifestPlacementTest, StoredDocumentWithPlacementStillReads) {
-  std::string text = svc("  image: a\n  placement: {nodes: [edge-1], labels: {\"x/y\": \"\"}}");
+  std::string text = kStoredBeforePlacement;
+  const std::string empty = R"("placement":{"labels":{},"nodes":[]})";
+  text.replace(text.find(empty), empty.size(),
+               R"("placement":{"labels":{"x/y":""},"nodes":["edge-1"]})");
   auto stored = parseManifests(text, "stored manifest", ManifestOrigin::kStored);
   ASSERT_TRUE(stored.isOk()) << stored.status().toString();
   ASSERT_EQ(stored->size(), 1u);
   const ServiceManifest& m = (*stored)[0];
+  EXPECT_EQ(m.placement.scope, Placement::Scope::kNode);
   EXPECT_EQ(m.placement.nodes, std::vector<std::string>{"edge-1"});
   EXPECT_EQ(m.placement.labels.at("x/y"), "");
   std::string json = manifestToJson(m);
-  EXPECT_THAT(json, HasSubstr(R"("placement":{"labels":{"x/y":""},"nodes":["edge-1"]})"));
+  EXPECT_THAT(json, HasSubstr(R"("labels":{"x/y":""},"mode":"replicas","nodes":["edge-1"],)"
+                              R"("scope":"node")"));
   auto back = parseManifests(json, "stored manifest", ManifestOrigin::kStored);
   ASSERT_TRUE(back.isOk()) << back.status().toString();
   EXPECT_EQ((*back)[0], m);
-  EXPECT_THAT(parseError(json), HasSubstr("spec.placement.nodes: placement is not supported yet"));
+  EXPECT_THAT(parseError(json), HasSubstr("spec.placement.nodes: needs scope: cluster"));
   // Every other rule still holds for a stored document.
   EXPECT_FALSE(parseManifests(svc("  image: \"bad image\""), "s", ManifestOrigin::kStored).isOk());
+  EXPECT_FALSE(
+      parseManifests(svc("  image: a\n  placement: {scope: planet}"), "s", ManifestOrigin::kStored)
+          .isOk());
 }
 
 // --- image references ---

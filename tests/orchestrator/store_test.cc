@@ -396,8 +396,9 @@ TEST_F(StoreTest, StoredRowThatNoLongerParsesIsAnInternalError) {
   EXPECT_TRUE(store_->list().isOk());
 }
 
-// A build before placement was refused stored pinned services; they still read after the
-// upgrade (the node keeps running them), while a new apply of the same document is refused.
+// A build before placement was refused stored services pinned to nodes without a scope;
+// they still read after the upgrade (the node keeps running them), while a new apply of
+// the same document is refused: pinning needs scope: cluster now.
 TEST_F(StoreTest, StoredManifestWithPlacementStillReads) {
   applyOk({manifest("web", "web:1")});
   ServiceManifest pinned = manifest("web", "web:1");
@@ -414,11 +415,48 @@ TEST_F(StoreTest, StoredManifestWithPlacementStillReads) {
   auto r = store_->apply({pinned}, false);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(r.status().message(), HasSubstr("spec.placement.nodes: placement is not supported"));
+  EXPECT_THAT(r.status().message(), HasSubstr("spec.placement.nodes: needs scope: cluster"));
   // Without the placement it is an update of the stored document.
   auto out = applyOk({manifest("web", "web:1")});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].action, Action::kUpdated);
+}
+
+// A node upgraded past issue 15 holds documents stored without placement's scope, mode,
+// constraints, strategy and affinity, and without disconnect and update. They read with the
+// defaults, and applying the same service again is no change: a new generation would
+// replace its running instances for nothing.
+TEST_F(StoreTest, DocumentStoredBeforeClusterPlacementIsUnchangedOnReapply) {
+  applyOk({manifest("web", "web:1", 2)});
+  const std::string old_json =
+      R"({"apiVersion":"edge/v1","kind":"Service","metadata":{"labels":{},"name":"web"},)"
+      R"("spec":{"command":null,"entrypoint":null,"env":[],"healthCheck":null,)"
+      R"("image":"web:1","lifecycle":{"idleTimeout":null,"mode":"always"},)"
+      R"("placement":{"labels":{},"nodes":[]},"ports":[],"replicas":2,)"
+      R"("resources":{"cpu":null,"memory":null,"pids":null},"restartPolicy":"always",)"
+      R"("route":{"basePath":"/web","retry":{"attempts":2,"backoff":{"base":"25ms",)"
+      R"("max":"250ms"},"nonIdempotent":false,"on":["502","503","504",)"
+      R"("connect-failure","reset"],"perTryTimeout":"15s","timeout":"30s"},)"
+      R"("scope":"local","scopes":[]}}})";
+  store_.reset();
+  sql(path_, "UPDATE generations SET manifest_json = '" + old_json + "' WHERE name = 'web';");
+  reopen();
+  auto list = store_->list();
+  ASSERT_TRUE(list.isOk()) << list.status().toString();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].manifest, manifest("web", "web:1", 2));
+  EXPECT_EQ((*list)[0].manifest.placement.scope, Placement::Scope::kNode);
+  auto out = applyOk({manifest("web", "web:1", 2)});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].action, Action::kUnchanged);
+  EXPECT_EQ(out[0].generation, 1);
+  // A real change still is one.
+  ServiceManifest cluster = manifest("web", "web:1", 2);
+  cluster.placement.scope = Placement::Scope::kCluster;
+  out = applyOk({cluster});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].action, Action::kUpdated);
+  EXPECT_EQ(out[0].generation, 2);
 }
 
 TEST_F(StoreTest, ConcurrentApplyAndList) {
