@@ -301,6 +301,18 @@ Result<ApplyResult> Node::apply(std::string_view text, const std::string& manife
         orchestrator::FieldError{.doc = 0, .path = "", .message = "no documents to apply"});
     return result;
   }
+  // The manifest layer accepts scope cluster; this node does not act on it yet. Refused
+  // here, all or nothing, rather than run on this node alone as if it were scope node.
+  for (size_t i = 0; i < parsed.services.size(); ++i) {
+    if (parsed.services[i].placement.scope == orchestrator::Placement::Scope::kCluster) {
+      result.errors.push_back(orchestrator::FieldError{
+          .doc = static_cast<int>(i) + 1,
+          .path = "spec.placement.scope",
+          .message = "scope cluster is not available on this node yet: it runs the services "
+                     "applied to it (scope node, the default); remove spec.placement.scope"});
+    }
+  }
+  if (!result.errors.empty()) return result;
   std::vector<orchestrator::ServiceManifest> services = std::move(parsed.services);
   orchestrator::ImageLoad images = image_loader_->load(services, manifest_dir, dry_run);
   result.warnings = std::move(images.warnings);

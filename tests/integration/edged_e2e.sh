@@ -248,6 +248,31 @@ for p in metadata.name spec.replicas spec.resources.memory spec.colour; do
 done
 [ "$(ctl get services -q | wc -l)" = 0 ] || fail "a refused apply left a service behind"
 
+step "scope cluster is refused, all or nothing, not run here as if it were scope node"
+cat >"$T/app/cluster.yaml" <<'YAML'
+apiVersion: edge/v1
+kind: Service
+metadata: {name: fine}
+spec: {image: busybox}
+---
+apiVersion: edge/v1
+kind: Service
+metadata: {name: spread}
+spec:
+  image: busybox
+  replicas: 3
+  placement: {scope: cluster}
+YAML
+set +e
+ctl apply -f "$T/app/cluster.yaml" 2>"$T/err"
+rc=$?
+set -e
+cat "$T/err"
+[ $rc -eq 4 ] || fail "scope cluster: exit code $rc, want 4"
+grep -q "doc 2: spec.placement.scope: scope cluster is not available" "$T/err" ||
+  fail "the error does not name doc 2's spec.placement.scope"
+[ "$(ctl get services -q | wc -l)" = 0 ] || fail "a refused apply left a service behind"
+
 step "apply: the tarball is loaded, two replicas start, health-checked"
 hello_manifest v1
 ctl apply -f "$T/app/hello.yaml" | tee "$T/out"
