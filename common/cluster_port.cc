@@ -22,6 +22,10 @@ const char* portClassName(PortClass c) {
   switch (c) {
     case PortClass::kDiscovery:
       return "discovery";
+    case PortClass::kClusterState:
+      return "cluster-state";
+    case PortClass::kClusterImages:
+      return "cluster-images";
     case PortClass::kPeerChannel:
       return "peer-channel";
     case PortClass::kTls:
@@ -35,6 +39,8 @@ const char* portClassName(PortClass c) {
 PortClass classifyFirstBytes(std::string_view first) {
   unsigned char b = first.empty() ? 0 : static_cast<unsigned char>(first[0]);
   if (b == 0x00) return PortClass::kDiscovery;
+  if (b == 0x01) return PortClass::kClusterState;
+  if (b == 0x02) return PortClass::kClusterImages;
   if (b == 'E') return PortClass::kPeerChannel;
   if (b == 0x16) return PortClass::kTls;
   return PortClass::kHttp;

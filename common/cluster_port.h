@@ -7,6 +7,9 @@
 // same classifier with adopt().
 //
 //   first byte 0x00  discovery session (the top byte of a handshake frame's length)
+//   first byte 0x01  cluster state replication (cluster/: then a SecureSession keyed
+//                    with the cluster key, so only the trust domain gets through)
+//   first byte 0x02  image transfer inside the cluster (cluster/: likewise)
 //   first byte 'E'   peer channel ("ECP1")
 //   first byte 0x16  TLS (a handshake record)
 //   anything else    HTTP
@@ -30,7 +33,7 @@
 
 namespace edge::net {
 
-enum class PortClass { kDiscovery, kPeerChannel, kTls, kHttp };
+enum class PortClass { kDiscovery, kClusterState, kClusterImages, kPeerChannel, kTls, kHttp };
 const char* portClassName(PortClass c);
 // The class of a connection whose first bytes are `first` (not empty).
 PortClass classifyFirstBytes(std::string_view first);

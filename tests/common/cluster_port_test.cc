@@ -23,6 +23,8 @@ using namespace std::chrono_literals;
 
 TEST(ClassifyFirstBytes, TheFirstByteSaysWhoItIs) {
   EXPECT_EQ(classifyFirstBytes(std::string("\0\0\0\x20", 4)), PortClass::kDiscovery);
+  EXPECT_EQ(classifyFirstBytes(std::string("\x01\0\0\x20", 4)), PortClass::kClusterState);
+  EXPECT_EQ(classifyFirstBytes(std::string("\x02\0\0\x20", 4)), PortClass::kClusterImages);
   EXPECT_EQ(classifyFirstBytes("ECP1"), PortClass::kPeerChannel);
   EXPECT_EQ(classifyFirstBytes("\x16\x03\x01"), PortClass::kTls);
   EXPECT_EQ(classifyFirstBytes("GET / HTTP/1.1\r\n"), PortClass::kHttp);
