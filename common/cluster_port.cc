@@ -230,7 +230,7 @@ class ClusterPortImpl final : public ClusterPort {
   Options options_;
   int listen_fd_ = -1;
   int wake_fd_ = -1;
-  Handler handlers_[4];
+  Handler handlers_[static_cast<size_t>(PortClass::kHttp) + 1];  // kHttp is the last class
   std::atomic<bool> running_{false};
   std::thread thread_;
   std::mutex mu_;

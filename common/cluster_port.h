@@ -33,6 +33,7 @@
 
 namespace edge::net {
 
+// kHttp stays last: the port keeps one handler per class in an array sized by it.
 enum class PortClass { kDiscovery, kClusterState, kClusterImages, kPeerChannel, kTls, kHttp };
 const char* portClassName(PortClass c);
 // The class of a connection whose first bytes are `first` (not empty).

@@ -58,8 +58,8 @@ class ClusterPortTest : public ::testing::Test {
   void makePort(std::unique_ptr<ClusterPort> port, bool all_classes = true) {
     if (port_) port_->stop();
     port_ = std::move(port);
-    for (auto c :
-         {PortClass::kDiscovery, PortClass::kPeerChannel, PortClass::kTls, PortClass::kHttp}) {
+    for (auto c : {PortClass::kDiscovery, PortClass::kClusterState, PortClass::kClusterImages,
+                   PortClass::kPeerChannel, PortClass::kTls, PortClass::kHttp}) {
       if (!all_classes && c == PortClass::kTls) continue;
       port_->handle(c, [this, c](int fd, std::string bytes) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -95,6 +95,8 @@ class ClusterPortTest : public ::testing::Test {
 TEST_F(ClusterPortTest, EachClassGoesToItsHandlerWithTheBytesAlreadyReadOnABlockingFd) {
   const std::vector<std::pair<std::string, PortClass>> cases = {
       {std::string("\0\0\0\x05hello", 9), PortClass::kDiscovery},
+      {std::string("\x01\0\0\x05hello", 9), PortClass::kClusterState},
+      {std::string("\x02\0\0\x05hello", 9), PortClass::kClusterImages},
       {"ECP1hello", PortClass::kPeerChannel},
       {"\x16\x03\x01\x02\x00", PortClass::kTls},
       {"GET /x HTTP/1.1\r\n\r\n", PortClass::kHttp},
@@ -113,11 +115,11 @@ TEST_F(ClusterPortTest, EachClassGoesToItsHandlerWithTheBytesAlreadyReadOnABlock
   int handed;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    handed = handed_[1].fd;
+    handed = handed_[3].fd;
   }
   ASSERT_EQ(::send(handed, "yours", 5, MSG_NOSIGNAL), 5);
   char buf[8] = {};
-  ASSERT_EQ(::recv(ours_[1], buf, sizeof buf, 0), 5);
+  ASSERT_EQ(::recv(ours_[3], buf, sizeof buf, 0), 5);
   EXPECT_EQ(std::string(buf, 5), "yours");
 }
 
