@@ -20,6 +20,8 @@ when it answers HTTP on its node, whichever system placed it.
       The run must start in a network namespace that reaches the nodes (the bench's
       client namespace on the bridge). Exit 1 on TIMEOUT seconds (what is missing on
       stderr), 2 on usage.
+  cluster_poll.py listening PORTS NODE...
+      NODE as above: prints "<addr> <port>" for each of PORTS a node listens on.
   cluster_poll.py mem PID...
       Memory of the daemons among PID... (a node's processes, `ip netns pids`) by
       /proc/PID/comm: dockerd, containerd, containerd-shim* (shims), edged, edge-shim;
@@ -229,6 +231,13 @@ def main(argv):
             ports = [int(p) for p in argv[3].split(",") if p]
             nodes = [tuple(n.split("=", 1)) for n in argv[4:]]
             return asyncio.run(serving(float(argv[2]), ports, nodes))
+        if argv[1] == "listening" and len(argv) >= 4:
+            want = {int(p) for p in argv[2].split(",") if p}
+            for n in argv[3:]:
+                addr, netns = n.split("=", 1)
+                for p in sorted(listening_ports(diag_socket(netns)) & want):
+                    print(addr, p)
+            return 0
         if argv[1] == "mem":
             return mem(argv[2:])
         if argv[1] == "tasks":
