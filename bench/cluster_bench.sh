@@ -350,12 +350,21 @@ swarm_service() {
     --env 'SLOT={{.Task.Slot}}' "$IMAGE" sh -c "PORT=\$((2${1}000 + SLOT)) exec /usr/bin/hello-httpd" >/dev/null
 }
 
-# swarm_tasks S -> "running=<n> last_running_ns=<ns> placement=n1:1,..." (Swarm's view)
+# swarm_tasks S [N] -> "running=<n> last_running_ns=<ns> placement=n1:1,..." (Swarm's
+# view). With N: until the manager has N of them running (5 s at most): a replica can
+# serve before its agent's report reached the manager (seen: 3 serving, 2 running).
 swarm_tasks() {
-  local ids
-  ids=$(dk 1 service ps -q --filter desired-state=running "s$1") || return 1
-  # shellcheck disable=SC2086
-  dk 1 inspect $ids | "${POLL[@]}" tasks "$SW_NODEMAP"
+  local ids out tries=0
+  while :; do
+    ids=$(dk 1 service ps -q --filter desired-state=running "s$1") || return 1
+    # shellcheck disable=SC2086
+    out=$(dk 1 inspect $ids | "${POLL[@]}" tasks "$SW_NODEMAP") || return 1
+    if [ -z "${2:-}" ] || [ "$(kv running "$out")" = "$2" ] || ((tries++ >= 50)); then
+      echo "$out"
+      return 0
+    fi
+    sleep 0.1
+  done
 }
 
 kv() {  # KEY "k=v k=v ...": the value of KEY
@@ -387,7 +396,7 @@ swarm_apply() {
     APPLY="fail: 3 replicas of s$s did not serve within 60s: $(tail -1 "$NC_DIR/serving-apply$s.err" | head -c 300)"
     return 1
   fi
-  out=$(swarm_tasks "$s")
+  out=$(swarm_tasks "$s" 3)
   APPLY="$(secs "$t0" "$SERVED_NS") $(secs "$t0" "$t1") $(since "$t0" "$(kv last_running_ns "$out")") $(kv placement "$out")"
   log "swarm: s$s: 3 replicas serving $(secs "$t0" "$SERVED_NS")s after the apply (CLI returned after $(secs "$t0" "$t1")s, Swarm's own running $(since "$t0" "$(kv last_running_ns "$out")")s; $out)"
 }
@@ -415,17 +424,17 @@ swarm_small() {
     return 1
   fi
   # 1. apply -> 3 replicas serving: s1, then s4 and s5 (removed again) for a median
-  local k v svcs=(1 4 5) serve=() cli=() run=()
+  local k sample svcs=(1 4 5) serve=() cli=() run=()
   for k in $(seq "$APPLY_RUNS"); do
     if ! swarm_apply "${svcs[k - 1]}"; then
       R[swarm_apply_3]=$APPLY
       return 1
     fi
-    read -r -a v <<<"$APPLY"
-    serve+=("${v[0]}")
-    cli+=("${v[1]}")
-    run+=("${v[2]}")
-    R[swarm_apply_place_3]+="${R[swarm_apply_place_3]:+ }${v[3]}"
+    read -r -a sample <<<"$APPLY"
+    serve+=("${sample[0]}")
+    cli+=("${sample[1]}")
+    run+=("${sample[2]}")
+    R[swarm_apply_place_3]+="${R[swarm_apply_place_3]:+ }${sample[3]}"
   done
   R[swarm_apply_3]=$(median "${serve[@]}")
   R[swarm_apply_samples_3]="${serve[*]}"
@@ -451,7 +460,7 @@ swarm_small() {
     R[swarm_mem_rss_3]="fail: 3 services did not serve within 60s"
     R[swarm_mem_pss_3]=${R[swarm_mem_rss_3]}
   else
-    log "swarm: 3 services serving ($(swarm_tasks 2 | grep -o 'placement=.*'), $(swarm_tasks 3 | grep -o 'placement=.*')); idle ${IDLE}s"
+    log "swarm: 3 services serving ($(swarm_tasks 2 3 | grep -o 'placement=.*'), $(swarm_tasks 3 3 | grep -o 'placement=.*')); idle ${IDLE}s"
     sleep "$IDLE"
     local i rss=0 pss=0 notes=
     for i in 1 2 3; do
@@ -471,7 +480,7 @@ swarm_small() {
   fi
 
   # 2. node killed whole
-  out=$(swarm_tasks 1)
+  out=$(swarm_tasks 1 3)
   R[swarm_kill_before_3]=$(kv placement "$out")
   if ! [[ ${R[swarm_kill_before_3]} =~ n3:[1-9] ]]; then
     R[swarm_kill_3]="fail: no replica of s1 on n3 to re-place (placement ${R[swarm_kill_before_3]})"
@@ -493,7 +502,7 @@ swarm_small() {
     R[swarm_kill_3]="fail: s1's 3 replicas did not serve again within 90s of the kill: $(tail -1 "$NC_DIR/serving-kill.err" | head -c 300)"
   fi
   serving_wait kill_all "$all_pid" && R[swarm_kill_all_3]=$(secs "$t0" "$SERVED_NS")
-  out=$(swarm_tasks 1)
+  out=$(swarm_tasks 1 3)
   R[swarm_kill_running_3]=$(since "$t0" "$(kv last_running_ns "$out")")
   R[swarm_kill_after_3]=$(kv placement "$out")
   read -r state upd < <(dk 1 node inspect "${SW_ID[3]}" | "${POLL[@]}" node)
@@ -526,7 +535,7 @@ swarm_scale() {  # N
   else
     R[swarm_scale_$n]="fail: $reps replicas did not all serve within 120s: $(tail -1 "$NC_DIR/serving-scale_$n.err" | head -c 300)"
   fi
-  out=$(swarm_tasks 9)
+  out=$(swarm_tasks 9 "$reps")
   R[swarm_scale_cli_$n]=$(secs "$t0" "$t1")
   R[swarm_scale_running_$n]=$(since "$t0" "$(kv last_running_ns "$out")")
   R[swarm_scale_place_$n]=$(kv placement "$out")
