@@ -227,10 +227,10 @@ first_served() {
 # ---------------------------------------------------------------- swarm
 
 export DOCKER_CONFIG=$NC_DIR/docker-cli  # the CLI reads no config of the host's user
-dk() {  # I ARGS...: the docker CLI against node I's dockerd
+dk() {  # I ARGS...: the docker CLI against node I's dockerd (30 s at most: a wedged daemon)
   local i=$1
   shift
-  docker -H "unix://$NC_DIR/n$i/docker.sock" "$@"
+  timeout 30 docker -H "unix://$NC_DIR/n$i/docker.sock" "$@"
 }
 
 declare -A SW_PID=()  # node index -> its dockerd (nsenter, unshare and bash exec it)
@@ -545,10 +545,16 @@ swarm_scale() {  # N
 
 # ---------------------------------------------------------------- edged
 # Cluster-scoped services (issue 15) do not exist yet. Each figure has its function here,
-# to be filled in on the same topology: nc_start per node (nc_config for the config),
-# the same hello image, replica k of service s on port 2<s><k>, the same watcher
-# (serving_start ... $(nodes_arg I...)) and the same kill (every process
-# of the node's namespace).
+# to be filled in the way swarm_small and swarm_scale take theirs, on the same nodes:
+# nc_start per node (nc_config for its config), the same image (build/images/hello.tar),
+# replica k of service s listening on port 2<s><k, 3 digits> in its node's namespace
+# (`ports S R` lists them), the same watcher (serving_start NAME TIMEOUT PORTS
+# $(nodes_arg I...), then serving_wait NAME: SERVED_NS), the apply as the median of 3
+# (median), the same kill (kill_nodes I: every process of the node's namespace, edged,
+# its shims and the containers), the memory from `cluster_poll.py mem` (it counts edged
+# and edge-shim) after --idle seconds. Each sets the R[...] keys below to a number, or
+# to why it failed ("fail: ..."); the table, the ratios and the exit status follow.
+# Stop edged's nodes before the Swarm half starts (edged_stop_all-like, nc_stop).
 
 EDGED_TODO="not measured: cluster scope (issue 15) not built yet"
 edged_not_built() {  # KEY...
