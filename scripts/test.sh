@@ -31,7 +31,9 @@ if [ "$sanitize" = 1 ]; then
 else
   cmake -S . -B "$build" -G Ninja "${cmake_args[@]}" >/dev/null
 fi
+t_build=$SECONDS
 ninja -C "$build"
+echo "test.sh: build of $build took $((SECONDS - t_build)) s"
 
 # The integration tests must fail, not skip, when dockerd is unusable.
 export EDGE_REQUIRE_DOCKER=1
@@ -46,7 +48,9 @@ ctest_all() {
   fi
   return "$rc"
 }
+t_unit=$SECONDS
 ctest_all -L unit -j "$(nproc)"
+echo "test.sh: unit tests took $((SECONDS - t_unit)) s"
 # Under the sanitizers the Docker variants of the end-to-end tests are left out: it runs the
 # same edged code as the light one (only the runtime driver differs, and its unit and
 # conformance tests run under the sanitizers), and it costs minutes of CI time.
@@ -54,4 +58,6 @@ skip=()
 [ "$sanitize" = 1 ] && skip=(-E '^(edged|gateway)_e2e_docker$')
 # Two at a time: the multi-node scenarios (netns) are RUN_SERIAL and run alone, and the
 # tests that share the host's dockerd take turns (RESOURCE_LOCK dockerd).
+t_integration=$SECONDS
 ctest_all -L integration -j "$(nproc)" "${skip[@]}"
+echo "test.sh: integration tests took $((SECONDS - t_integration)) s"
