@@ -346,10 +346,13 @@ class ReplicatorImpl final : public Replicator {
       local_ = Local{copy, std::move(digest), e, std::move(stamps), max};
       have_published_ = true;
       if (role_ == Role::kSupernode) {
+        // flush() may close a connection: not while iterating over them.
+        std::vector<uint64_t> ids;
         for (auto& [id, c] : conns_) {
           maybeSendState(c);
-          flush(id);
+          ids.push_back(id);
         }
+        for (uint64_t id : ids) flush(id);
       } else if (role_ == Role::kMember) {
         if (Conn* c = memberConn()) {
           sendHello(*c);
@@ -542,6 +545,7 @@ class ReplicatorImpl final : public Replicator {
   void timers() {
     auto now = Steady::now();
     std::vector<std::pair<uint64_t, Why>> doomed;
+    std::vector<uint64_t> pinged;
     for (auto& [id, c] : conns_) {
       if (!c.accepted || (c.outbound == false && !c.hello_seen)) {
         if (now >= c.deadline) doomed.push_back({id, Why::kHandshake});
@@ -553,9 +557,10 @@ class ReplicatorImpl final : public Replicator {
         doomed.push_back({id, Why::kIdle});
       } else if (now - c.last_send >= options_.keepalive_interval && c.pending() == 0) {
         sendControl(c, kPing, json::object());
-        flush(id);
+        pinged.push_back(id);
       }
     }
+    for (uint64_t id : pinged) flush(id);
     for (auto& [id, why] : doomed) {
       if (why == Why::kHandshake) ++counters_.refused_handshake;
       if (why == Why::kSlow) ++counters_.dropped_slow;
