@@ -51,6 +51,7 @@ constexpr size_t kMaxUnauthenticatedPerAddress = 16;
 constexpr size_t kLowWater = 256 << 10;  // seal the next state part below this much output
 constexpr auto kTick = std::chrono::milliseconds(50);
 constexpr size_t kMaxMessageText = 4096;
+constexpr auto kMemberCheckEvery = std::chrono::seconds(1);
 
 enum MsgType : unsigned char {
   kHello = 1,
@@ -256,6 +257,7 @@ struct Conn {
   // Supernode side.
   bool hello_seen = false;
   bool awaiting_peer = false;  // asked for the member's copy
+  Steady::time_point asked_at{};
   std::string acked_digest, sent_digest;
   size_t in_flight = 0;  // requests handed to on_request, not yet answered
   // Receiving a state.
@@ -467,7 +469,15 @@ class ReplicatorImpl final : public Replicator {
     std::set<Hlc> stamps;
     Hlc max;
   };
-  enum class Why { kNone, kHandshake, kMalformed, kSlow, kIdle };
+  enum class Why { kNone, kHandshake, kMalformed, kSlow, kIdle, kNotMember };
+
+  bool isMember(const std::string& node_id) {
+    try {
+      return options_.is_member && options_.is_member(node_id);
+    } catch (...) {
+      return false;
+    }
+  }
 
   // A copy received (or the empty one): encoded for sending only when needed, since most
   // members never send theirs.
@@ -546,7 +556,19 @@ class ReplicatorImpl final : public Replicator {
     auto now = Steady::now();
     std::vector<std::pair<uint64_t, Why>> doomed;
     std::vector<uint64_t> pinged;
+    // A node that left the member list stops receiving the state within a second.
+    bool recheck = role_ == Role::kSupernode && now >= next_member_check_;
+    if (recheck) next_member_check_ = now + kMemberCheckEvery;
     for (auto& [id, c] : conns_) {
+      if (recheck && c.accepted && !c.outbound && !isMember(c.peer)) {
+        doomed.push_back({id, Why::kNotMember});
+        continue;
+      }
+      // Asked for its copy, a member starts sending at once; one that does not is broken.
+      if (c.awaiting_peer && c.rx_count == 0 && now - c.asked_at >= options_.handshake_timeout) {
+        doomed.push_back({id, Why::kMalformed});
+        continue;
+      }
       if (!c.accepted || (c.outbound == false && !c.hello_seen)) {
         if (now >= c.deadline) doomed.push_back({id, Why::kHandshake});
         continue;
@@ -565,10 +587,14 @@ class ReplicatorImpl final : public Replicator {
       if (why == Why::kHandshake) ++counters_.refused_handshake;
       if (why == Why::kSlow) ++counters_.dropped_slow;
       if (why == Why::kIdle) ++counters_.dropped_idle;
+      if (why == Why::kNotMember) ++counters_.refused_not_member;
+      if (why == Why::kMalformed) ++counters_.malformed;
       closeConn(id,
-                why == Why::kHandshake ? "handshake not done in time"
-                : why == Why::kSlow    ? "the peer does not read"
-                                       : "nothing heard from the peer",
+                why == Why::kHandshake   ? "handshake not done in time"
+                : why == Why::kSlow      ? "the peer does not read"
+                : why == Why::kNotMember ? "no longer a member"
+                : why == Why::kMalformed ? "asked for its copy, sent nothing"
+                                         : "nothing heard from the peer",
                 nullptr);
     }
     for (auto it = requests_.begin(); it != requests_.end();) {
@@ -882,13 +908,7 @@ class ReplicatorImpl final : public Replicator {
       LOG_DEBUG("replication: connected to the supernode").kv("supernode", c.peer);
       return true;
     }
-    bool member = false;
-    try {
-      member = options_.is_member && options_.is_member(c.peer);
-    } catch (...) {
-      member = false;
-    }
-    if (!member) {
+    if (!isMember(c.peer)) {
       ++counters_.refused_not_member;
       Status s = Status::permissionDenied("node " + c.peer + " is not a member");
       closeConn(id, "not a member", &s);
@@ -1000,6 +1020,7 @@ class ReplicatorImpl final : public Replicator {
                           local_.digest != c.acked_digest;
     if (theirs_unknown && !c.awaiting_peer) {
       c.awaiting_peer = true;
+      c.asked_at = Steady::now();
       sendControl(c, kAsk, json::object());
       return Status::ok();
     }
@@ -1208,6 +1229,7 @@ class ReplicatorImpl final : public Replicator {
   std::string super_id_, super_endpoint_;
   std::chrono::milliseconds backoff_{1000};
   Steady::time_point next_dial_{};
+  Steady::time_point next_member_check_{};
   uint64_t member_conn_ = 0;
   uint64_t next_id_ = 1;
   uint64_t next_request_ = 1;

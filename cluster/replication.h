@@ -64,8 +64,9 @@ class Replicator {
     // "" = none: then only nodes without a cluster key can talk to each other.
     std::string cluster_key;
 
-    // Supernode: whether `node_id` is a member of this cluster (others are closed).
-    // nullptr refuses everyone.
+    // Supernode: whether `node_id` is a member of this cluster (others are closed). Asked
+    // at each handshake and again every second for the connected ones: a node that left
+    // the member list is dropped. nullptr refuses everyone.
     std::function<bool(const std::string& node_id)> is_member;
     // Member: every new copy of the supernode's state (a digest not delivered before).
     std::function<void(const ClusterState& state)> on_state;
@@ -97,7 +98,7 @@ class Replicator {
   struct Counters {
     uint64_t connections_accepted = 0;  // authenticated, member (or supernode) checked
     uint64_t refused_handshake = 0;     // wrong or missing cluster key, forged, timed out
-    uint64_t refused_not_member = 0;    // supernode: is_member() said no
+    uint64_t refused_not_member = 0;    // supernode: is_member() said no (or no longer)
     uint64_t refused_wrong_peer = 0;    // member: the responder was not the supernode
     uint64_t malformed = 0;             // a message that does not decode or is out of place
     uint64_t dropped_slow = 0;          // a peer that did not read (stall/max output)

@@ -109,6 +109,10 @@ struct Node {
     std::lock_guard<std::mutex> lock(mu);
     members.insert(node_id);
   }
+  void disallow(const std::string& node_id) {
+    std::lock_guard<std::mutex> lock(mu);
+    members.erase(node_id);
+  }
 };
 
 class ReplicationTest : public ::testing::Test {
@@ -346,6 +350,19 @@ struct RawClient {
     return sec.established() && write(sec.takeOutput());
   }
   bool sendMessage(const std::string& m) { return sec.send(m).isOk() && write(sec.takeOutput()); }
+  // The messages that arrive within `timeout` (fewer when the peer closes).
+  std::vector<std::string> readFor(std::chrono::milliseconds timeout) {
+    std::vector<std::string> msgs;
+    auto deadline = Steady::now() + timeout;
+    while (Steady::now() < deadline) {
+      char buf[65536];
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n == 0) break;
+      if (n < 0) continue;
+      if (!sec.feed(std::string_view(buf, static_cast<size_t>(n)), &msgs).isOk()) break;
+    }
+    return msgs;
+  }
   // Whether the peer closes the connection within `timeout` (reading what comes).
   bool closedWithin(std::chrono::milliseconds timeout) {
     auto deadline = Steady::now() + timeout;
@@ -406,6 +423,90 @@ TEST_F(ReplicationTest, GarbageClosesThatConnectionOnly) {
   super.rep->publish(s2);
   EXPECT_TRUE(eventually([&] { return good.lastDigest() == s2.digest(); }));
   EXPECT_EQ(super.rep->connections(), 1u);
+}
+
+TEST_F(ReplicationTest, ANodeThatLeavesTheMemberListIsDropped) {
+  Node& super = addSupernode();
+  Node& m = addMember(super);
+  ASSERT_TRUE(eventually([&] { return super.rep->connections() == 1; }));
+  super.disallow(m.id.id());
+  EXPECT_TRUE(eventually([&] { return super.rep->connections() == 0; }, 5s));
+  EXPECT_GE(super.rep->counters().refused_not_member, 1u);
+  // Its reconnections are refused too.
+  ClusterState s = makeState(1, 1'800'000'000'000, super.id.id());
+  super.rep->publish(s);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(m.stateCount(), 0u);
+}
+
+TEST_F(ReplicationTest, TheSupernodeBoundsTheRequestsOfOneMember) {
+  std::mutex hold_mu;
+  std::vector<Replicator::Reply> held;
+  auto tweak = [&](Replicator::Options& o, Node&) {
+    o.on_request = [&](const std::string&, const std::string&, const json&,
+                       Replicator::Reply reply) {
+      std::lock_guard<std::mutex> lock(hold_mu);
+      held.push_back(std::move(reply));
+    };
+  };
+  Node& super = addNode(fastOptions(), true, tweak);
+  auto ident = identity::NodeIdentity::generate();
+  ASSERT_TRUE(ident.isOk());
+  super.allow(ident->id());
+  RawClient c(*ident, kKey);
+  ASSERT_TRUE(c.connect(super.endpoint()));
+  ASSERT_TRUE(c.handshake());
+  // A member that ignores its own limit: 20 requests at once.
+  for (int i = 1; i <= 20; ++i)
+    ASSERT_TRUE(c.sendMessage(std::string("\x01\x05", 2) +
+                              json{{"id", i}, {"kind", "apply"}, {"body", i}}.dump()));
+  std::vector<std::string> got = c.readFor(1s);
+  int exhausted = 0;
+  for (const auto& m : got) {
+    ASSERT_GE(m.size(), 2u);
+    if (m[1] != 6) continue;  // pings
+    json r = json::parse(m.substr(2));
+    EXPECT_FALSE(r["ok"].get<bool>());
+    EXPECT_EQ(r["code"], static_cast<int>(StatusCode::kResourceExhausted));
+    ++exhausted;
+  }
+  EXPECT_EQ(exhausted, 4);
+  {
+    std::lock_guard<std::mutex> lock(hold_mu);
+    EXPECT_EQ(held.size(), 16u);
+    held[3](json("done"));
+  }
+  bool answered = false;
+  for (const auto& m : c.readFor(1s)) {
+    if (m[1] != 6) continue;
+    json r = json::parse(m.substr(2));
+    EXPECT_EQ(r["id"], 4);
+    EXPECT_EQ(r["body"], "done");
+    answered = true;
+  }
+  EXPECT_TRUE(answered);
+  super.rep->stop();  // on_request refers to this test's locals
+}
+
+TEST_F(ReplicationTest, AMemberAskedForItsCopyThatSendsNothingIsDropped) {
+  Node& super = addSupernode();
+  super.rep->publish(makeState(1, 1'800'000'000'000, super.id.id()));
+  auto ident = identity::NodeIdentity::generate();
+  ASSERT_TRUE(ident.isOk());
+  super.allow(ident->id());
+  RawClient c(*ident, kKey);
+  ASSERT_TRUE(c.connect(super.endpoint()));
+  ASSERT_TRUE(c.handshake());
+  Hlc unknown{1'800'000'900'000, 0, ident->id()};
+  ASSERT_TRUE(c.sendMessage(
+      std::string("\x01\x01", 2) +
+      json{{"digest", std::string(64, 'a')}, {"max_hlc", unknown.toString()}}.dump()));
+  std::vector<std::string> got = c.readFor(300ms);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got[0][1], 4);  // ask
+  uint64_t malformed = super.rep->counters().malformed;
+  EXPECT_TRUE(c.closedWithin(5s));
+  EXPECT_EQ(super.rep->counters().malformed, malformed + 1);
 }
 
 TEST_F(ReplicationTest, AMemberThatDoesNotReadIsDropped) {
