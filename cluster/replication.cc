@@ -277,7 +277,7 @@ class ReplicatorImpl final : public Replicator {
 
   ~ReplicatorImpl() override {
     stop();
-    if (thread_.joinable()) thread_.join();  // stop() ran from a callback
+    finish();  // when stop() ran from a callback
     if (ep_ >= 0) ::close(ep_);
   }
 
@@ -401,24 +401,34 @@ class ReplicatorImpl final : public Replicator {
     sockaddr_in from{};
     socklen_t len = sizeof(from);
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&from), &len) != 0) from = {};
-    bool posted = mailbox_->post(
-        [this, fd, bytes = std::move(already_read), addr = from.sin_addr.s_addr]() mutable {
-          adopt(fd, std::move(bytes), addr);
+    // Owned by the task: closed with it when the task is dropped (stop) before it ran.
+    auto owned = std::shared_ptr<int>(new int(fd), [](int* p) {
+      if (*p >= 0) ::close(*p);
+      delete p;
+    });
+    mailbox_->post(
+        [this, owned, bytes = std::move(already_read), addr = from.sin_addr.s_addr]() mutable {
+          int taken = *owned;
+          *owned = -1;
+          adopt(taken, std::move(bytes), addr);
         });
-    if (!posted) ::close(fd);
   }
 
   void stop() override {
     {
       std::lock_guard<std::mutex> lock(mailbox_->mu);
-      if (mailbox_->closed) return;
       mailbox_->closed = true;
       uint64_t one = 1;
       if (mailbox_->wake_fd >= 0) (void)!::write(mailbox_->wake_fd, &one, sizeof(one));
     }
     running_ = false;
-    // From a callback: the loop ends once it returns; the destructor joins it.
+    // From a callback: the loop ends once it returns; the destructor finishes.
     if (std::this_thread::get_id() == thread_.get_id()) return;
+    finish();
+  }
+
+  // Joins the loop and releases what it owned; idempotent.
+  void finish() {
     std::lock_guard<std::mutex> stopping(stop_mu_);
     if (thread_.joinable()) thread_.join();
     // The loop is gone: what it owned is ours now (requests_ waiters are in waiters_).
