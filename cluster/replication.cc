@@ -1023,9 +1023,9 @@ class ReplicatorImpl final : public Replicator {
     if (!max.isOk()) return Status::invalidArgument("hello.max_hlc: " + max.status().message());
     c.hello_seen = true;
     c.acked_digest = d->get<std::string>();
-    // The member says what it holds now (its owner may have changed it): what was sent
-    // before counts no more.
-    if (!c.sending) c.sent_digest.clear();
+    // What was sent on this connection is not sent again because of a hello: a member
+    // whose owner merges each state into its own copy (rather than taking it) would
+    // otherwise be sent the state after every hello, forever. It gets the next publish.
     bool theirs_unknown = !max->isZero() && (!have_published_ || local_.stamps.count(*max) == 0) &&
                           local_.digest != c.acked_digest;
     if (theirs_unknown && !c.awaiting_peer) {

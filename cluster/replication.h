@@ -130,7 +130,9 @@ class Replicator {
 
   // This node's copy of the state. On the supernode it goes to every member whose copy
   // differs; on a member it is what hello describes and what the supernode gets when it
-  // asks (a member's copy is also replaced by each state it receives).
+  // asks. A member's copy is also replaced by each state it receives, so a member
+  // publishes only what did not come from the supernode: the copy restored from its
+  // store at start, or one changed while it was cut off (e.g. it was a supernode).
   virtual void publish(const ClusterState& state) = 0;
 
   // Sends a request to the supernode and waits for its answer, at most `timeout`.
