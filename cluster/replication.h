@@ -27,8 +27,10 @@
 // Threading: one event-loop thread per Replicator (epoll, non-blocking fds) owns every
 // connection; the public methods may be called from any thread and return at once, except
 // request(), which waits for its answer (bounded by its timeout) and must not be called
-// from a callback. Callbacks run on the loop thread, one at a time: keep them short (hand
-// long work to another thread; on_request answers through its Reply, from any thread).
+// from a callback, and publish(), which encodes the state on the caller's thread (a few
+// ms per 100 KB of state JSON; the loop then seals it per member). Callbacks run on the loop
+// thread, one at a time: keep them short (hand long work to another thread; on_request answers
+// through its Reply, from any thread).
 //
 // Errors: hostile bytes, malformed or out-of-order messages close that connection only,
 // and are counted (counters()); nothing here throws out.

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -423,6 +424,62 @@ TEST_F(ReplicationTest, GarbageClosesThatConnectionOnly) {
   super.rep->publish(s2);
   EXPECT_TRUE(eventually([&] { return good.lastDigest() == s2.digest(); }));
   EXPECT_EQ(super.rep->connections(), 1u);
+}
+
+TEST_F(ReplicationTest, RandomMessagesNeverCrashTheSupernode) {
+  Node& super = addSupernode();
+  ClusterState s = makeState(2, 1'800'000'000'000, super.id.id());
+  super.rep->publish(s);
+  Node& good = addMember(super);
+  ASSERT_TRUE(eventually([&] { return good.lastDigest() == s.digest(); }));
+  auto ident = identity::NodeIdentity::generate();
+  ASSERT_TRUE(ident.isOk());
+  super.allow(ident->id());
+  // Valid messages of every type, then mutated: bytes flipped, cut, grown.
+  std::string hello =
+      std::string("\x01\x01", 2) + json{{"digest", std::string(64, 'a')}, {"max_hlc", "0"}}.dump();
+  std::vector<std::string> seeds = {
+      hello,
+      std::string("\x01\x03", 2) + json{{"digest", std::string(64, 'b')}}.dump(),
+      std::string("\x01\x05", 2) + json{{"id", 7}, {"kind", "apply"}, {"body", {1, 2}}}.dump(),
+      std::string("\x01\x07{}", 4),
+      std::string("\x01\x02", 2) + std::string(8, '\0') + std::string(4, '\0') +
+          std::string("\0\0\0\x02", 4) + "{\"specs\":[",
+  };
+  std::mt19937 rng(15);
+  for (int round = 0; round < 60; ++round) {
+    SCOPED_TRACE(round);
+    RawClient c(*ident, kKey);
+    ASSERT_TRUE(c.connect(super.endpoint()));
+    ASSERT_TRUE(c.handshake());
+    if (round % 2) {
+      ASSERT_TRUE(c.sendMessage(hello));
+    }
+    for (int k = 0; k < 5; ++k) {
+      std::string m = seeds[rng() % seeds.size()];
+      switch (rng() % 4) {
+        case 0:
+          for (int f = 0; f < 3; ++f) m[rng() % m.size()] = static_cast<char>(rng());
+          break;
+        case 1:
+          m.resize(rng() % (m.size() + 1));
+          break;
+        case 2:
+          m += std::string(rng() % 64, static_cast<char>(rng()));
+          break;
+        default:
+          break;  // as it is
+      }
+      if (!c.sendMessage(m)) break;
+    }
+    (void)c.readFor(20ms);
+  }
+  // Still serving the member it had.
+  ClusterState s2 = makeState(3, 1'800'000'100'000, super.id.id());
+  super.rep->publish(s2);
+  EXPECT_TRUE(eventually([&] { return good.lastDigest() == s2.digest(); }));
+  EXPECT_TRUE(eventually([&] { return super.rep->connections() == 1; }));
+  EXPECT_GT(super.rep->counters().malformed, 20u);
 }
 
 TEST_F(ReplicationTest, ANodeThatLeavesTheMemberListIsDropped) {
