@@ -76,15 +76,7 @@ void ClusterController::setMembers(std::vector<NodeInfo> members, Steady::time_p
     suspects_.erase(id);
     lost_.erase(id);
   }
-  bool changed = next.size() != members_.size() ||
-                 !std::equal(next.begin(), next.end(), members_.begin(), [](auto& a, auto& b) {
-                   return a.first == b.first && a.second.labels == b.second.labels &&
-                          a.second.allocatable_cpu_millis == b.second.allocatable_cpu_millis &&
-                          a.second.allocatable_memory_bytes == b.second.allocatable_memory_bytes &&
-                          a.second.roles == b.second.roles && a.second.merit == b.second.merit &&
-                          a.second.images == b.second.images &&
-                          a.second.blacklisted == b.second.blacklisted;
-                 });
+  bool changed = next != members_;
   members_ = std::move(next);
   if (supernode_ && changed) reschedule(now);
 }

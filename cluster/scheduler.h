@@ -53,6 +53,7 @@ struct NodeInfo {
   bool cordoned = false;                 // no new instances (existing ones stay)
   bool blacklisted = false;              // refused assignments (Discovery::reportRefusal)
   std::set<std::string> images;          // image references and digests the node holds
+  bool operator==(const NodeInfo&) const = default;
 };
 
 // One instance of a service on one node. For kReplicas, slot is the replica index

@@ -137,6 +137,21 @@ class ControllerTest : public ::testing::Test {
       if (id != kN1) n->ctl->receive(sup().published.back());
     }
   }
+  // A node other than the supernode that holds an instance of web.
+  std::string otherHolder() {
+    for (const std::string& id : nodesOf(sup().ctl->state(), "web")) {
+      if (id != kN1) return id;
+    }
+    ADD_FAILURE() << "only the supernode holds web";
+    return kN1;
+  }
+  static std::vector<NodeInfo> allBut(const std::string& gone) {
+    std::vector<NodeInfo> out;
+    for (const auto& id : {kN1, kN2, kN3, kN4}) {
+      if (id != gone) out.push_back(node(id));
+    }
+    return out;
+  }
   int running(const std::string& service) {
     int total = 0;
     for (const auto& [id, n] : nodes_) total += n->instances(service);
@@ -198,12 +213,8 @@ TEST_F(ControllerTest, ASpecWhoseSignatureDoesNotHoldIsNeverRun) {
 TEST_F(ControllerTest, ANodeGoneIsReplacedAtOnceWhenTheProbeSaysSo) {
   ASSERT_TRUE(sup().ctl->apply({web3()}, kN1, false).isOk());
   std::set<std::string> before = nodesOf(sup().ctl->state(), "web");
-  std::string victim =
-      *std::find_if(before.begin(), before.end(), [](const std::string& id) { return id != kN1; });
-  std::vector<NodeInfo> rest;
-  for (const auto& id : {kN1, kN2, kN3, kN4}) {
-    if (id != victim) rest.push_back(node(id));
-  }
+  std::string victim = otherHolder();
+  std::vector<NodeInfo> rest = allBut(victim);
   sup().ctl->setMembers(rest, t0_ + 1s);
   // Suspect: nothing moves before a probe or the window.
   EXPECT_EQ(nodesOf(sup().ctl->state(), "web"), before);
@@ -218,12 +229,8 @@ TEST_F(ControllerTest, ANodeGoneIsReplacedAtOnceWhenTheProbeSaysSo) {
 TEST_F(ControllerTest, EdgedDownMovesNothingAndItsReturnChangesNothing) {
   ASSERT_TRUE(sup().ctl->apply({web3()}, kN1, false).isOk());
   std::set<std::string> before = nodesOf(sup().ctl->state(), "web");
-  std::string victim =
-      *std::find_if(before.begin(), before.end(), [](const std::string& id) { return id != kN1; });
-  std::vector<NodeInfo> rest;
-  for (const auto& id : {kN1, kN2, kN3, kN4}) {
-    if (id != victim) rest.push_back(node(id));
-  }
+  std::string victim = otherHolder();
+  std::vector<NodeInfo> rest = allBut(victim);
   size_t published = sup().published.size();
   sup().ctl->setMembers(rest, t0_ + 1s);
   sup().ctl->reportProbe(victim, Probe::kEdgedDown, t0_ + 1100ms);
@@ -241,13 +248,8 @@ TEST_F(ControllerTest, EdgedDownMovesNothingAndItsReturnChangesNothing) {
 
 TEST_F(ControllerTest, AnUnprobedSuspectIsGivenUpAfterTheWindow) {
   ASSERT_TRUE(sup().ctl->apply({web3()}, kN1, false).isOk());
-  std::set<std::string> before = nodesOf(sup().ctl->state(), "web");
-  std::string victim =
-      *std::find_if(before.begin(), before.end(), [](const std::string& id) { return id != kN1; });
-  std::vector<NodeInfo> rest;
-  for (const auto& id : {kN1, kN2, kN3, kN4}) {
-    if (id != victim) rest.push_back(node(id));
-  }
+  std::string victim = otherHolder();
+  std::vector<NodeInfo> rest = allBut(victim);
   sup().ctl->setMembers(rest, t0_);
   sup().ctl->tick(t0_ + ClusterController::kSuspectWindow - 1ms);
   EXPECT_TRUE(nodesOf(sup().ctl->state(), "web").count(victim));
@@ -263,14 +265,9 @@ TEST_F(ControllerTest, LostAfterDelaysTheReplacementAndReplaceFalseNeverMovesIt)
       "  disconnect: {replace: false}\n");
   stay.name = "stay";
   ASSERT_TRUE(sup().ctl->apply({slow, stay}, kN1, false).isOk());
-  std::set<std::string> before = nodesOf(sup().ctl->state(), "web");
-  std::string victim =
-      *std::find_if(before.begin(), before.end(), [](const std::string& id) { return id != kN1; });
+  std::string victim = otherHolder();
   ASSERT_TRUE(nodesOf(sup().ctl->state(), "stay").count(victim));
-  std::vector<NodeInfo> rest;
-  for (const auto& id : {kN1, kN2, kN3, kN4}) {
-    if (id != victim) rest.push_back(node(id));
-  }
+  std::vector<NodeInfo> rest = allBut(victim);
   sup().ctl->setMembers(rest, t0_);
   sup().ctl->reportProbe(victim, Probe::kGone, t0_);
   sup().ctl->tick(t0_ + 29s);
@@ -330,9 +327,7 @@ TEST_F(ControllerTest, APartitionHealsToExactlyTheReplicasAndAConflictIsReported
 
 TEST_F(ControllerTest, DrainMovesInstancesCordonKeepsThem) {
   ASSERT_TRUE(sup().ctl->apply({web3()}, kN1, false).isOk());
-  std::set<std::string> before = nodesOf(sup().ctl->state(), "web");
-  std::string n =
-      *std::find_if(before.begin(), before.end(), [](const std::string& id) { return id != kN1; });
+  std::string n = otherHolder();
   ASSERT_TRUE(sup().ctl->cordon(n, true, false).isOk());
   EXPECT_TRUE(nodesOf(sup().ctl->state(), "web").count(n));
   ASSERT_TRUE(sup().ctl->cordon(n, true, true).isOk());
